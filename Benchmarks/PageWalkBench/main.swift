@@ -1,0 +1,3 @@
+import MemoryModel
+
+print("pagewalk-bench: populate benchmark")

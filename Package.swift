@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (see README.md): MemoryModel → PageWalk → ProcFS; Scenario and
+// KernelSnapshot build MemoryModel address spaces; ptwalk and the benchmark
+// sit on top. No package dependencies: the toolchain only.
+let package = Package(
+    name: "PageWalk",
+    products: [
+        .library(name: "MemoryModel", targets: ["MemoryModel"]),
+        .library(name: "Scenario", targets: ["Scenario"]),
+        .library(name: "KernelSnapshot", targets: ["KernelSnapshot"]),
+        .executable(name: "ptwalk", targets: ["ptwalk"]),
+        .executable(name: "pagewalk-bench", targets: ["PageWalkBench"]),
+    ],
+    targets: [
+        .target(name: "MemoryModel"),
+        .target(name: "Scenario", dependencies: ["MemoryModel"]),
+        .target(name: "KernelSnapshot", dependencies: ["MemoryModel"]),
+        .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "Scenario"]),
+        .executableTarget(
+            name: "PageWalkBench",
+            dependencies: ["MemoryModel", "Scenario"],
+            path: "Benchmarks/PageWalkBench"
+        ),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"]),
+        .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
+        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel"]),
+    ]
+)

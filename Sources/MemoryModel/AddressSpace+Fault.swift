@@ -1,0 +1,372 @@
+import Synchronization
+
+extension AddressSpace {
+    /// Whether dirtying sets the soft-dirty bit here.
+    var tracksSoftDirty: Bool { options.softDirty && layout.supportsSoftDirty }
+
+    /// The NUMA node a new folio for `address` in `vma` comes from
+    /// (`policy_node()`; interleave by page index).
+    func node(for vma: VMA, _ address: UInt64) -> Int {
+        let n: Int
+        switch vma.policy {
+        case .default, .local: n = 0
+        case .preferred(let p): n = p
+        case .bind(let ns): n = ns.first ?? 0
+        case .interleave(let ns), .weightedInterleave(let ns):
+            n = ns.isEmpty ? 0 : ns[Int((address >> 12) % UInt64(ns.count))]
+        }
+        return min(max(n, 0), memory.nodeCount - 1)
+    }
+
+    /// The attributes of a leaf the fault handler installs (`mk_pte()` with
+    /// `vm_page_prot`, then `pte_mkyoung`/`pte_mkdirty`/`maybe_mkwrite`).
+    @inline(__always)
+    func faultAttributes(_ vma: VMA, write: Bool, writable: Bool) -> LeafAttributes {
+        var a: LeafAttributes = [.user, .young]
+        if vma.flags.contains(.exec) { a.insert(.executable) }
+        if writable && vma.flags.contains(.write) { a.insert(.writable) }
+        if write {
+            a.insert(.dirty)
+            if tracksSoftDirty { a.insert(.softDirty) }
+        }
+        return a
+    }
+
+    /// Faults `[start, end)` in as an access would (`handle_mm_fault()` for
+    /// every page): anonymous reads map the zero page, writes allocate or
+    /// break COW, file pages come from the page cache, swap entries are
+    /// swapped in, hugetlb VMAs get huge pages. Guard and poisoned markers,
+    /// hwpoison and migration entries are left alone (the access would
+    /// signal or wait). Takes the mmap lock for read.
+    public func fault(_ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "fault") {
+                let s = max(start, vma.start), e = min(end, vma.end)
+                if write && !vma.flags.contains(.write) {
+                    throw .wrongVMAKind(address: s, reason: "write fault on a VMA without write permission")
+                }
+                if !vma.flags.contains(.read) && !vma.flags.contains(.write) && !vma.flags.contains(.exec) {
+                    throw .wrongVMAKind(address: s, reason: "access to a PROT_NONE VMA")
+                }
+                if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: write); continue }
+                if vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap) { continue }
+                try faultPTEs(vma, s, e, write: write)
+            }
+        }
+    }
+
+    /// Faults PTE-level pages of one VMA.
+    func faultPTEs(_ vma: VMA, _ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
+        if vma.isAnonymous && write { vma.hasAnonVMA = true }
+        if vma.isPrivate && !vma.isAnonymous && write { vma.hasAnonVMA = true }
+        var a = start
+        while a < end {
+            let next = geometry.entryEnd(a, at: .pmd, limit: end)
+            switch try lockPTETable(a, allocate: true) {
+            case .table(let t, _):
+                defer { arena.lock(t).unlock() }
+                try faultTable(vma, t, a, next, write: write)
+            case .pmdEntry(let s):
+                // A PMD leaf: an access touches it, a write to a read-only
+                // one splits and breaks COW per page.
+                if try faultPMD(vma, s, a, write: write) { a = next }
+                continue
+            case .blocked, .absent:
+                throw .allocationFailed("no page table for \(hex(a))")
+            }
+            a = next
+        }
+    }
+
+    /// Faults every page of `[start, end)` in PTE table `t` (locked).
+    private func faultTable(_ vma: VMA, _ t: TableID, _ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
+        let e = arena.entries(t)
+        let first = geometry.tableIndex(start, .pte)
+        let count = Int((end - start) >> 12)
+        // Populated entries first, one by one.
+        for i in first..<(first + count) where e[i].load(ordering: .relaxed) != 0 {
+            try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+        }
+        guard vma.isAnonymous && write else {
+            for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
+                try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+            }
+            return
+        }
+        // Fast path: none PTEs of private anonymous memory written for the
+        // first time get their folios from one allocator call.
+        var none = 0
+        for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 { none += 1 }
+        guard none > 0 else { return }
+        let nid = node(for: vma, start)
+        let pfns: [UInt64]
+        if case .interleave = vma.policy {
+            for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
+                try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+            }
+            return
+        } else {
+            pfns = try memory.reserveFrames(order: 0, node: nid, count: none)
+        }
+        var k = 0
+        let pte0 = layout.leaf(pfn: 0, level: .pte, faultAttributes(vma, write: true, writable: true))
+        for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
+            let f = memory.installFolio(pfn: pfns[k], order: 0, node: nid,
+                                        flags: [.anon, .swapBacked, .uptodate, .lru, .anonExclusive], refcount: 1)
+            k += 1
+            f.head[RecordWord.mapcount].store(1, ordering: .relaxed)
+            e[i].store(pte0 | (f.pfn << 12), ordering: .releasing)
+        }
+        arena.adjustUsed(t, none)
+        addRSS(.anon, none)
+    }
+
+    /// One page's fault on PTE `i` of locked table `t`.
+    func faultPTE(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, write: Bool) throws(ModelError) {
+        let old = arena.entries(t)[i].load(ordering: .relaxed)
+        if old == 0 {
+            try faultNone(vma, t, i, address, write: write, uffdWP: false)
+            return
+        }
+        if !layout.isPresent(old, .pte) {
+            let leaf = SoftLeafEntry(decoding: old, layout: layout)
+            switch leaf.leaf {
+            case .marker(let m):
+                if m.contains(.guardRegion) || m.contains(.poisoned) { return }
+                storePTE(t, i, 0)
+                try faultNone(vma, t, i, address, write: write, uffdWP: true)
+            case .swap:
+                try swapInPTE(vma, t, i, address, write: write)
+            case .devicePrivate(_, let pfn):
+                try restoreDevicePrivate(vma, t, i, address, pfn: pfn, bits: leaf.bits)
+                if write { try faultPTE(vma, t, i, address, write: true) }
+            case .deviceExclusive(let pfn):
+                restoreDeviceExclusive(vma, t, i, pfn: pfn, bits: leaf.bits)
+                if write { try faultPTE(vma, t, i, address, write: true) }
+            case .migration, .hwpoison:
+                return
+            }
+            return
+        }
+        // Present.
+        let pfn = layout.pfn(old)
+        let writable = old & layout.write != 0
+        if write && !writable {
+            try writeProtectFault(vma, t, i, address, old)
+            return
+        }
+        var new = old | layout.young
+        if write {
+            new = layout.markDirty(new)
+            if tracksSoftDirty { new |= layout.softDirty }
+        }
+        if new != old { arena.entries(t)[i].store(new, ordering: .releasing) }
+        _ = pfn
+    }
+
+    /// Fault on a none PTE (`do_anonymous_page()`, `do_read_fault()`,
+    /// `do_cow_fault()`, `do_shared_fault()`).
+    private func faultNone(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, write: Bool, uffdWP: Bool) throws(ModelError) {
+        var attrs: LeafAttributes
+        if vma.isAnonymous {
+            if !write {
+                attrs = [.user, .young, .special]
+                if vma.flags.contains(.exec) { attrs.insert(.executable) }
+                if uffdWP { attrs.insert(.uffdWP) }
+                storePTE(t, i, layout.leaf(pfn: memory.zeroPage.pfn, level: .pte, attrs))
+                return
+            }
+            let f = try memory.allocateFolio(order: 0, node: node(for: vma, address),
+                                             flags: [.anon, .swapBacked, .uptodate, .lru])
+            attrs = faultAttributes(vma, write: true, writable: !uffdWP)
+            if uffdWP { attrs.insert(.uffdWP) }
+            mapNewAnon(t, i, f, attrs)
+            vma.hasAnonVMA = true
+            return
+        }
+        guard let file = vma.file else { return }
+        let cached = try pageCacheFolio(file, vma.pageIndex(address), node: node(for: vma, address))
+        if vma.isPrivate && write {
+            // COW of a file page into a new anonymous page.
+            let f = try memory.allocateFolio(order: 0, node: node(for: vma, address),
+                                             flags: [.anon, .swapBacked, .uptodate, .lru])
+            attrs = faultAttributes(vma, write: true, writable: !uffdWP)
+            if uffdWP { attrs.insert(.uffdWP) }
+            mapNewAnon(t, i, f, attrs)
+            vma.hasAnonVMA = true
+            return
+        }
+        // Read faults of private mappings and all faults of shared ones map
+        // the page-cache page. Shared file mappings are write-notified (read
+        // faults map read-only); shmem has no dirty accounting.
+        let writable = vma.isShared && (write || cached.folio.test(.swapBacked))
+        attrs = faultAttributes(vma, write: write, writable: writable && !uffdWP)
+        if uffdWP { attrs.insert(.uffdWP) }
+        if write { cached.folio.setFlags(.dirty, true) }
+        mapPage(t, i, cached, attrs)
+    }
+
+    /// Maps a fresh exclusive anonymous order-0 folio.
+    @inline(__always)
+    func mapNewAnon(_ t: TableID, _ i: Int, _ f: Folio, _ attrs: LeafAttributes) {
+        f.addPTEMappings(first: 0, count: 1, delta: 1)
+        f.setPageFlags(0, .anonExclusive, true)
+        storePTE(t, i, layout.leaf(pfn: f.pfn, level: .pte, attrs))
+        addRSS(.anon, 1)
+    }
+
+    /// Maps `page` with one new PTE, taking a reference and a mapcount.
+    @inline(__always)
+    func mapPage(_ t: TableID, _ i: Int, _ page: Page, _ attrs: LeafAttributes) {
+        page.folio.addPTEMappings(first: page.index, count: 1, delta: 1)
+        page.folio.addRef(1)
+        storePTE(t, i, layout.leaf(pfn: page.pfn, level: .pte, attrs))
+        if let c = rssCounter(for: page.folio) { addRSS(c, 1) }
+    }
+
+    /// The page-cache page of `file` at `index`, read in (allocated) if
+    /// absent (`filemap_fault()`, `shmem_fault()`).
+    func pageCacheFolio(_ file: FileObject, _ index: UInt64, node: Int) throws(ModelError) -> Page {
+        if let pfn = file.cachedPFN(index), let p = memory.page(pfn) { return p }
+        let flags: PageFlags = file.isShmem ? [.uptodate, .lru, .swapBacked] : [.uptodate, .lru, .mappedToDisk]
+        let f = try memory.allocateFolio(order: 0, node: node, flags: flags, refcount: 1)
+        var result = f.page(0)
+        file.withCache { c in
+            if let existing = c[index], let p = memory.page(existing) {
+                result = p
+            } else {
+                c[index] = f.pfn
+            }
+        }
+        if result.pfn != f.pfn { memory.put(f) }
+        return result
+    }
+
+    /// A write to a present read-only PTE (`do_wp_page()`): reuse an
+    /// exclusive anonymous page, make a shared mapping writable, or copy.
+    private func writeProtectFault(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, _ old: UInt64) throws(ModelError) {
+        if old & layout.uffdWP != 0 { return }   // userfaultfd would handle it
+        let pfn = layout.pfn(old)
+        let page = memory.page(pfn)
+        let dirtyBits = { (w: UInt64) -> UInt64 in
+            var n = self.layout.markDirty(w | self.layout.write | self.layout.young)
+            if self.tracksSoftDirty { n |= self.layout.softDirty }
+            return n
+        }
+        if vma.isShared {
+            if let page { page.folio.setFlags(.dirty, true) }
+            arena.entries(t)[i].store(dirtyBits(old), ordering: .releasing)
+            return
+        }
+        if let page, !page.folio.isZero, page.folio.isAnon, !page.folio.isKSM {
+            let f = page.folio
+            let reusable = page.isAnonExclusive || (f.refcount == 1 && f.mapcount == 1 && !f.isLarge)
+            if reusable {
+                f.setPageFlags(page.index, .anonExclusive, true)
+                arena.entries(t)[i].store(dirtyBits(old), ordering: .releasing)
+                return
+            }
+        }
+        // Copy: a new exclusive anonymous page replaces the mapping.
+        let newFolio = try memory.allocateFolio(order: 0, node: node(for: vma, address),
+                                                flags: [.anon, .swapBacked, .uptodate, .lru])
+        if let page, !(layout.isSpecialPTE(old) && page.folio.isZero) {
+            unmapPage(page, old)
+        }
+        var attrs = faultAttributes(vma, write: true, writable: true)
+        if old & layout.uffdWP != 0 { attrs.insert(.uffdWP) }
+        storePTE(t, i, 0)
+        mapNewAnon(t, i, newFolio, attrs)
+        vma.hasAnonVMA = true
+    }
+
+    /// Drops one PTE mapping of `page` (`folio_remove_rmap_pte()` plus the
+    /// reference put and RSS), carrying a dirty PTE into the folio.
+    @inline(__always)
+    func unmapPage(_ page: Page, _ old: UInt64) {
+        let f = page.folio
+        if f.isZero { return }
+        if layout.isDirtyPTE(old) && !f.isAnon { f.setFlags(.dirty, true) }
+        f.addPTEMappings(first: page.index, count: 1, delta: -1)
+        if let c = rssCounter(for: f) { addRSS(c, -1) }
+        memory.put(f)
+    }
+
+    /// Faults a PMD-level entry for `address`; returns true when the whole
+    /// PMD range was handled, false when the caller should retry as PTEs.
+    private func faultPMD(_ vma: VMA, _ s: EntrySlot, _ address: UInt64, write: Bool) throws(ModelError) -> Bool {
+        let l = arena.lock(s.table)
+        l.lock()
+        let w = load(s)
+        guard layout.isPresent(w, .pmd) else { l.unlock(); return true }   // PMD migration entry
+        if write && w & layout.write == 0, let f = memory.folio(containing: layout.pfn(w)),
+           f.isAnon, !f.isKSM, f.pageFlags(0).contains(.anonExclusive) {
+            // do_huge_pmd_wp_page() reuses an exclusive THP.
+            var new = layout.markDirty(layout.makeWritable(w) | layout.young)
+            if tracksSoftDirty { new |= layout.softDirty }
+            entryPointer(s).pointee.store(new, ordering: .releasing)
+            l.unlock()
+            return true
+        }
+        if write && w & layout.write == 0 {
+            l.unlock()
+            try splitPMD(s)       // COW of a THP happens per page after a split
+            return false
+        }
+        var new = w | layout.young
+        if write {
+            new = layout.markDirty(new)
+            if tracksSoftDirty { new |= layout.softDirty }
+        }
+        entryPointer(s).pointee.store(new, ordering: .releasing)
+        l.unlock()
+        return true
+    }
+}
+
+extension EntryLayout {
+    /// `pte_mkdirty()`.
+    @inlinable
+    func markDirty(_ raw: UInt64) -> UInt64 {
+        switch architecture {
+        case .x86_64: return raw | (1 << 6)
+        case .arm64: return (raw | dirty) & (raw & write != 0 ? ~readOnly : ~0)
+        }
+    }
+
+    /// `pte_mkclean()`.
+    @inlinable
+    func markClean(_ raw: UInt64) -> UInt64 {
+        switch architecture {
+        case .x86_64: return raw & ~dirty
+        case .arm64: return (raw & ~dirty) | (raw & write != 0 ? readOnly : 0)
+        }
+    }
+
+    /// `pte_wrprotect()`: clears write; arm64 keeps hardware dirt in the
+    /// software dirty bit.
+    @inlinable
+    func writeProtect(_ raw: UInt64) -> UInt64 {
+        switch architecture {
+        case .x86_64: return raw & ~write
+        case .arm64:
+            let hwDirty = raw & write != 0 && raw & readOnly == 0
+            return (raw & ~write) | readOnly | (hwDirty ? dirty : 0)
+        }
+    }
+
+    /// `pte_mkwrite()`.
+    @inlinable
+    func makeWritable(_ raw: UInt64) -> UInt64 {
+        switch architecture {
+        case .x86_64: return raw | write
+        case .arm64: return (raw | write) & (raw & dirty != 0 ? ~readOnly : ~0)
+        }
+    }
+
+    @inlinable func isDirtyPTE(_ raw: UInt64) -> Bool {
+        raw & dirty != 0 || (readOnly != 0 && raw & write != 0 && raw & readOnly == 0)
+    }
+    @inlinable func isSpecialPTE(_ raw: UInt64) -> Bool { raw & special != 0 }
+}

@@ -1,0 +1,103 @@
+import Synchronization
+
+extension AddressSpace {
+    /// What to do with a PMD-level entry met while iterating PTEs.
+    enum PMDDecision { case split, skip }
+
+    /// Calls `body` for every PTE slot of `[start, end)` (one VMA) with the
+    /// PTE table's lock held; PMD leaves are split first or skipped as
+    /// `pmd` decides. `allocate` creates missing tables.
+    func forEachPTE(_ start: UInt64, _ end: UInt64, allocate: Bool = false,
+                    pmd: (EntrySlot, UInt64) throws(ModelError) -> PMDDecision = { _, _ in .split },
+                    _ body: (TableID, Int, UInt64) throws(ModelError) -> Void) throws(ModelError) {
+        var a = start
+        while a < end {
+            let next = geometry.entryEnd(a, at: .pmd, limit: end)
+            switch try lockPTETable(a, allocate: allocate) {
+            case .table(let t, _):
+                defer { arena.lock(t).unlock() }
+                var b = a
+                var i = geometry.tableIndex(a, .pte)
+                while b < next {
+                    try body(t, i, b)
+                    b += 4096
+                    i += 1
+                }
+            case .pmdEntry(let s):
+                if try pmd(s, a) == .split {
+                    try splitPMD(s)
+                    continue
+                }
+            case .blocked(let s):
+                let size = geometry.entrySize(s.level)
+                a = min(end, (a & ~(size - 1)) &+ size)
+                continue
+            case .absent:
+                break
+            }
+            a = next
+        }
+    }
+
+    /// The address spaces that may map an anonymous folio at the same
+    /// address as this one: the fork family (the model's anon_vma tree).
+    func anonFamilyMembers() -> [AddressSpace] {
+        memory.addressSpaces.filter { $0.anonFamily == anonFamily && !$0.isTornDown }
+    }
+
+    /// Runs `body` for every PTE of `mm` at `address` mapping page `pfn`,
+    /// with the PTE lock held; PMD leaves are split first. The reverse-map
+    /// step of unmapping and migration (`rmap_walk()` for one address).
+    func withPTEMapping(in mm: AddressSpace, _ address: UInt64, pfn: UInt64,
+                        _ body: (TableID, Int, UInt64) throws(ModelError) -> Void) throws(ModelError) {
+        mm.arena.beginLocklessRead()
+        defer { mm.arena.endLocklessRead() }
+        while true {
+            switch try mm.lockPTETable(address, allocate: false) {
+            case .table(let t, _):
+                defer { mm.arena.lock(t).unlock() }
+                let i = mm.geometry.tableIndex(address, .pte)
+                let w = mm.arena.entries(t)[i].load(ordering: .relaxed)
+                if mm.layout.isPresent(w, .pte) && mm.layout.pfn(w) == pfn { try body(t, i, w) }
+                return
+            case .pmdEntry(let s):
+                let w = mm.load(s)
+                guard mm.layout.isPresent(w, .pmd) else { return }
+                let offset = (address >> 12) & 511
+                guard mm.layout.pfn(w) + offset == pfn else { return }
+                try mm.splitPMD(s)
+            case .blocked, .absent:
+                return
+            }
+        }
+    }
+
+    /// The anonymous, unmapped-elsewhere-safe folios mapped by present PTEs
+    /// or PMDs wholly inside `[start, end)` of `vma`, with the address of
+    /// their first page, in address order.
+    func anonFoliosFullyInside(_ vma: VMA, _ start: UInt64, _ end: UInt64,
+                               where accept: (Folio) -> Bool) throws(ModelError) -> [(Folio, UInt64)] {
+        var out: [(Folio, UInt64)] = []
+        var seen = Set<UInt64>()
+        try forEachPTE(start, end, pmd: { (s, a) throws(ModelError) -> PMDDecision in
+            let w = self.load(s)
+            if self.layout.isPresent(w, .pmd), let f = self.memory.folio(containing: self.layout.pfn(w)),
+               f.isAnon, accept(f), a % AddressSpace.pmdSize == 0, a + AddressSpace.pmdSize <= end,
+               seen.insert(f.pfn).inserted {
+                out.append((f, a))
+            }
+            return .skip
+        }) { (t, i, a) throws(ModelError) in
+            let w = arena.entries(t)[i].load(ordering: .relaxed)
+            guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w),
+                  let page = memory.page(layout.pfn(w)) else { return }
+            let f = page.folio
+            guard f.isAnon, !f.isZero, accept(f), !seen.contains(f.pfn) else { return }
+            let first = a - UInt64(page.index) * 4096
+            guard first >= start, first + f.size <= end else { return }
+            seen.insert(f.pfn)
+            out.append((f, first))
+        }
+        return out
+    }
+}

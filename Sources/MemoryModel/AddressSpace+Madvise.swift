@@ -1,0 +1,297 @@
+import Synchronization
+
+extension AddressSpace {
+    /// `MADV_FREE`: exclusive anonymous folios wholly inside the range become
+    /// lazily freeable (clean PTEs, old, folio clean and not swap-backed);
+    /// swap entries in the range are dropped. Shared or partially covered
+    /// folios are left alone (the kernel would try to split the latter).
+    public func madviseFree(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "madv_free") {
+                guard vma.isAnonymous, !vma.flags.contains(.locked), !vma.isHugetlb else {
+                    throw .wrongVMAKind(address: vma.start, reason: "MADV_FREE applies to private anonymous, unlocked memory")
+                }
+                let s = max(start, vma.start), e = min(end, vma.end)
+                // Swap entries are simply dropped.
+                try forEachPTE(s, e, pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    guard w != 0, !layout.isPresent(w, .pte),
+                          case .swap(let entry) = SoftLeafEntry(decoding: w, layout: layout).leaf else { return }
+                    storePTE(t, i, 0)
+                    releaseSwapReference(entry)
+                    addRSS(.swapEntries, -1)
+                }
+                let folios = try anonFoliosFullyInside(vma, s, e) { f in
+                    !f.isKSM && !f.test(.zoneDevice) && f.mapcount == (f.entireMapcount > 0 ? 1 : f.pageCount)
+                        && f.entireMapcount <= 1
+                }
+                for (folio, address) in folios { try markLazyFree(folio, at: address) }
+            }
+        }
+    }
+
+    private func markLazyFree(_ folio: Folio, at address: UInt64) throws(ModelError) {
+        let end = address + folio.size
+        try forEachPTE(address, end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+            let l = self.lock(forEntriesOf: s.table, level: .pmd)
+            l.lock()
+            let w = self.load(s)
+            if self.layout.isPresent(w, .pmd) && self.layout.pfn(w) == folio.pfn {
+                self.store(s, self.layout.markClean(w) & ~self.layout.young)
+            }
+            l.unlock()
+            return .skip
+        }) { (t, i, _) throws(ModelError) in
+            let w = arena.entries(t)[i].load(ordering: .relaxed)
+            guard layout.isPresent(w, .pte), let p = memory.page(layout.pfn(w)), p.folio == folio else { return }
+            storePTE(t, i, layout.markClean(w) & ~layout.young)
+        }
+        if folio.test(.swapCache) { return }
+        folio.setFlags([.dirty, .swapBacked, .active, .referenced], false)
+    }
+
+    /// KSM merging (`ksmd` on a VM_MERGEABLE VMA): the exclusive anonymous
+    /// order-0 pages of the range, in address order, are merged into
+    /// `distinct` KSM pages (page k gets content `contentBase + k % distinct`;
+    /// equal contents share one KSM page across all processes).
+    public func ksmMerge(_ start: UInt64, _ end: UInt64, distinct: Int, contentBase: Int = 0) throws(ModelError) {
+        guard distinct >= 1 else { throw .invalidArgument(name: "distinct", reason: "must be at least 1") }
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            var k = 0
+            for vma in try coveredVMAs(start, end, operation: "ksm") {
+                guard vma.flags.contains(.mergeable), vma.isAnonymous else {
+                    throw .wrongVMAKind(address: vma.start, reason: "KSM needs a VM_MERGEABLE private anonymous VMA")
+                }
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)),
+                          page.folio.isAnon, !page.folio.isLarge, !page.folio.isKSM, page.folio.mapcount == 1 else { return }
+                    let id = contentBase + k % distinct
+                    k += 1
+                    let clean = layout.markClean(layout.writeProtect(w))
+                    if let stable = memory.ksmStableFolio(id) {
+                        stable.addPTEMappings(first: 0, count: 1, delta: 1)
+                        stable.addRef(1)
+                        storePTE(t, i, (clean & ~layout.pfnMask) | (stable.pfn << 12))
+                        page.folio.addPTEMappings(first: 0, count: 1, delta: -1)
+                        memory.put(page.folio)
+                    } else {
+                        let f = page.folio
+                        f.setFlags([.ksm, .dirty], true)
+                        f.setPageFlags(0, .anonExclusive, false)
+                        storePTE(t, i, clean)
+                        memory.setKSMStableFolio(id, f)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Splits a large folio mapped only by PTEs into order-0 folios
+    /// (`split_folio()`); PMD mappings must have been split first.
+    func splitFolio(_ folio: Folio) throws(ModelError) {
+        guard folio.isLarge else { return }
+        guard !folio.isHugetlb, folio.entireMapcount == 0 else {
+            throw .unsupported("splitting a folio that is PMD-mapped or hugetlb")
+        }
+        let flags = folio.flags.subtracting(.perPage)
+        let cacheRefs = folio.isAnon ? (folio.test(.swapCache) ? 1 : 0) : 1
+        let node = folio.node, n = folio.pageCount
+        for k in 0..<n {
+            let r = folio.head + k * RecordWord.wordsPerRecordInline
+            let own = PageFlags(rawValue: r[RecordWord.flags].load(ordering: .relaxed)).intersection(.perPage)
+            let mapcount = Int(Int32(bitPattern: r[RecordWord.mapcount].load(ordering: .relaxed)))
+            r[RecordWord.flags].store(flags.union(own).union(.allocated).rawValue, ordering: .relaxed)
+            r[RecordWord.counter].store(UInt32(mapcount + cacheRefs), ordering: .relaxed)
+            r[RecordWord.compound].store(RecordWord.compound(order: 0, node: node, tailOffset: 0), ordering: .relaxed)
+        }
+        memory.noteSplit(order: folio.order, into: n)
+    }
+
+    /// Memory failure on the page mapped at `address` (`memory_failure()`):
+    /// the page is poisoned and every mapping of it becomes a hwpoison entry;
+    /// a large folio is split first.
+    public func poison(_ address: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            guard let vma = vma(containing: address) else { throw .noVMA(address: address) }
+            guard !vma.isHugetlb else { throw .unsupported("hwpoison of hugetlb pages") }
+            let page4k = address & ~4095
+            if case .slot(let s)? = try? slot(page4k, at: .pmd, allocate: false), load(s) != 0,
+               !layout.isTable(load(s), .pmd) {
+                try splitPMD(s)
+            }
+            guard case .present(_, let raw, let pfn) = translate(page4k), !layout.isSpecialPTE(raw),
+                  var page = memory.page(pfn) else {
+                throw .invalidArgument(name: "address", reason: "\(hex(address)) maps no normal page")
+            }
+            if page.folio.isLarge {
+                try splitFolio(page.folio)
+                page = memory.page(pfn)!
+            }
+            let folio = page.folio
+            folio.setPageFlags(0, .hwpoison, true)
+            let spaces = folio.isAnon ? anonFamilyMembers() : [self]
+            folio.addRef(1)
+            for mm in spaces {
+                try withPTEMapping(in: mm, page4k, pfn: pfn) { (t, i, w) throws(ModelError) in
+                    mm.storePTE(t, i, try SoftLeafEntry(.hwpoison(pfn: pfn)).encode(mm.layout))
+                    folio.addPTEMappings(first: 0, count: 1, delta: -1)
+                    if let c = mm.rssCounter(for: folio) { mm.addRSS(c, -1) }
+                    memory.put(folio)
+                }
+            }
+            if !folio.isAnon, let file = vma.file {
+                let index = vma.pageIndex(page4k)
+                if file.cachedPFN(index) == pfn { file.setCached(index, nil); memory.put(folio) }
+            }
+            memory.put(folio)
+        }
+    }
+
+    /// `/proc/PID/clear_refs`.
+    public enum ClearRefs: Sendable, Hashable {
+        /// 1: clear young bits and PG_referenced of all pages.
+        case all
+        /// 2 and 3: anonymous or file pages only.
+        case anonymous, file
+        /// 4: clear soft-dirty bits (write-protecting the PTEs) and VM_SOFTDIRTY.
+        case softDirty
+    }
+
+    public func clearRefs(_ kind: ClearRefs) throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in
+            for vma in vmaList where !vma.isHugetlb {
+                if kind == .softDirty { vma.flags.remove(.softDirty) }
+                if kind == .anonymous && !vma.isAnonymous { continue }
+                if kind == .file && vma.isAnonymous { continue }
+                try forEachPTE(vma.start, vma.end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+                    let w = self.load(s)
+                    if kind == .softDirty {
+                        if self.layout.isPresent(w, .pmd) {
+                            self.store(s, self.layout.writeProtect(w) & ~self.layout.softDirty)
+                        }
+                    } else if self.layout.isPresent(w, .pmd) {
+                        self.store(s, w & ~self.layout.young)
+                        self.memory.folio(containing: self.layout.pfn(w))?.setFlags([.referenced, .young], false)
+                    }
+                    return .skip
+                }) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    guard w != 0 else { return }
+                    if kind == .softDirty {
+                        if layout.isPresent(w, .pte) {
+                            storePTE(t, i, layout.writeProtect(w) & ~layout.softDirty)
+                        } else if w & layout.swapSoftDirty != 0 {
+                            storePTE(t, i, w & ~layout.swapSoftDirty)
+                        }
+                    } else if layout.isPresent(w, .pte) {
+                        storePTE(t, i, w & ~layout.young)
+                        if !layout.isSpecialPTE(w) { memory.page(layout.pfn(w))?.folio.setFlags([.referenced, .young], false) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `UFFDIO_WRITEPROTECT` on a VM_UFFD_WP VMA: present entries get the
+    /// uffd-wp bit and lose write; none entries get uffd-wp markers
+    /// (`UFFD_FEATURE_WP_UNPOPULATED`); swap entries get the swap uffd-wp bit.
+    public func userfaultWriteProtect(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "uffd_wp") {
+                guard vma.flags.contains(.uffdWP), !vma.isHugetlb else {
+                    throw .wrongVMAKind(address: vma.start, reason: "userfaultfd write-protect needs a VM_UFFD_WP, non-hugetlb VMA")
+                }
+                let marker = try SoftLeafEntry(.marker(.uffdWP)).encode(layout)
+                try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    if w == 0 { storePTE(t, i, marker); return }
+                    if layout.isPresent(w, .pte) {
+                        storePTE(t, i, layout.writeProtect(w) | layout.uffdWP)
+                        return
+                    }
+                    let leaf = SoftLeafEntry(decoding: w, layout: layout)
+                    switch leaf.leaf {
+                    case .marker(let m): storePTE(t, i, try SoftLeafEntry(.marker(m.union(.uffdWP))).encode(layout))
+                    default: storePTE(t, i, w | layout.swapUffdWP)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Installs PFN mappings over `[start, end)` of a VM_PFNMAP or
+    /// VM_MIXEDMAP VMA (`remap_pfn_range()` / `vmf_insert_mixed()`): special
+    /// PTEs with no folio behind them.
+    public func remapPFN(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "remap_pfn") {
+                guard case .pfnRange(let base) = vma.backing else {
+                    throw .wrongVMAKind(address: vma.start, reason: "remap_pfn needs a VM_PFNMAP or VM_MIXEDMAP VMA")
+                }
+                var attrs: LeafAttributes = [.user, .young, .special]
+                if vma.flags.contains(.write) && vma.isShared { attrs.formUnion([.writable, .dirty]) }
+                if vma.flags.contains(.exec) { attrs.insert(.executable) }
+                if vma.flags.contains(.io) { attrs.insert(.uncached) }
+                try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true) { (t, i, a) throws(ModelError) in
+                    guard arena.entries(t)[i].load(ordering: .relaxed) == 0 else { return }
+                    storePTE(t, i, layout.leaf(pfn: base + (a - vma.start) / 4096, level: .pte, attrs))
+                }
+            }
+        }
+    }
+
+    /// Whether guard markers may be installed in `vma` (`is_valid_guard_vma()`).
+    func isValidGuardVMA(_ vma: VMA) -> Bool {
+        vma.flags.intersection(AddressSpace.specialFlags).isEmpty && !vma.isHugetlb && !vma.flags.contains(.locked)
+    }
+
+    /// Installs guard markers over the none PTEs of `[start, end)` (the model's
+    /// direct form of `MADV_GUARD_INSTALL`; the walker-based one in PageWalk
+    /// uses `install_pte`). Populated entries are zapped first, then the
+    /// install retried, as the kernel does.
+    public func installGuardMarkers(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            let vs = try coveredVMAs(start, end, operation: "guard_install")
+            for vma in vs where !isValidGuardVMA(vma) {
+                throw .wrongVMAKind(address: vma.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
+            }
+            let guardEntry = try SoftLeafEntry(.marker(.guardRegion)).encode(layout)
+            for vma in vs {
+                let s = max(start, vma.start), e = min(end, vma.end)
+                try zapRange(vma, s, e, dropMarkers: false)
+                try forEachPTE(s, e, allocate: true) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    if w == 0 { storePTE(t, i, guardEntry); return }
+                    if !layout.isPresent(w, .pte), case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf {
+                        storePTE(t, i, try SoftLeafEntry(.marker(m.union(.guardRegion))).encode(layout))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the guard markers of `[start, end)` (`MADV_GUARD_REMOVE`),
+    /// leaving every other entry alone.
+    public func removeGuardMarkers(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "guard_remove") where !vma.isHugetlb {
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    guard w != 0, !layout.isPresent(w, .pte),
+                          case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf, m.contains(.guardRegion) else { return }
+                    let rest = m.subtracting(.guardRegion)
+                    storePTE(t, i, rest.isEmpty ? 0 : try SoftLeafEntry(.marker(rest)).encode(layout))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Synchronization
+
+extension AddressSpace {
+    /// `mprotect()`: sets the access bits of `[start, end)`, splitting VMAs
+    /// at the edges and merging compatible neighbours afterwards, and
+    /// updates the entries (`change_protection()`): write removed everywhere
+    /// it goes away; where it is granted, only exclusive anonymous pages (and
+    /// dirty shared ones) become writable at once; PROT_NONE entries stay
+    /// present without the hardware valid bit.
+    public func mprotect(_ start: UInt64, _ end: UInt64, access: VMFlags) throws(ModelError) {
+        try checkAlive()
+        guard access.subtracting(.access).isEmpty else {
+            throw .invalidArgument(name: "access", reason: "only read, write and exec")
+        }
+        try withMmapWriteLock { (_) throws(ModelError) in
+            let covered = try coveredVMAs(start, end, operation: "mprotect")
+            for v in covered where access.contains(.write) && !v.flags.contains(.mayWrite) {
+                throw .wrongVMAKind(address: v.start, reason: "write access to a VMA without VM_MAYWRITE")
+            }
+            for v in covered where v.isHugetlb {
+                if max(start, v.start) % v.hugePageSize != 0 || min(end, v.end) % v.hugePageSize != 0 {
+                    throw .unaligned(name: "hugetlb mprotect", value: start, alignment: v.hugePageSize)
+                }
+            }
+            for vma in Array(try isolateVMAs(start, end)) {
+                var flags = vma.flags.subtracting(.access).union(access)
+                if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap { flags.insert(.account) }
+                vma.flags = flags
+                if vma.isHugetlb { try changeHugetlbProtection(vma); continue }
+                try changeProtection(vma)
+            }
+            mergeVMAs(around: start, end)
+        }
+    }
+
+    /// The new value of a present leaf under `vma`'s new protection.
+    private func protect(_ w: UInt64, level: PageTableLevel, vma: VMA) -> UInt64 {
+        var n = w
+        let none = vma.flags.intersection(.access).isEmpty
+        if none {
+            n = (n & ~layout.valid) | layout.presentInvalid
+        } else if n & layout.valid == 0 {
+            n = (n & ~layout.presentInvalid) | layout.valid
+        }
+        if vma.flags.contains(.exec) { n &= ~layout.noExecute } else { n |= layout.noExecute }
+        if !vma.flags.contains(.write) || none {
+            if n & layout.write != 0 { n = layout.writeProtect(n) }
+        } else if n & layout.write == 0 && n & layout.uffdWP == 0 && !layout.isSpecialPTE(n) {
+            let softDirtyOK = !tracksSoftDirty || vma.flags.contains(.softDirty) || n & layout.softDirty != 0
+            let page = memory.page(layout.pfn(n))
+            let ok = vma.isShared ? layout.isDirtyPTE(n)
+                : (page.map { $0.folio.isAnon && !$0.folio.isKSM && $0.isAnonExclusive } ?? false)
+            if ok && softDirtyOK { n = layout.makeWritable(n) }
+        }
+        return n
+    }
+
+    private func changeProtection(_ vma: VMA) throws(ModelError) {
+        try forEachPTE(vma.start, vma.end, pmd: { (s, a) throws(ModelError) -> PMDDecision in
+            guard a % AddressSpace.pmdSize == 0, a + AddressSpace.pmdSize <= vma.end else { return .split }
+            let l = self.lock(forEntriesOf: s.table, level: .pmd)
+            l.lock()
+            let w = self.load(s)
+            if self.layout.isPresent(w, .pmd) { self.store(s, self.protect(w, level: .pmd, vma: vma)) }
+            l.unlock()
+            return .skip
+        }) { (t, i, _) throws(ModelError) in
+            let w = arena.entries(t)[i].load(ordering: .relaxed)
+            guard w != 0 else { return }
+            if layout.isPresent(w, .pte) {
+                let n = protect(w, level: .pte, vma: vma)
+                if n != w { storePTE(t, i, n) }
+            } else if !vma.flags.contains(.write) {
+                var leaf = SoftLeafEntry(decoding: w, layout: layout)
+                switch leaf.leaf {
+                case .migration(.write, let pfn, let y, let d):
+                    leaf.leaf = .migration(.readExclusive, pfn: pfn, young: y, dirty: d)
+                    storePTE(t, i, try leaf.encode(layout))
+                case .devicePrivate(true, let pfn):
+                    leaf.leaf = .devicePrivate(writable: false, pfn: pfn)
+                    storePTE(t, i, try leaf.encode(layout))
+                default: break
+                }
+            }
+        }
+    }
+
+    private func changeHugetlbProtection(_ vma: VMA) throws(ModelError) {
+        let (level, count) = hugetlbShape(vma.hugePageSize)
+        var a = vma.start
+        while a < vma.end {
+            defer { a += vma.hugePageSize }
+            guard let s = hugetlbSlot(a, level: level) else { continue }
+            let l = count > 1 || level == .pud ? pageTableLock.ref : lock(forEntriesOf: s.table, level: level)
+            l.lock()
+            for k in 0..<count {
+                let ps = EntrySlot(s.table, s.index + k, level)
+                let w = load(ps)
+                if layout.isPresent(w, level) {
+                    var n = w
+                    if !vma.flags.contains(.write) { n = layout.writeProtect(n) }
+                    if vma.flags.contains(.exec) { n &= ~layout.noExecute } else { n |= layout.noExecute }
+                    store(ps, n)
+                }
+            }
+            l.unlock()
+        }
+    }
+
+    /// `mlock()`: marks the VMAs VM_LOCKED (splitting at the edges), faults
+    /// every page in (`__mm_populate()`: a write fault for private writable
+    /// mappings) and mlocks the folios mapped wholly inside each VMA.
+    public func mlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in
+            _ = try coveredVMAs(start, end, operation: "mlock")
+            for vma in Array(try isolateVMAs(start, end)) {
+                vma.flags.insert(.locked)
+                if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
+                let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
+                if vma.isHugetlb { try populateHugetlbLocked(vma, vma.start, vma.end, write: write); continue }
+                if vma.flags.intersection(.access).isEmpty { continue }
+                try faultPTEs(vma, vma.start, vma.end, write: write)
+                try setMlocked(vma, true)
+            }
+            mergeVMAs(around: start, end)
+        }
+    }
+
+    /// `munlock()`: clears VM_LOCKED and the folios' mlocked state.
+    public func munlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in
+            _ = try coveredVMAs(start, end, operation: "munlock")
+            for vma in Array(try isolateVMAs(start, end)) where vma.flags.contains(.locked) {
+                vma.flags.remove(.locked)
+                if !vma.isHugetlb { try setMlocked(vma, false) }
+            }
+            mergeVMAs(around: start, end)
+        }
+    }
+
+    private func setMlocked(_ vma: VMA, _ on: Bool) throws(ModelError) {
+        let flags: PageFlags = [.mlocked, .unevictable]
+        try forEachPTE(vma.start, vma.end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+            let w = self.load(s)
+            if self.layout.isPresent(w, .pmd), let f = self.memory.folio(containing: self.layout.pfn(w)), !f.isZero {
+                f.setFlags(flags, on)
+            }
+            return .skip
+        }) { (t, i, a) throws(ModelError) in
+            let w = arena.entries(t)[i].load(ordering: .relaxed)
+            guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)) else { return }
+            let f = page.folio
+            guard !f.isZero else { return }
+            let first = a - UInt64(page.index) * 4096
+            if !on || (first >= vma.start && first + f.size <= vma.end) { f.setFlags(flags, on) }
+        }
+    }
+}

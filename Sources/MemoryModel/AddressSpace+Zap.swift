@@ -1,0 +1,228 @@
+import Synchronization
+
+extension AddressSpace {
+    /// `MADV_DONTNEED`: unmaps the pages of `[start, end)` and frees PTE
+    /// tables left empty (`CONFIG_PT_RECLAIM`). Guard and uffd-wp markers
+    /// survive; a uffd-wp-protected page leaves a uffd-wp marker. Refused for
+    /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL).
+    public func zap(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            let vs = try coveredVMAs(start, end, operation: "zap")
+            for vma in vs where vma.flags.contains(.locked) || vma.flags.contains(.pfnMap) {
+                throw .wrongVMAKind(address: vma.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
+            }
+            for vma in vs { try zapRange(vma, max(start, vma.start), min(end, vma.end), dropMarkers: false) }
+        }
+    }
+
+    /// `munmap()`: zaps everything (markers too), removes the VMAs and frees
+    /// the page tables no remaining VMA needs (`free_pgtables()`).
+    public func munmap(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in try munmapLocked(start, end) }
+    }
+
+    func munmapLocked(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        guard start & 4095 == 0, end & 4095 == 0, start < end else {
+            throw .invalidRange(start: start, end: end, reason: "munmap needs a page-aligned, non-empty range")
+        }
+        for v in vmas(intersecting: start, end) where v.isHugetlb {
+            if max(start, v.start) % v.hugePageSize != 0 || min(end, v.end) % v.hugePageSize != 0 {
+                throw .unaligned(name: "hugetlb munmap", value: start, alignment: v.hugePageSize)
+            }
+        }
+        let vs = Array(try isolateVMAs(start, end))
+        for vma in vs { try zapRange(vma, vma.start, vma.end, dropMarkers: true) }
+        vmaList.removeAll { v in vs.contains { $0 === v } }
+        freeEmptyTables(start, end)
+    }
+
+    /// Tears the address space down (`exit_mmap()`): every VMA unmapped,
+    /// every table freed. Later operations fail with `.tornDown`.
+    public func tearDown() throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in
+            releaseEverything()
+        }
+    }
+
+    /// Unmaps everything and frees all tables, root included.
+    func releaseEverything() {
+        guard !tornDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for vma in vmaList { try? zapRange(vma, vma.start, vma.end, dropMarkers: true) }
+        vmaList.removeAll()
+        freeAllTables(root, level: tableLevels[0])
+        arena.free(root)
+    }
+
+    private func freeAllTables(_ table: TableID, level: PageTableLevel) {
+        guard level != .pte else { return }
+        let e = arena.entries(table)
+        for i in 0..<Geometry.entriesPerTable {
+            let w = e[i].load(ordering: .relaxed)
+            guard layout.isTable(w, level) else { continue }
+            let child = arena.uncheckedTable(atPFN: layout.pfn(w))
+            let childLevel = childLevel(of: level)
+            if arena.shareCount(child) > 0 { arena.adjustShares(child, -1); continue }
+            freeAllTables(child, level: childLevel)
+            e[i].store(0, ordering: .relaxed)
+            arena.free(child)
+            addTables(childLevel, -1)
+        }
+    }
+
+    /// Zaps `[start, end)` inside one VMA (`zap_page_range_single()`).
+    func zapRange(_ vma: VMA, _ start: UInt64, _ end: UInt64, dropMarkers: Bool) throws(ModelError) {
+        if vma.isHugetlb { try zapHugetlb(vma, start, end); return }
+        var a = start
+        while a < end {
+            let next = geometry.entryEnd(a, at: .pmd, limit: end)
+            switch try lockPTETable(a, allocate: false) {
+            case .table(let t, let pmd):
+                let first = geometry.tableIndex(a, .pte)
+                for i in first..<(first + Int((next - a) >> 12)) {
+                    zapPTE(vma, t, i, dropMarkers: dropMarkers)
+                }
+                let empty = arena.usedEntries(t) == 0
+                arena.lock(t).unlock()
+                if empty { reclaimPTETableIfEmpty(pmd: pmd) }
+            case .pmdEntry(let s):
+                if a % AddressSpace.pmdSize == 0 && next - a == AddressSpace.pmdSize {
+                    zapPMD(s)
+                } else {
+                    try splitPMD(s)
+                    continue
+                }
+            case .blocked(let s):
+                // Nothing of a normal VMA lives above the PMD level; skip the
+                // blocking entry's range.
+                let size = geometry.entrySize(s.level)
+                a = min(end, (a & ~(size - 1)) + size)
+                continue
+            case .absent:
+                break
+            }
+            a = next
+        }
+    }
+
+    /// Clears one PTE of a locked table, undoing what it accounted.
+    func zapPTE(_ vma: VMA, _ t: TableID, _ i: Int, dropMarkers: Bool) {
+        let e = arena.entries(t)
+        let old = e[i].load(ordering: .relaxed)
+        guard old != 0 else { return }
+        if layout.isPresent(old, .pte) {
+            storePTE(t, i, 0)
+            if !layout.isSpecialPTE(old), let page = memory.page(layout.pfn(old)) {
+                unmapPage(page, old)
+            }
+            if !dropMarkers && vma.flags.contains(.uffdWP) && old & layout.uffdWP != 0 {
+                storePTE(t, i, (try? SoftLeafEntry(.marker(.uffdWP)).encode(layout)) ?? 0)
+            }
+            return
+        }
+        let leaf = SoftLeafEntry(decoding: old, layout: layout)
+        switch leaf.leaf {
+        case .marker(let m):
+            if dropMarkers || m == .poisoned { storePTE(t, i, 0) }
+            return
+        case .swap(let s):
+            storePTE(t, i, 0)
+            releaseSwapReference(s)
+            addRSS(.swapEntries, -1)
+        case .migration(_, let pfn, _, _):
+            storePTE(t, i, 0)
+            if let f = memory.folio(containing: pfn) {
+                if let c = rssCounter(for: f) { addRSS(c, -1) }
+                memory.put(f)
+            }
+        case .devicePrivate(_, let pfn), .deviceExclusive(let pfn):
+            storePTE(t, i, 0)
+            if let p = memory.page(pfn) {
+                p.folio.addPTEMappings(first: p.index, count: 1, delta: -1)
+                if let c = rssCounter(for: p.folio) { addRSS(c, -1) }
+                memory.put(p.folio)
+            }
+        case .hwpoison:
+            storePTE(t, i, 0)
+        }
+    }
+
+    /// Drops one swap entry's reference; a slot left with only its cached
+    /// folio releases the folio from the swap cache (`free_swap_and_cache()`).
+    func releaseSwapReference(_ s: SwapEntry) {
+        let slot = Int(s.offset)
+        memory.swap.adjust(slot, -1)
+        if memory.swap.count(slot) == 0, let pfn = memory.swap.cachedFolioPFN(slot), let f = memory.folio(containing: pfn),
+           !f.isMapped {
+            memory.swap.setCache(slot, nil)
+            f.setFlags(.swapCache, false)
+            memory.put(f)
+        }
+    }
+
+    /// Clears a whole PMD-level leaf or migration entry (`zap_huge_pmd()`).
+    func zapPMD(_ s: EntrySlot) {
+        let l = lock(forEntriesOf: s.table, level: .pmd)
+        l.lock()
+        defer { l.unlock() }
+        let w = load(s)
+        guard w != 0, !layout.isTable(w, .pmd) else { return }
+        store(s, 0)
+        if layout.isPresent(w, .pmd) {
+            guard let f = memory.folio(containing: layout.pfn(w)) else { return }
+            if depositsTable(f) { addTables(.pte, -1) }
+            if f.test(.hugeZeroPage) { return }
+            if layout.isDirtyPTE(w) && !f.isAnon { f.setFlags(.dirty, true) }
+            f.addEntireMapping(-1)
+            if let c = rssCounter(for: f) { addRSS(c, -f.pageCount) }
+            memory.put(f)
+        } else if case .migration(_, let pfn, _, _) = SoftLeafEntry(decoding: w, layout: layout).leaf,
+                  let f = memory.folio(containing: pfn) {
+            if depositsTable(f) { addTables(.pte, -1) }
+            if let c = rssCounter(for: f) { addRSS(c, -f.pageCount) }
+            memory.put(f)
+        }
+    }
+
+    /// Unmaps the huge pages of a hugetlb VMA in `[start, end)`
+    /// (`unmap_hugepage_range()`); the range must be huge-page aligned.
+    func zapHugetlb(_ vma: VMA, _ start: UInt64, _ end: UInt64) throws(ModelError) {
+        let size = vma.hugePageSize
+        guard start % size == 0, end % size == 0 else {
+            throw .unaligned(name: "hugetlb range", value: start % size == 0 ? end : start, alignment: size)
+        }
+        vma.hugetlbLock.lockWrite()
+        defer { vma.hugetlbLock.unlockWrite() }
+        let (level, count) = hugetlbShape(size)
+        var a = start
+        while a < end {
+            defer { a += size }
+            guard let s = hugetlbSlot(a, level: level) else { continue }
+            let l = count > 1 || level == .pud ? pageTableLock.ref : lock(forEntriesOf: s.table, level: level)
+            l.lock()
+            let w = load(s)
+            for k in 0..<count { store(EntrySlot(s.table, s.index + k, level), 0) }
+            l.unlock()
+            guard w != 0 else { continue }
+            if layout.isPresent(w, level), let f = memory.folio(containing: layout.pfn(w)) {
+                f.addEntireMapping(-1)
+                addHugetlb(-Int(size))
+                memory.put(f)
+            }
+        }
+    }
+
+    /// The first slot of the hugetlb entries mapping `address`, if tables exist.
+    func hugetlbSlot(_ address: UInt64, level: PageTableLevel) -> EntrySlot? {
+        if level == .pte {
+            guard case .slot(let pmd)? = try? slot(address, at: .pmd, allocate: false) else { return nil }
+            let w = load(pmd)
+            guard layout.isTable(w, .pmd) else { return nil }
+            return EntrySlot(arena.uncheckedTable(atPFN: layout.pfn(w)), geometry.tableIndex(address, .pte), .pte)
+        }
+        guard case .slot(let s)? = try? slot(address, at: level, allocate: false) else { return nil }
+        return s
+    }
+}

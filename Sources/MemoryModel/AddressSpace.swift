@@ -1,0 +1,259 @@
+import Synchronization
+
+/// RSS counter kinds (`MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SWAPENTS`,
+/// `MM_SHMEMPAGES`).
+public enum RSSCounter: Int, CaseIterable, Sendable {
+    case file, anon, swapEntries, shmem
+}
+
+/// A snapshot of an address space's counters.
+public struct MMCounters: Hashable, Sendable, CustomStringConvertible {
+    /// Pages per `RSSCounter`.
+    public var file = 0, anon = 0, swapEntries = 0, shmem = 0
+    /// Page-table pages below the root, per level of the entries they hold
+    /// (`mm_pgtables_bytes()` is their sum times the page size).
+    public var pteTables = 0, pmdTables = 0, pudTables = 0, p4dTables = 0
+    /// Bytes of hugetlb pages mapped (`hugetlb_usage`).
+    public var hugetlbBytes: UInt64 = 0
+    public var pageTableBytes: Int { (pteTables + pmdTables + pudTables + p4dTables) * 4096 }
+    public var rssPages: Int { file + anon + shmem }
+    public var description: String {
+        "rss file \(file) anon \(anon) shmem \(shmem) swap \(swapEntries); tables pte \(pteTables) pmd \(pmdTables) pud \(pudTables) p4d \(p4dTables); hugetlb \(hugetlbBytes)"
+    }
+}
+
+/// Options that mirror kernel configuration and sysfs knobs.
+public struct AddressSpaceOptions: Sendable, Hashable {
+    /// `CONFIG_MEM_SOFT_DIRTY`: new VMAs get VM_SOFTDIRTY and dirtying sets
+    /// the soft-dirty bit. Ignored where the architecture lacks the bit.
+    public var softDirty: Bool
+    /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`.
+    public var useHugeZeroPage: Bool
+    /// arm64 `CONFIG_ARM64_CONTPTE`: fold fully mapped, aligned 64K blocks of
+    /// one large folio into contiguous PTEs.
+    public var foldContiguousPTEs: Bool
+    /// Process id and command name, for the /proc views.
+    public var pid: Int
+    public var name: String
+
+    public init(softDirty: Bool = true, useHugeZeroPage: Bool = true, foldContiguousPTEs: Bool = true,
+                pid: Int = 1, name: String = "process") {
+        self.softDirty = softDirty; self.useHugeZeroPage = useHugeZeroPage
+        self.foldContiguousPTEs = foldContiguousPTEs; self.pid = pid; self.name = name
+    }
+}
+
+/// A process address space: the kernel's `struct mm_struct`.
+///
+/// Holds the root page table, the ordered VMA set, the RSS and page-table
+/// counters, and the locks: the mmap lock (reader/writer), the
+/// `page_table_lock`, and — in the shared table arena — a split lock per
+/// page-table page. Mutations take the locks the kernel takes for them, so
+/// faults, zaps, reclaim and migration may run on other threads while a walk
+/// holds the mmap lock for read.
+public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
+    public let geometry: Geometry
+    public let memory: PhysicalMemory
+    public let options: AddressSpaceOptions
+    /// Whether this is a kernel address space (`init_mm`): tables without
+    /// the user bit, no VMAs.
+    public let isKernel: Bool
+    /// The root table (`mm->pgd`).
+    public let root: TableID
+    /// `mm->mmap_lock`.
+    public let mmapLock = ReadWriteLock()
+    /// `mm->page_table_lock`: guards upper-level table installs and PUD leaves.
+    public let pageTableLock = SpinLock()
+    /// Fork family: address spaces that may share anonymous folios at the
+    /// same addresses (the model's anon_vma root).
+    let anonFamily: Int
+
+    /// VMAs ordered by start; changed only under the mmap write lock.
+    var vmaList: [VMA] = []
+    private let counters: UnsafeMutablePointer<Atomic<Int>>
+    static let counterSlots = 9
+    let tornDown = Atomic<Bool>(false)
+    static let familySource = Atomic<Int>(1)
+
+    @usableFromInline let arena: TableArena
+    @usableFromInline let layout: EntryLayout
+    @usableFromInline let tableLevels: [PageTableLevel]
+
+    /// Creates an empty address space on `memory`.
+    public init(geometry: Geometry, memory: PhysicalMemory, options: AddressSpaceOptions = .init(),
+                kernel: Bool = false) throws(ModelError) {
+        self.geometry = geometry
+        self.memory = memory
+        self.options = options
+        self.isKernel = kernel
+        self.arena = memory.tables
+        self.layout = geometry.layout
+        self.tableLevels = geometry.tableEntryLevels
+        self.root = try memory.tables.allocate(level: geometry.tableEntryLevels[0])
+        counters = .allocate(capacity: AddressSpace.counterSlots)
+        for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
+        anonFamily = AddressSpace.familySource.add(1, ordering: .relaxed).newValue
+        memory.register(self)
+    }
+
+    init(forkOf parent: AddressSpace, pid: Int) throws(ModelError) {
+        geometry = parent.geometry
+        memory = parent.memory
+        var o = parent.options
+        o.pid = pid
+        options = o
+        isKernel = false
+        arena = parent.arena
+        layout = parent.layout
+        tableLevels = parent.tableLevels
+        root = try parent.memory.tables.allocate(level: parent.tableLevels[0])
+        counters = .allocate(capacity: AddressSpace.counterSlots)
+        for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
+        anonFamily = parent.anonFamily
+        memory.register(self)
+    }
+
+    deinit {
+        if !tornDown.load(ordering: .relaxed) { releaseEverything() }
+        counters.deallocate()
+    }
+
+    public var description: String { "mm(pid \(options.pid), \(geometry), \(vmaList.count) VMAs)" }
+    public var isTornDown: Bool { tornDown.load(ordering: .relaxed) }
+    func checkAlive() throws(ModelError) { if isTornDown { throw .tornDown } }
+
+    // MARK: Counters
+
+    @inline(__always) func addRSS(_ c: RSSCounter, _ n: Int) {
+        if n != 0 { counters[c.rawValue].wrappingAdd(n, ordering: .relaxed) }
+    }
+    @inline(__always) func addTables(_ level: PageTableLevel, _ n: Int) {
+        // Slots 4…7: tables holding pte, pmd, pud, p4d entries.
+        if level != .pgd { counters[4 + level.rawValue].wrappingAdd(n, ordering: .relaxed) }
+    }
+    @inline(__always) func addHugetlb(_ bytes: Int) { counters[8].wrappingAdd(bytes, ordering: .relaxed) }
+
+    /// The RSS, page-table and hugetlb counters now.
+    public var counterSnapshot: MMCounters {
+        var c = MMCounters()
+        c.file = counters[0].load(ordering: .relaxed)
+        c.anon = counters[1].load(ordering: .relaxed)
+        c.swapEntries = counters[2].load(ordering: .relaxed)
+        c.shmem = counters[3].load(ordering: .relaxed)
+        c.pteTables = counters[4].load(ordering: .relaxed)
+        c.pmdTables = counters[5].load(ordering: .relaxed)
+        c.pudTables = counters[6].load(ordering: .relaxed)
+        c.p4dTables = counters[7].load(ordering: .relaxed)
+        c.hugetlbBytes = UInt64(counters[8].load(ordering: .relaxed))
+        return c
+    }
+
+    /// The counter a folio's mappings are charged to (`mm_counter()`).
+    @inline(__always)
+    func rssCounter(for folio: Folio) -> RSSCounter? {
+        let f = folio.flags
+        if f.contains(.hugetlb) || f.contains(.zeroPage) || f.contains(.hugeZeroPage) { return nil }
+        if f.contains(.anon) { return .anon }
+        return f.contains(.swapBacked) ? .shmem : .file
+    }
+
+    // MARK: VMAs
+
+    /// The VMAs, ordered by address. Read them under the mmap lock.
+    public var vmas: [VMA] { vmaList }
+
+    /// `find_vma()`-style lookup: the VMA containing `address`, in O(log n).
+    public func vma(containing address: UInt64) -> VMA? {
+        guard let i = vmaIndex(containing: address) else { return nil }
+        return vmaList[i]
+    }
+
+    func vmaIndex(containing address: UInt64) -> Int? {
+        var lo = 0, hi = vmaList.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if vmaList[mid].end <= address { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < vmaList.count && vmaList[lo].start <= address ? lo : nil
+    }
+
+    /// Index of the first VMA ending after `address`.
+    func firstVMAIndex(endingAfter address: UInt64) -> Int {
+        var lo = 0, hi = vmaList.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if vmaList[mid].end <= address { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// VMAs intersecting `[start, end)`, in order.
+    public func vmas(intersecting start: UInt64, _ end: UInt64) -> ArraySlice<VMA> {
+        let first = firstVMAIndex(endingAfter: start)
+        var last = first
+        while last < vmaList.count && vmaList[last].start < end { last += 1 }
+        return vmaList[first..<last]
+    }
+
+    // MARK: Locking
+
+    /// Proof that the mmap lock is held, handed to walkers.
+    public struct MmapLockToken: @unchecked Sendable {
+        public unowned let mm: AddressSpace
+        public let mode: LockMode
+    }
+
+    /// Runs `body` holding the mmap lock for read (`mmap_read_lock()`).
+    public func withMmapReadLock<R, E: Error>(_ body: (MmapLockToken) throws(E) -> R) throws(E) -> R {
+        mmapLock.lockRead()
+        defer { mmapLock.unlockRead() }
+        return try body(MmapLockToken(mm: self, mode: .read))
+    }
+
+    /// Runs `body` holding the mmap lock for write (`mmap_write_lock()`).
+    public func withMmapWriteLock<R, E: Error>(_ body: (MmapLockToken) throws(E) -> R) throws(E) -> R {
+        mmapLock.lockWrite()
+        defer { mmapLock.unlockWrite() }
+        return try body(MmapLockToken(mm: self, mode: .write))
+    }
+
+    /// `mmap_assert_locked()` / `mmap_assert_write_locked()` as a typed error.
+    public func assertMmapLocked(_ mode: LockMode) throws(ModelError) {
+        switch mode {
+        case .read:
+            guard mmapLock.isLocked else { throw .lockNotHeld("mmap lock of pid \(options.pid) (read or write)") }
+        case .write:
+            guard mmapLock.isWriteLockedByCurrentThread else { throw .lockNotHeld("mmap lock of pid \(options.pid) for write") }
+        }
+    }
+
+    /// The lock guarding an entry at `level` in `table`: the table's split
+    /// lock for PTE and PMD entries (`pte_lockptr()`, `pmd_lockptr()`), the
+    /// `page_table_lock` above (`pud_lockptr()`).
+    @inlinable
+    public func lock(forEntriesOf table: TableID, level: PageTableLevel) -> SpinLockRef {
+        level <= .pmd ? arena.lock(table) : pageTableLock.ref
+    }
+}
+
+extension Geometry {
+    /// For each real table, root first, the level of the entries it holds: a
+    /// root into which p4d (and pud, pmd) are folded holds p4d (pud, pmd)
+    /// entries.
+    public var tableEntryLevels: [PageTableLevel] {
+        var out: [PageTableLevel] = []
+        for level in PageTableLevel.allCases.reversed() where level == .pgd || !isFolded(level) {
+            var effective = level
+            while let lower = effective.lower, lower != .pte, isFolded(lower) { effective = lower }
+            out.append(effective)
+        }
+        return out
+    }
+
+    /// Index of `address` in a real table holding `level` entries (the shift
+    /// of a folded level is the real one it folds into).
+    @inlinable
+    public func tableIndex(_ address: UInt64, _ level: PageTableLevel) -> Int {
+        Int(truncatingIfNeeded: (address >> UInt64(shift(level))) & 511)
+    }
+}
