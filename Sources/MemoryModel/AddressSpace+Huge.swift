@@ -280,3 +280,79 @@ extension AddressSpace {
         }
     }
 }
+
+extension AddressSpace {
+    /// Splits the PMD THP mapping `address` into 512 PTEs
+    /// (`split_huge_pmd()`); the folio stays large. Throws when no PMD leaf
+    /// maps the address.
+    public func splitHugePMD(containing address: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            guard let vma = vma(containing: address) else { throw .noVMA(address: address) }
+            guard !vma.isHugetlb else { throw .wrongVMAKind(address: address, reason: "hugetlb PMDs cannot be split") }
+            guard hasEntries(at: .pmd), case .slot(let s) = try slot(address, at: .pmd, allocate: false),
+                  load(s) != 0, !layout.isTable(load(s), .pmd) else {
+                throw .invalidArgument(name: "address", reason: "\(hex(address)) is not mapped by a PMD leaf")
+            }
+            try splitPMD(s)
+        }
+    }
+
+    /// `MADV_COLLAPSE` on a private anonymous VMA: every 2M-aligned block
+    /// wholly inside the range whose PTE table holds only none entries, zero
+    /// pages and present anonymous pages is copied into a new PMD THP; the
+    /// old pages are unmapped and the PTE table becomes the THP's deposited
+    /// table. Blocks with swap or other non-present entries are refused.
+    public func collapse(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "collapse") {
+                guard vma.isAnonymous, !vma.isHugetlb, vma.flags.contains(.write) else {
+                    throw .wrongVMAKind(address: vma.start, reason: "collapse needs a writable private anonymous VMA")
+                }
+                var a = (max(start, vma.start) + AddressSpace.pmdSize - 1) & ~(AddressSpace.pmdSize - 1)
+                while a + AddressSpace.pmdSize <= min(end, vma.end) {
+                    try collapseBlock(vma, a)
+                    a += AddressSpace.pmdSize
+                }
+            }
+        }
+    }
+
+    private func collapseBlock(_ vma: VMA, _ address: UInt64) throws(ModelError) {
+        guard hasEntries(at: .pmd), case .slot(let s) = try slot(address, at: .pmd, allocate: false) else { return }
+        let pmdLock = lock(forEntriesOf: s.table, level: .pmd)
+        pmdLock.lock()
+        defer { pmdLock.unlock() }
+        let w = load(s)
+        guard layout.isTable(w, .pmd) else { return }
+        let t = arena.uncheckedTable(atPFN: layout.pfn(w))
+        let ptl = arena.lock(t)
+        ptl.lock()
+        let e = arena.entries(t)
+        for i in 0..<AddressSpace.pmdPages {
+            let x = e[i].load(ordering: .relaxed)
+            if x != 0 && !layout.isPresent(x, .pte) {
+                ptl.unlock()
+                throw .unsupported("collapse at \(hex(address)): non-present entry at \(hex(address + UInt64(i) * 4096))")
+            }
+        }
+        let folio: Folio
+        do {
+            folio = try memory.allocateFolio(order: 9, node: node(for: vma, address),
+                                             flags: [.anon, .swapBacked, .uptodate, .lru, .anonExclusive])
+        } catch { ptl.unlock(); throw error }
+        for i in 0..<AddressSpace.pmdPages {
+            let x = e[i].load(ordering: .relaxed)
+            guard x != 0 else { continue }
+            e[i].store(0, ordering: .relaxed)
+            if !layout.isSpecialPTE(x), let p = memory.page(layout.pfn(x)) { unmapPage(p, x) }
+        }
+        ptl.unlock()
+        folio.addEntireMapping(1)
+        store(s, layout.leaf(pfn: folio.pfn, level: .pmd, faultAttributes(vma, write: true, writable: true)))
+        arena.free(t)   // kept in the accounting as the deposited table
+        addRSS(.anon, AddressSpace.pmdPages)
+        vma.hasAnonVMA = true
+    }
+}

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// `vm_flags_t` bits, with the kernel's values.
 public struct VMFlags: OptionSet, Hashable, Sendable {
     public let rawValue: UInt64
@@ -93,8 +95,13 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     /// For hugetlb VMAs, the huge page size (`huge_page_size(hstate_vma())`).
     public let hugePageSize: UInt64
     /// Whether an anon_vma is attached: some anonymous page was faulted here
-    /// (fork copies page tables only for such VMAs).
-    public internal(set) var hasAnonVMA: Bool
+    /// (fork copies page tables only for such VMAs). Set by faults running
+    /// under the mmap read lock, hence atomic (`anon_vma_prepare()`).
+    public internal(set) var hasAnonVMA: Bool {
+        get { anonVMA.load(ordering: .relaxed) }
+        set { anonVMA.store(newValue, ordering: .relaxed) }
+    }
+    private let anonVMA = Atomic<Bool>(false)
     /// The hugetlb VMA lock (`hugetlb_vma_lock`).
     public let hugetlbLock = ReadWriteLock()
 
@@ -102,7 +109,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
          policy: MemoryPolicy, protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool = false) {
         self.start = start; self.end = end; self.flags = flags; self.backing = backing
         self.name = name; self.policy = policy; self.protectionKey = protectionKey
-        self.hugePageSize = hugePageSize; self.hasAnonVMA = hasAnonVMA
+        self.hugePageSize = hugePageSize
+        anonVMA.store(hasAnonVMA, ordering: .relaxed)
     }
 
     /// A copy of this VMA for `[start, end)` (a split part, or a fork copy).
