@@ -56,6 +56,29 @@ extension AddressSpace {
         }
     }
 
+    /// An access to the populated pages of `[start, end)` only: present
+    /// entries become young (and dirty, or copied, on a write), as the
+    /// hardware and `do_wp_page()` would; none and non-present entries are
+    /// left alone.
+    public func access(_ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
+        try checkAlive()
+        try withMmapReadLock { (_) throws(ModelError) in
+            for vma in try coveredVMAs(start, end, operation: "touch") {
+                if write && !vma.flags.contains(.write) {
+                    throw .wrongVMAKind(address: vma.start, reason: "write access to a VMA without write permission")
+                }
+                if vma.isHugetlb || vma.isPFNMap { continue }
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a) throws(ModelError) -> PMDDecision in
+                    _ = try self.faultPMD(vma, s, a, write: write)
+                    return .skip
+                }) { (t, i, a) throws(ModelError) in
+                    let w = arena.entries(t)[i].load(ordering: .relaxed)
+                    if layout.isPresent(w, .pte) { try faultPTE(vma, t, i, a, write: write) }
+                }
+            }
+        }
+    }
+
     /// Faults PTE-level pages of one VMA.
     func faultPTEs(_ vma: VMA, _ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
         if vma.isAnonymous && write { vma.hasAnonVMA = true }
@@ -295,7 +318,7 @@ extension AddressSpace {
 
     /// Faults a PMD-level entry for `address`; returns true when the whole
     /// PMD range was handled, false when the caller should retry as PTEs.
-    private func faultPMD(_ vma: VMA, _ s: EntrySlot, _ address: UInt64, write: Bool) throws(ModelError) -> Bool {
+    func faultPMD(_ vma: VMA, _ s: EntrySlot, _ address: UInt64, write: Bool) throws(ModelError) -> Bool {
         let l = arena.lock(s.table)
         l.lock()
         let w = load(s)

@@ -225,20 +225,24 @@ extension AddressSpace {
         }
     }
 
-    /// Installs PFN mappings over `[start, end)` of a VM_PFNMAP or
+    /// Installs PFN mappings of `pfn …` over `[start, end)` of a VM_PFNMAP or
     /// VM_MIXEDMAP VMA (`remap_pfn_range()` / `vmf_insert_mixed()`): special
-    /// PTEs with no folio behind them.
-    public func remapPFN(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+    /// PTEs with no folio behind them. Without `pfn`, the VMA's own first PFN.
+    public func remapPFN(_ start: UInt64, _ end: UInt64, pfn: UInt64? = nil) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
             for vma in try coveredVMAs(start, end, operation: "remap_pfn") {
-                guard case .pfnRange(let base) = vma.backing else {
+                guard case .pfnRange(let vmaBase) = vma.backing else {
                     throw .wrongVMAKind(address: vma.start, reason: "remap_pfn needs a VM_PFNMAP or VM_MIXEDMAP VMA")
                 }
                 var attrs: LeafAttributes = [.user, .young, .special]
                 if vma.flags.contains(.write) && vma.isShared { attrs.formUnion([.writable, .dirty]) }
                 if vma.flags.contains(.exec) { attrs.insert(.executable) }
                 if vma.flags.contains(.io) { attrs.insert(.uncached) }
+                let base = pfn.map { $0 &- (max(start, vma.start) - vma.start) / 4096 } ?? vmaBase
+                guard base &+ (vma.end - vma.start) / 4096 <= geometry.maxPFN else {
+                    throw .invalidArgument(name: "pfn", reason: "range exceeds the architecture's frames")
+                }
                 try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true) { (t, i, a) throws(ModelError) in
                     guard arena.entries(t)[i].load(ordering: .relaxed) == 0 else { return }
                     storePTE(t, i, layout.leaf(pfn: base + (a - vma.start) / 4096, level: .pte, attrs))

@@ -115,12 +115,14 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     /// Bits of virtual address the tables translate.
     @inlinable public var virtualAddressBits: Int { shift(.pgd) + 9 }
 
-    /// The end of user space (`TASK_SIZE`): x86-64 uses the lower half of the
-    /// canonical space, arm64 the whole TTBR0 range.
+    /// The end of user space (`TASK_SIZE_MAX`): x86-64 uses the lower half of
+    /// the canonical space less its last page; arm64 the whole TTBR0 range.
     @inlinable
     public var userAddressLimit: UInt64 {
-        let bits = virtualAddressBits - (architecture == .x86_64 ? 1 : 0)
-        return 1 << UInt64(bits)
+        switch architecture {
+        case .x86_64: return (1 << UInt64(virtualAddressBits - 1)) - 4096
+        case .arm64: return 1 << UInt64(virtualAddressBits)
+        }
     }
 
     /// The first kernel address (upper half, sign-extended).
@@ -133,7 +135,8 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     /// Whether `address` is canonical for this geometry.
     @inlinable
     public func isCanonical(_ address: UInt64) -> Bool {
-        address < userAddressLimit || address >= kernelAddressStart
+        let lowerHalfEnd: UInt64 = architecture == .x86_64 ? 1 << UInt64(virtualAddressBits - 1) : 1 << UInt64(virtualAddressBits)
+        return address < lowerHalfEnd || address >= kernelAddressStart
     }
 
     /// Sizes a hugetlb folio may have on this architecture
