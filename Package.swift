@@ -15,6 +15,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "MemoryModel"),
+        .target(name: "PageWalk", dependencies: ["MemoryModel"]),
+        .target(name: "ReferenceModel", dependencies: ["MemoryModel"]),
         .target(name: "Scenario", dependencies: ["MemoryModel"]),
         .target(name: "KernelSnapshot", dependencies: ["MemoryModel"]),
         .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "Scenario"]),
@@ -23,7 +25,8 @@ let package = Package(
             dependencies: ["MemoryModel", "Scenario"],
             path: "Benchmarks/PageWalkBench"
         ),
-        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"]),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel"]),
+        .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
         .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel"]),
     ]

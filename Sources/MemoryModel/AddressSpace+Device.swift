@@ -74,7 +74,9 @@ extension AddressSpace {
     func restoreDeviceExclusive(_ vma: VMA, _ t: TableID, _ i: Int, pfn: UInt64, bits: SwapPTEBits) {
         guard let page = memory.page(pfn) else { return }
         var attrs: LeafAttributes = [.user]
-        if vma.flags.contains(.write) && !bits.contains(.uffdWP) { attrs.insert(.writable) }
+        // Writable again only while exclusive: after fork the page is shared
+        // and a write must break COW.
+        if vma.flags.contains(.write) && !bits.contains(.uffdWP) && bits.contains(.exclusive) { attrs.insert(.writable) }
         if page.folio.test(.dirty) { attrs.insert(.dirty) }
         if bits.contains(.softDirty) { attrs.insert(.softDirty) }
         if bits.contains(.uffdWP) { attrs.insert(.uffdWP) }

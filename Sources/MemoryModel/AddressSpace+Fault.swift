@@ -161,6 +161,8 @@ extension AddressSpace {
                 try faultNone(vma, t, i, address, write: write, uffdWP: true)
             case .swap:
                 try swapInPTE(vma, t, i, address, write: write)
+                // do_swap_page() finishes a write fault with do_wp_page().
+                if write { try faultPTE(vma, t, i, address, write: true) }
             case .devicePrivate(_, let pfn):
                 try restoreDevicePrivate(vma, t, i, address, pfn: pfn, bits: leaf.bits)
                 if write { try faultPTE(vma, t, i, address, write: true) }

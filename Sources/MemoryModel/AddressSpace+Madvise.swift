@@ -108,6 +108,11 @@ extension AddressSpace {
             r[RecordWord.compound].store(RecordWord.compound(order: 0, node: node, tailOffset: 0), ordering: .relaxed)
         }
         memory.noteSplit(order: folio.order, into: n)
+        // Pages nothing maps or caches any more are freed, not leaked.
+        for k in 0..<n {
+            let page = memory.folio(containing: folio.pfn + UInt64(k))!
+            if page.refcount == 0 { memory.freeFolio(page) }
+        }
     }
 
     /// Memory failure on the page mapped at `address` (`memory_failure()`):

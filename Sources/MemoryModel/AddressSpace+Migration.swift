@@ -108,6 +108,8 @@ extension AddressSpace {
                                                          dirty: mm.layout.isDirtyPTE(w)), bits: bits)
                     do { mm.store(s, try entry.encode(mm.layout)) } catch { l.unlock(); throw error }
                     folio.addEntireMapping(-1)
+                    // The entry kind now carries exclusivity (try_to_migrate_one()).
+                    if folio.isAnon { folio.setPageFlags(0, .anonExclusive, false) }
                 }
                 l.unlock()
             }
@@ -121,6 +123,7 @@ extension AddressSpace {
                                                          dirty: mm.layout.isDirtyPTE(w)), bits: bits)
                     mm.storePTE(t, i, try entry.encode(mm.layout))
                     folio.addPTEMappings(first: k, count: 1, delta: -1)
+                    if folio.isAnon { folio.setPageFlags(k, .anonExclusive, false) }
                 }
             }
         }
@@ -154,6 +157,7 @@ extension AddressSpace {
                     if case .migration(let kind, let pfn, let young, let dirty) = leaf.leaf, pfn == folio.pfn {
                         mm.store(s, mm.layout.leaf(pfn: target.pfn, level: .pmd, attrsFor(kind, young, dirty, leaf.bits)))
                         target.addEntireMapping(1)
+                        if kind != .read && folio.isAnon { target.setPageFlags(0, .anonExclusive, true) }
                         if moving { target.addRef(1); memory.put(folio) }
                     }
                 }

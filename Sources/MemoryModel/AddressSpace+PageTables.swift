@@ -34,7 +34,7 @@ enum PTETableLookup {
 extension EntryLayout {
     /// `p?d_present()` for a word at `level`.
     @inlinable @inline(__always)
-    func isPresent(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
+    public func isPresent(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
         var mask = valid | presentInvalid
         if level != .pte { mask |= huge }
         return raw & mask != 0
@@ -42,7 +42,7 @@ extension EntryLayout {
 
     /// `p?d_leaf()` for a present word at `level`.
     @inlinable @inline(__always)
-    func isLeaf(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
+    public func isLeaf(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
         switch level {
         case .pte: return true
         case .pmd, .pud: return architecture == .x86_64 ? raw & huge != 0 : raw & tableBit == 0
@@ -52,12 +52,12 @@ extension EntryLayout {
 
     /// A present entry that points to a lower table.
     @inlinable @inline(__always)
-    func isTable(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
+    public func isTable(_ raw: UInt64, _ level: PageTableLevel) -> Bool {
         level != .pte && isPresent(raw, level) && !isLeaf(raw, level)
     }
 
     @inlinable @inline(__always)
-    func pfn(_ raw: UInt64) -> UInt64 { (raw & pfnMask) >> 12 }
+    public func pfn(_ raw: UInt64) -> UInt64 { (raw & pfnMask) >> 12 }
 }
 
 extension AddressSpace {

@@ -34,3 +34,34 @@ extension AddressSpace {
         try splitPMD(slot)
     }
 }
+
+extension AddressSpace {
+    /// Writes the entry at `slot` (`set_pte_at()`, `set_pmd_at()`,
+    /// `set_pud_at()`, `pte_clear()` with 0), keeping the table's used-entry
+    /// count. The caller holds the lock guarding the slot
+    /// (`lock(forEntriesOf:level:)`), as the kernel's callers do.
+    public func setEntry(at slot: EntrySlot, _ raw: UInt64) {
+        if slot.level == .pte { storePTE(slot.table, slot.index, raw) } else { store(slot, raw) }
+    }
+
+    /// Unmaps `[start, end)` of one VMA (`zap_page_range_single()` with no
+    /// zap details): pages and swap entries go, guard and uffd-wp markers
+    /// stay, PMD leaves straddling the range are split. The caller holds the
+    /// mmap lock; this takes only page-table locks.
+    public func zapPageRangeSingle(_ vma: VMA, _ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try zapRange(vma, start, end, dropMarkers: false)
+    }
+
+    /// Attaches an anon_vma to `vma` (`anon_vma_prepare()`), so that fork
+    /// copies its page tables (guard markers live only there).
+    public func prepareAnonVMA(_ vma: VMA) {
+        vma.hasAnonVMA = true
+    }
+
+    /// Where hugetlb entries of `size` live and how many entries one huge
+    /// page takes (`huge_pte_offset()`'s level; arm64 contiguous sizes use
+    /// 16 entries).
+    public func hugetlbEntryShape(forSize size: UInt64) -> (level: PageTableLevel, entries: Int) {
+        hugetlbShape(size)
+    }
+}

@@ -15,6 +15,7 @@ public struct MMCounters: Hashable, Sendable, CustomStringConvertible {
     public var pteTables = 0, pmdTables = 0, pudTables = 0, p4dTables = 0
     /// Bytes of hugetlb pages mapped (`hugetlb_usage`).
     public var hugetlbBytes: UInt64 = 0
+    public init() {}
     public var pageTableBytes: Int { (pteTables + pmdTables + pudTables + p4dTables) * 4096 }
     public var rssPages: Int { file + anon + shmem }
     public var description: String {

@@ -146,6 +146,8 @@ public final class PhysicalMemory: @unchecked Sendable {
         let order = folio.order, node = folio.node, n = folio.pageCount
         var poisoned = false
         for i in 0..<n where folio.pageFlags(i).contains(.hwpoison) { poisoned = true }
+        // A freed KSM folio leaves the stable tree (its frame may be reused).
+        if folio.isKSM { dropKSMStable(pfn: folio.pfn) }
         for i in 0..<n {
             let r = folio.head + i * RecordWord.wordsPerRecordInline
             for w in 0..<4 { r[w].store(0, ordering: .relaxed) }

@@ -159,6 +159,12 @@ public struct SoftLeafEntry: Hashable, Sendable, CustomStringConvertible {
         if bits.contains(.exclusive) { raw |= l.swapExclusive }
         if bits.contains(.softDirty) { raw |= l.swapSoftDirty }
         if bits.contains(.uffdWP) { raw |= l.swapUffdWP }
+        // x86 stores the offset inverted: type 0 with the all-ones offset is
+        // the zero word, which reads back as pte_none() (the kernel keeps
+        // swap sizes below it, max_swapfile_size()).
+        guard raw != 0 else {
+            throw .invalidArgument(name: "swap offset", reason: "\(hex(offset)) with type \(type) encodes as a none entry")
+        }
         return raw
     }
 

@@ -1,0 +1,66 @@
+import MemoryModel
+
+/// Why a walk did not run or did not finish.
+///
+/// The kernel's walkers return a negative errno; the model throws a typed
+/// error instead and keeps the errno (`errno`, negative, as the kernel
+/// returns it) so callers can compare with Linux. A handler's own negative
+/// return comes back as `.handlerError` carrying that value.
+public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// `start >= end`, or a range outside the VMA (-EINVAL).
+    case invalidRange(start: UInt64, end: UInt64)
+    /// `check_ops_valid()` refused the ops: `install_pte` is reserved to
+    /// `walkPageRangeMM` (-EINVAL).
+    case installNotPermitted
+    /// `install_pte` over a hugetlb VMA (-EINVAL from `__walk_page_range()`).
+    case hugetlbInstall(vmaStart: UInt64)
+    /// The VMA is not one of the address space's, or a kernel walk was
+    /// given a user address space (-EINVAL).
+    case wrongAddressSpace(String)
+    /// The lock the walk mode requires is not held (lockdep's
+    /// `mmap_assert_locked()` splat, made a clear error).
+    case lockNotHeld(String)
+    /// A page table could not be allocated while installing (-ENOMEM from
+    /// `__pte_alloc()` and friends); what was installed before stays.
+    case allocationFailed(String)
+    /// A handler returned this negative value; the walk stopped there.
+    case handlerError(Int32)
+    /// A model operation the walk needed (a THP split) failed.
+    case model(ModelError)
+    /// madvise: the VMA does not allow the operation (-EINVAL).
+    case invalidVMA(address: UInt64, reason: String)
+    /// madvise: part of the range is not mapped (-ENOMEM); the mapped parts
+    /// were still processed.
+    case unmapped(address: UInt64)
+    /// madvise: raced by faults too often; the kernel restarts the syscall
+    /// (-ERESTARTNOINTR).
+    case restartSyscall
+
+    /// The kernel's return value for this failure (negative errno).
+    public var errno: Int32 {
+        switch self {
+        case .invalidRange, .installNotPermitted, .hugetlbInstall, .wrongAddressSpace, .invalidVMA: return -22
+        case .allocationFailed, .unmapped: return -12
+        case .lockNotHeld: return -35   // -EDEADLK: no errno in the kernel, lockdep warns
+        case .handlerError(let e): return e
+        case .model: return -22
+        case .restartSyscall: return -513
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidRange(let s, let e): return "invalid walk range 0x\(String(s, radix: 16))-0x\(String(e, radix: 16))"
+        case .installNotPermitted: return "install_pte is only permitted through walkPageRangeMM"
+        case .hugetlbInstall(let a): return "install_pte over the hugetlb VMA at 0x\(String(a, radix: 16))"
+        case .wrongAddressSpace(let s): return "wrong address space: \(s)"
+        case .lockNotHeld(let s): return s
+        case .allocationFailed(let s): return "page-table allocation failed: \(s)"
+        case .handlerError(let e): return "walk handler returned \(e)"
+        case .model(let e): return "model error during walk: \(e)"
+        case .invalidVMA(let a, let r): return "VMA at 0x\(String(a, radix: 16)): \(r)"
+        case .unmapped(let a): return "no VMA at 0x\(String(a, radix: 16))"
+        case .restartSyscall: return "raced by faults; restart the call"
+        }
+    }
+}

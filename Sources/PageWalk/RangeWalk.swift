@@ -1,0 +1,436 @@
+import MemoryModel
+import Synchronization
+
+/// Holds the locks a range walk has taken, so that they are dropped when
+/// the walk moves on — and when the `for` loop is left by `break`, `return`
+/// or a throw, as the iterator holding this object is destroyed.
+@usableFromInline
+final class WalkLocks {
+    @usableFromInline var table: SpinLockRef?
+    @usableFromInline var hugetlb: ReadWriteLock?
+    @usableFromInline let arena: TableArena
+
+    @usableFromInline
+    init(arena: TableArena) {
+        self.arena = arena
+        arena.beginLocklessRead()
+    }
+
+    @inlinable @inline(__always)
+    func release() {
+        if let t = table { t.unlock(); table = nil }
+        if let h = hugetlb { h.unlockRead(); hugetlb = nil }
+    }
+
+    deinit {
+        release()
+        arena.endLocklessRead()
+    }
+}
+
+/// The range walker: `pt_range_walk` as a Swift `Sequence`.
+///
+/// ```swift
+/// try mm.withMmapReadLock { lock in
+///     for entry in try mm.walk(start..<end, lock: lock) { … }
+/// }
+/// ```
+/// The caller holds the mmap lock; the walker takes the page-table locks
+/// (split PTE lock, PMD lock, `page_table_lock`, the hugetlb VMA lock and
+/// huge PTE lock) and holds a table's lock while the loop body handles that
+/// table's entries, dropping it when it moves on or the loop ends. A table
+/// replaced between the lockless descent and the lock is re-read.
+public struct RangeWalk: Sequence {
+    public let mm: AddressSpace
+    public let start: UInt64
+    public let end: UInt64
+    public let options: RangeWalkOptions
+
+    public func makeIterator() -> Iterator { Iterator(self) }
+
+    /// The walk's cursor; see `RangeWalk`.
+    public struct Iterator: IteratorProtocol {
+        @usableFromInline let mm: AddressSpace
+        @usableFromInline let locks: WalkLocks
+        @usableFromInline let arena: TableArena
+        @usableFromInline let memory: PhysicalMemory
+        @usableFromInline let geometry: Geometry
+        @usableFromInline let layout: EntryLayout
+        @usableFromInline let levels: [PageTableLevel]
+        @usableFromInline let vmas: [VMA]
+        @usableFromInline let options: RangeWalkOptions
+        @usableFromInline let end: UInt64
+        @usableFromInline let tablesOnly: Bool
+        @usableFromInline let lockTables: Bool
+        @usableFromInline let zeroPFN: UInt64
+        /// Entry bits whose differences a batch ignores (or-ing them).
+        @usableFromInline let ignoredBits: UInt64
+        @usableFromInline var vmaIndex = 0
+        @usableFromInline var addr: UInt64
+        // The PTE table being walked (locked), if any.
+        @usableFromInline var ptes: UnsafeMutablePointer<Atomic<UInt64>>?
+        @usableFromInline var ptIndex = 0
+        @usableFromInline var ptEnd = 0
+        @usableFromInline var ptBase: UInt64 = 0
+        @usableFromInline var ptVMA: VMA?
+
+        init(_ walk: RangeWalk) {
+            mm = walk.mm
+            arena = walk.mm.tables
+            locks = WalkLocks(arena: arena)
+            memory = walk.mm.memory
+            geometry = walk.mm.geometry
+            layout = walk.mm.geometry.layout
+            levels = walk.mm.entryLevels
+            options = walk.options
+            end = walk.end
+            addr = walk.start
+            tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
+            lockTables = !walk.mm.isKernel
+            vmas = tablesOnly ? [] : walk.mm.vmas
+            zeroPFN = walk.mm.memory.zeroPage.pfn
+            let l = walk.mm.geometry.layout
+            var ignored: UInt64 = 0
+            if walk.options.batching {
+                let r = walk.options.respect
+                if !r.contains(.young) { ignored |= l.young }
+                if !r.contains(.dirty) { ignored |= l.dirty | l.readOnly }
+                if !r.contains(.writable) { ignored |= l.write | l.readOnly }
+                if !r.contains(.softDirty) { ignored |= l.softDirty }
+                if !r.contains(.uffdWP) { ignored |= l.uffdWP }
+            }
+            ignoredBits = ignored
+        }
+
+        public mutating func next() -> WalkEntry? {
+            while true {
+                if let e = ptes {
+                    if ptIndex < ptEnd { return pteEntry(e) }
+                    ptes = nil
+                }
+                locks.release()
+                if addr >= end { return nil }
+                if let entry = step() { return entry }
+            }
+        }
+
+        // MARK: VMAs
+
+        /// Decides what the range at `addr` is: a gap, a skipped VMA, a
+        /// hugetlb page, or page tables to descend.
+        mutating func step() -> WalkEntry? {
+            if tablesOnly { return descend(vma: nil, limit: end) }
+            while vmaIndex < vmas.count && vmas[vmaIndex].end <= addr { vmaIndex += 1 }
+            let gapEnd = vmaIndex < vmas.count ? Swift.min(vmas[vmaIndex].start, end) : end
+            if addr < gapEnd {
+                guard options.reportHoles else { addr = gapEnd; return nil }
+                return descend(vma: nil, limit: gapEnd)
+            }
+            let vma = vmas[vmaIndex]
+            let limit = Swift.min(vma.end, end)
+            if let filter = options.vmaFilter, !filter(vma) { addr = limit; return nil }
+            if vma.isPFNMap {
+                switch options.pfnMap {
+                case .skip: addr = limit; return nil
+                case .hole:
+                    let e = WalkEntry(start: addr, end: limit, level: .pte, count: 0, vma: vma, raw: 0,
+                                      attributes: [], content: .hole(depth: -1))
+                    addr = limit
+                    return e
+                case .walk: break
+                }
+            }
+            if vma.isHugetlb { return hugetlbEntry(vma, limit: limit) }
+            return descend(vma: vma, limit: limit)
+        }
+
+        // MARK: Upper levels
+
+        /// Descends from the root to the entry mapping `addr`: yields none
+        /// and leaf entries of upper levels, or locks the PTE table and sets
+        /// it up for `pteEntry`. Returns nil to be called again (a table
+        /// changed under it, or the PTE table is ready).
+        mutating func descend(vma: VMA?, limit: UInt64) -> WalkEntry? {
+            var table = mm.root
+            for level in levels {
+                let index = geometry.tableIndex(addr, level)
+                let slot = arena.entries(table) + index
+                let w = slot.pointee.load(ordering: .acquiring)
+                let entryEnd = geometry.entryEnd(addr, at: level, limit: limit)
+                if w == 0 {
+                    let e = WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vma: vma,
+                                      raw: 0, attributes: [],
+                                      content: vma == nil ? .hole(depth: geometry.realDepth(level.holeDepth)) : .none)
+                    addr = entryEnd
+                    return e
+                }
+                if level == .pte { return nil }   // unreachable: PTE tables are handled below
+                if !layout.isTable(w, level) {
+                    if lockTables {
+                        let l = mm.lock(forEntriesOf: table, level: level)
+                        l.lock()
+                        if slot.pointee.load(ordering: .relaxed) != w { l.unlock(); return nil }
+                        locks.table = l
+                    }
+                    let e = upperLeafEntry(w, level: level, vma: vma, end: entryEnd)
+                    addr = entryEnd
+                    return e
+                }
+                let lower = mm.lowerTable(w)
+                if levels.last == level { return nil }
+                if arena.level(lower) == .pte {
+                    if lockTables {
+                        let l = arena.lock(lower)
+                        l.lock()
+                        if slot.pointee.load(ordering: .relaxed) != w { l.unlock(); return nil }
+                        locks.table = l
+                    }
+                    ptes = arena.entries(lower)
+                    ptIndex = geometry.tableIndex(addr, .pte)
+                    ptEnd = ptIndex + Int((entryEnd - addr) >> 12)
+                    ptBase = addr - UInt64(ptIndex) << 12
+                    ptVMA = vma
+                    addr = entryEnd
+                    return nil
+                }
+                table = lower
+            }
+            return nil
+        }
+
+        /// A PMD/PUD leaf or non-present upper entry, from `addr` to `entryEnd`.
+        func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: VMA?, end entryEnd: UInt64) -> WalkEntry {
+            let pages = Int((entryEnd - addr) >> 12)
+            let size = geometry.entrySize(level)
+            let offset = (addr & (size - 1)) >> 12
+            if layout.isPresent(w, level) {
+                let pfn = layout.pfn(w) + offset
+                let contiguous = w & layout.contiguous != 0
+                let attrs = attributes(w, firstPFN: pfn, folio: nil)
+                if !tablesOnly || vma != nil || !mm.isKernel,
+                   let f = memory.folio(containing: pfn), !(f.isZero && !options.zeroPageAsFolio) {
+                    return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
+                                     vma: vma, raw: w, attributes: attributes(w, firstPFN: pfn, folio: f),
+                                     content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
+                }
+                return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
+                                 vma: vma, raw: w, attributes: attrs, content: .pfn(pfn))
+            }
+            let leaf = SoftLeafEntry(decoding: w, layout: layout)
+            return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vma: vma, raw: w,
+                             attributes: swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: offset))
+        }
+
+        // MARK: PTE level
+
+        /// The next entry of the locked PTE table: a batch starting at `ptIndex`.
+        @inlinable @inline(__always)
+        mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
+            let i = ptIndex
+            let w = e[i].load(ordering: .relaxed)
+            let a = ptBase &+ UInt64(i) << 12
+            if w == 0 {
+                var n = 1
+                if options.batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
+                ptIndex = i + n
+                let content: WalkContent = ptVMA == nil ? .hole(depth: geometry.realDepth(4)) : .none
+                return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: .pte, count: n, vma: ptVMA, raw: 0,
+                                 attributes: [], content: content)
+            }
+            if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
+            return nonPresentPTE(e, i, w, a)
+        }
+
+        @inlinable @inline(__always)
+        mutating func presentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+            let pfn = layout.pfn(w)
+            if w & layout.special == 0 || (pfn == zeroPFN && options.zeroPageAsFolio),
+               !(mm.isKernel), let f = memory.folio(containing: pfn) {
+                let page = Int(pfn &- f.pfn)
+                var n = 1
+                var orBits = w
+                if options.batching && f.isLarge {
+                    let limit = Swift.min(ptEnd - i, f.pageCount - page)
+                    let keep = ~ignoredBits
+                    var expected = w
+                    while n < limit {
+                        expected &+= 1 << 12
+                        let w2 = e[i + n].load(ordering: .relaxed)
+                        if (w2 ^ expected) & keep != 0 { break }
+                        orBits |= w2
+                        n += 1
+                    }
+                }
+                ptIndex = i + n
+                let merged = w | (orBits & ignoredBits)
+                var level = EntryLevel.pte
+                if merged & layout.contiguous != 0 && n >= 16 && i & 15 == 0 { level = .contPTE }
+                return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: level, count: n, vma: ptVMA, raw: w,
+                                 attributes: attributes(merged, firstPFN: pfn, folio: f),
+                                 content: .folio(f, firstPage: page, pageCount: n))
+            }
+            ptIndex = i + 1
+            return WalkEntry(start: a, end: a &+ 4096, level: .pte, count: 1, vma: ptVMA, raw: w,
+                             attributes: attributes(w, firstPFN: pfn, folio: nil), content: .pfn(pfn))
+        }
+
+        @usableFromInline
+        mutating func nonPresentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+            let leaf = SoftLeafEntry(decoding: w, layout: layout)
+            var n = 1
+            if options.batching {
+                switch leaf.leaf {
+                case .swap(let s):
+                    // swap_pte_batch(): consecutive offsets, same type and bits.
+                    while i + n < ptEnd {
+                        let w2 = e[i + n].load(ordering: .relaxed)
+                        guard w2 != 0, !layout.isPresent(w2, .pte) else { break }
+                        let next = SoftLeafEntry(decoding: w2, layout: layout)
+                        guard next.bits == leaf.bits,
+                              case .swap(let s2) = next.leaf, s2.type == s.type, s2.offset == s.offset + UInt64(n) else { break }
+                        n += 1
+                    }
+                case .marker:
+                    while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == w { n += 1 }
+                default:
+                    break
+                }
+            }
+            ptIndex = i + n
+            return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: .pte, count: n, vma: ptVMA, raw: w,
+                             attributes: swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
+        }
+
+        // MARK: Hugetlb
+
+        /// One hugetlb page (or the part of it in the range), read as the
+        /// PMD, PUD or contiguous leaf it is, under the hugetlb VMA lock and
+        /// the huge PTE lock.
+        mutating func hugetlbEntry(_ vma: VMA, limit: UInt64) -> WalkEntry? {
+            let size = vma.hugePageSize
+            let (level, count): (PageTableLevel, Int) = switch size {
+            case 64 << 10: (.pte, 16)
+            case 32 << 20: (.pmd, 16)
+            case 1 << 30: (.pud, 1)
+            default: (.pmd, 1)
+            }
+            let blockStart = addr & ~(size - 1)
+            let blockEnd = Swift.min(blockStart + size, limit)
+            vma.hugetlbLock.lockRead()
+            locks.hugetlb = vma.hugetlbLock
+            // Find the first entry of the huge page.
+            var table = mm.root
+            var slot: UnsafeMutablePointer<Atomic<UInt64>>? = nil
+            for l in levels {
+                let s = arena.entries(table) + geometry.tableIndex(blockStart, l)
+                if l == level { slot = s; break }
+                let w = s.pointee.load(ordering: .acquiring)
+                guard layout.isTable(w, l) else { break }
+                table = mm.lowerTable(w)
+            }
+            let entryLevel = EntryLevel(level, contiguous: count > 1)
+            let covered = Int((blockEnd - addr + geometry.entrySize(level) - 1) / geometry.entrySize(level))
+            guard let s = slot else {
+                let e = WalkEntry(start: addr, end: blockEnd, level: entryLevel, count: covered, vma: vma, raw: 0,
+                                  attributes: [], content: .none)
+                addr = blockEnd
+                return e
+            }
+            let l = (count > 1 || level == .pud) ? mm.pageTableLock.ref : mm.lock(forEntriesOf: table, level: level)
+            l.lock()
+            locks.table = l
+            let w = s.pointee.load(ordering: .relaxed)
+            let offset = (addr - blockStart) >> 12
+            let content: WalkContent
+            var attrs: EntryAttributes = []
+            if w == 0 {
+                content = .none
+            } else if layout.isPresent(w, level) {
+                let pfn = layout.pfn(w) + offset
+                // Contiguous runs: young and dirty of the whole run count.
+                var merged = w
+                for k in 1..<count { merged |= (s + k).pointee.load(ordering: .relaxed) & (layout.young | layout.dirty) }
+                if let f = memory.folio(containing: pfn) {
+                    attrs = attributes(merged, firstPFN: pfn, folio: f)
+                    content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> 12))
+                } else {
+                    attrs = attributes(merged, firstPFN: pfn, folio: nil)
+                    content = .pfn(pfn)
+                }
+            } else {
+                let leaf = SoftLeafEntry(decoding: w, layout: layout)
+                attrs = swapAttributes(leaf.bits)
+                content = self.content(of: leaf.leaf, offset: offset)
+            }
+            let e = WalkEntry(start: addr, end: blockEnd, level: entryLevel, count: covered, vma: vma, raw: w,
+                              attributes: attrs, content: content)
+            addr = blockEnd
+            return e
+        }
+
+        // MARK: Decoding
+
+        @inlinable @inline(__always)
+        func attributes(_ w: UInt64, firstPFN: UInt64, folio: Folio?) -> EntryAttributes {
+            var a: EntryAttributes = []
+            if w & layout.write != 0 { a.insert(.writable) }
+            if w & layout.dirty != 0 || (layout.readOnly != 0 && w & layout.write != 0 && w & layout.readOnly == 0) {
+                a.insert(.dirty)
+            }
+            if w & layout.young != 0 { a.insert(.young) }
+            if w & layout.softDirty != 0 { a.insert(.softDirty) }
+            if w & layout.uffdWP != 0 { a.insert(.uffdWP) }
+            if w & layout.special != 0 { a.insert(.special) }
+            if w & layout.valid == 0 { a.insert(.protNone) }
+            if let f = folio, f.isAnon, f.pageFlags(Int(firstPFN &- f.pfn)).contains(.anonExclusive) {
+                a.insert(.anonExclusive)
+            }
+            return a
+        }
+
+        @usableFromInline
+        func swapAttributes(_ bits: SwapPTEBits) -> EntryAttributes {
+            var a: EntryAttributes = []
+            if bits.contains(.exclusive) { a.insert(.anonExclusive) }
+            if bits.contains(.softDirty) { a.insert(.softDirty) }
+            if bits.contains(.uffdWP) { a.insert(.uffdWP) }
+            return a
+        }
+
+        @usableFromInline
+        func content(of leaf: SoftLeaf, offset: UInt64) -> WalkContent {
+            switch leaf {
+            case .swap(let s): return .swap(SwapEntry(type: s.type, offset: s.offset + offset))
+            case .migration(let kind, let pfn, _, _):
+                return .migration(kind, pfn: pfn + offset, folio: memory.folio(containing: pfn))
+            case .devicePrivate(let w, let pfn):
+                return .device(exclusive: false, writable: w, pfn: pfn, folio: memory.folio(containing: pfn))
+            case .deviceExclusive(let pfn):
+                return .device(exclusive: true, writable: false, pfn: pfn, folio: memory.folio(containing: pfn))
+            case .hwpoison(let pfn): return .hwpoison(pfn: pfn)
+            case .marker(let m): return .marker(m)
+            }
+        }
+    }
+}
+
+extension AddressSpace {
+    /// Walks `range` with the range walker. The caller holds this address
+    /// space's mmap lock (`lock` proves it); a kernel address space
+    /// (`init_mm`) is walked by its tables alone.
+    public func walk(_ range: Range<UInt64>, lock: MmapLockToken,
+                     options: RangeWalkOptions = RangeWalkOptions()) throws(PageWalkError) -> RangeWalk {
+        guard lock.mm === self else {
+            throw .wrongAddressSpace("the lock token belongs to pid \(lock.mm.options.pid), not pid \(self.options.pid)")
+        }
+        do { try assertMmapLocked(lock.mode) } catch { throw .lockNotHeld(error.description) }
+        guard !isTornDown else { throw .model(.tornDown) }
+        guard range.lowerBound < range.upperBound, range.lowerBound & 4095 == 0, range.upperBound & 4095 == 0 else {
+            throw .invalidRange(start: range.lowerBound, end: range.upperBound)
+        }
+        if !isKernel && !options.ignoreVMAs && range.upperBound > geometry.userAddressLimit + 4096 {
+            throw .invalidRange(start: range.lowerBound, end: range.upperBound)
+        }
+        return RangeWalk(mm: self, start: range.lowerBound, end: range.upperBound, options: options)
+    }
+}

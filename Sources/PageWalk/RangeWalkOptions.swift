@@ -1,0 +1,39 @@
+import MemoryModel
+
+/// What the range walker does with VM_PFNMAP VMAs (the callback walker
+/// skips them unless a `pte_hole` handler asks for the hole).
+public enum PFNMapPolicy: Sendable, Hashable {
+    /// Skip the VMA: nothing is yielded for it.
+    case skip
+    /// Yield one `.hole(depth: -1)` entry covering it.
+    case hole
+    /// Walk its entries: present ones come out as `.pfn`.
+    case walk
+}
+
+/// Options of a range walk.
+public struct RangeWalkOptions: @unchecked Sendable {
+    /// Batch runs of entries (`folio_pte_batch`, `folio_pmd_batch`, swap and
+    /// none runs). Off, every page-table entry is its own `WalkEntry`.
+    public var batching: Bool
+    /// Attribute differences that end a batch; the others are or-ed over it.
+    public var respect: EntryAttributes
+    /// Yield `.hole` entries for ranges outside any VMA.
+    public var reportHoles: Bool
+    /// Report zero-page mappings as `.folio` of the zero folio instead of `.pfn`.
+    public var zeroPageAsFolio: Bool
+    public var pfnMap: PFNMapPolicy
+    /// The `test_walk` equivalent: VMAs for which it returns false are skipped.
+    public var vmaFilter: ((VMA) -> Bool)?
+    /// Walk the page tables without regard to VMAs (`walk_page_range_debug()`
+    /// for user tables; kernel address spaces are always walked this way).
+    public var ignoreVMAs: Bool
+
+    public init(batching: Bool = true, respect: EntryAttributes = .batchable, reportHoles: Bool = false,
+                zeroPageAsFolio: Bool = false, pfnMap: PFNMapPolicy = .skip,
+                vmaFilter: ((VMA) -> Bool)? = nil, ignoreVMAs: Bool = false) {
+        self.batching = batching; self.respect = respect; self.reportHoles = reportHoles
+        self.zeroPageAsFolio = zeroPageAsFolio; self.pfnMap = pfnMap
+        self.vmaFilter = vmaFilter; self.ignoreVMAs = ignoreVMAs
+    }
+}

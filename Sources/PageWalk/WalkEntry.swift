@@ -1,0 +1,145 @@
+import MemoryModel
+
+/// The decoded attributes of a walked entry (of the first entry of a batch,
+/// or-ed over the batch for attributes the walk was told not to respect).
+public struct EntryAttributes: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt16
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+    /// `pte_write()`.
+    public static let writable = EntryAttributes(rawValue: 1 << 0)
+    /// `pte_dirty()`.
+    public static let dirty = EntryAttributes(rawValue: 1 << 1)
+    /// `pte_young()`.
+    public static let young = EntryAttributes(rawValue: 1 << 2)
+    /// `pte_soft_dirty()` / `pte_swp_soft_dirty()`.
+    public static let softDirty = EntryAttributes(rawValue: 1 << 3)
+    /// `pte_uffd_wp()` / `pte_swp_uffd_wp()`.
+    public static let uffdWP = EntryAttributes(rawValue: 1 << 4)
+    /// `PageAnonExclusive()` of the first page, or `pte_swp_exclusive()`.
+    public static let anonExclusive = EntryAttributes(rawValue: 1 << 5)
+    /// `pte_special()`.
+    public static let special = EntryAttributes(rawValue: 1 << 6)
+    /// PROT_NONE: present without the hardware valid bit.
+    public static let protNone = EntryAttributes(rawValue: 1 << 7)
+
+    /// The attributes a batch can be told to respect.
+    public static let batchable: EntryAttributes = [.writable, .dirty, .young, .softDirty, .uffdWP]
+}
+
+/// Where an entry really lives: the level of its page-table entries, and
+/// whether they form an arm64 contiguous run (cont-PTE 64K, cont-PMD 32M).
+public enum EntryLevel: Hashable, Sendable, CustomStringConvertible {
+    case pte, contPTE, pmd, contPMD, pud, p4d, pgd
+
+    @inlinable
+    public init(_ level: PageTableLevel, contiguous: Bool = false) {
+        switch level {
+        case .pte: self = contiguous ? .contPTE : .pte
+        case .pmd: self = contiguous ? .contPMD : .pmd
+        case .pud: self = .pud
+        case .p4d: self = .p4d
+        case .pgd: self = .pgd
+        }
+    }
+
+    /// The page-table level of the entries.
+    @inlinable
+    public var tableLevel: PageTableLevel {
+        switch self {
+        case .pte, .contPTE: return .pte
+        case .pmd, .contPMD: return .pmd
+        case .pud: return .pud
+        case .p4d: return .p4d
+        case .pgd: return .pgd
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .pte: return "pte"
+        case .contPTE: return "cont-pte"
+        case .pmd: return "pmd"
+        case .contPMD: return "cont-pmd"
+        case .pud: return "pud"
+        case .p4d: return "p4d"
+        case .pgd: return "pgd"
+        }
+    }
+}
+
+/// What a walked range holds (the RFC's `PT_TYPE_*`).
+public enum WalkContent: Hashable, @unchecked Sendable {
+    /// Empty entries inside a VMA (`PT_TYPE_NONE`).
+    case none
+    /// A range outside any VMA (only when holes are asked for), with the
+    /// depth `pte_hole` would report (0 pgd … 4 pte, -1 without tables).
+    case hole(depth: Int)
+    /// Present pages `firstPage ..< firstPage + pageCount` of a folio
+    /// (`PT_TYPE_FOLIO`).
+    case folio(Folio, firstPage: Int, pageCount: Int)
+    /// Present entries without a normal page: PFN maps, the zero page
+    /// unless asked for as a folio, kernel mappings (`PT_TYPE_PFN`).
+    case pfn(UInt64)
+    /// A PTE marker (`PT_TYPE_MARKER`).
+    case marker(PTEMarker)
+    /// Swap entries with consecutive offsets from `first` (`PT_TYPE_SWAP`).
+    case swap(SwapEntry)
+    /// A migration entry (`PT_TYPE_MIGRATION`); the folio when it exists.
+    case migration(MigrationKind, pfn: UInt64, folio: Folio?)
+    /// A device-private or device-exclusive entry (`PT_TYPE_DEVICE`).
+    case device(exclusive: Bool, writable: Bool, pfn: UInt64, folio: Folio?)
+    /// A hwpoison entry (`PT_TYPE_HWPOISON`).
+    case hwpoison(pfn: UInt64)
+}
+
+/// One entry yielded by the range walker: a run of page-table entries of
+/// one kind, inside one table, one folio and one VMA.
+public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
+    /// The virtual range the entries cover (clamped to the walked range).
+    public var start: UInt64
+    public var end: UInt64
+    public var level: EntryLevel
+    /// How many page-table entries were batched into this one.
+    public var count: Int
+    /// The VMA, nil outside VMAs and in kernel-table walks. Valid while the
+    /// mmap lock is held.
+    @inlinable public var vma: VMA? {
+        vmaPointer.map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
+    }
+    /// The VMA without a reference count (entries are built per page).
+    @usableFromInline var vmaPointer: UnsafeRawPointer?
+    /// The raw word of the first entry.
+    public var raw: UInt64
+    public var attributes: EntryAttributes
+    public var content: WalkContent
+
+    @inlinable
+    init(start: UInt64, end: UInt64, level: EntryLevel, count: Int, vma: VMA?, raw: UInt64,
+         attributes: EntryAttributes, content: WalkContent) {
+        self.start = start; self.end = end; self.level = level; self.count = count
+        self.vmaPointer = vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
+        self.raw = raw; self.attributes = attributes; self.content = content
+    }
+
+    /// Bytes covered.
+    @inlinable public var size: UInt64 { end - start }
+    /// 4K pages covered.
+    @inlinable public var pageCount: Int { Int((end - start) >> 12) }
+
+    public var description: String {
+        var s = "0x\(String(start, radix: 16))-0x\(String(end, radix: 16)) \(level) x\(count) "
+        switch content {
+        case .none: s += "none"
+        case .hole(let d): s += "hole depth \(d)"
+        case .folio(let f, let first, let n): s += "folio pfn 0x\(String(f.pfn, radix: 16)) order \(f.order) pages \(first)+\(n)"
+        case .pfn(let p): s += "pfn 0x\(String(p, radix: 16))"
+        case .marker(let m): s += "marker \(m.rawValue)"
+        case .swap(let e): s += "\(e)"
+        case .migration(let k, let p, _): s += "migration \(k) pfn 0x\(String(p, radix: 16))"
+        case .device(let x, let w, let p, _): s += "device \(x ? "exclusive" : "private")\(w ? " write" : "") pfn 0x\(String(p, radix: 16))"
+        case .hwpoison(let p): s += "hwpoison pfn 0x\(String(p, radix: 16))"
+        }
+        if !attributes.isEmpty { s += " attrs 0x\(String(attributes.rawValue, radix: 16))" }
+        return s
+    }
+}

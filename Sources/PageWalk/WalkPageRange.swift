@@ -1,0 +1,181 @@
+import MemoryModel
+
+// The entry points of the callback walker: models the exported functions of
+// the kernel's mm/pagewalk.c. Each returns 0 when the walk went through, or
+// the positive value a handler stopped it with; failures (the kernel's
+// negative returns) are thrown as `PageWalkError`. The caller's data is
+// passed `inout` and carries what the handlers left in `privateData`.
+
+/// `process_mm_walk_lock()`: the mmap lock the walk mode requires.
+func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkError) {
+    do {
+        try mm.assertMmapLocked(mode == .read ? .read : .write)
+    } catch {
+        throw .lockNotHeld(error.description)
+    }
+}
+
+/// Turns a level function's `int` into the entry point's result.
+func finishWalk<Private>(_ err: Int32, _ walk: MMWalk<Private>) throws(PageWalkError) -> Int32 {
+    if err < 0 { throw walk.failure ?? .handlerError(err) }
+    return err
+}
+
+/// Runs `body` as a lockless table reader (`rcu_read_lock()` around the
+/// unlocked descent), so tables freed meanwhile are not reused under it.
+func withLocklessRead<R>(_ mm: AddressSpace, _ body: () -> R) -> R {
+    mm.tables.beginLocklessRead()
+    defer { mm.tables.endLocklessRead() }
+    return body()
+}
+
+/// Models `walk_page_range_mm()`: walks `[start, end)` of `mm` VMA by VMA,
+/// with every operation allowed, `install_pte` included. Internal to memory
+/// management (the kernel keeps it in mm/internal.h); the public entry
+/// points refuse `install_pte`.
+package func walkPageRangeMM<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                      ops: MMWalkOps<Private>,
+                                      private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard start < end else { throw .invalidRange(start: start, end: end) }
+    try assertWalkLock(mm, ops.walkLock)
+    var walk = MMWalk(mm: mm, privateData: data)
+    let walker = PageTableWalker(ops: ops, mm: mm)
+    let err = withLocklessRead(mm) { walker.walkVMAs(start, end, &walk) }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}
+
+/// Models `walk_page_range()`: walks the page tables of `[start, end)` of
+/// `mm` over its VMAs (gaps are depth -1 holes). The mmap lock must be held
+/// as `ops.walkLock` says; `install_pte` is refused (`check_ops_valid()`).
+public func walkPageRange<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                   ops: MMWalkOps<Private>,
+                                   private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    return try walkPageRangeMM(mm, start, end, ops: ops, private: &data)
+}
+
+/// `walkPageRange` without caller data.
+public func walkPageRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                          ops: MMWalkOps<Void>) throws(PageWalkError) -> Int32 {
+    var none: Void = ()
+    return try walkPageRange(mm, start, end, ops: ops, private: &none)
+}
+
+/// Checks that `vma` is one of `mm`'s (the kernel reads `vma->vm_mm`).
+func checkOwner(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
+    guard mm.vma(containing: vma.start) === vma else {
+        throw .wrongAddressSpace("\(vma) is not a VMA of \(mm)")
+    }
+}
+
+/// Models `walk_page_range_vma()`: walks `[start, end)` inside one VMA.
+/// Unlike `walkPageRange` there is no `walk_page_test()`: a VM_PFNMAP VMA
+/// is walked like any other.
+public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: UInt64, _ end: UInt64,
+                                      ops: MMWalkOps<Private>,
+                                      private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard start < end, start >= vma.start, end <= vma.end else { throw .invalidRange(start: start, end: end) }
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    try checkOwner(mm, vma)
+    try assertWalkLock(mm, ops.walkLock)
+    var walk = MMWalk(mm: mm, vma: vma, privateData: data)
+    let walker = PageTableWalker(ops: ops, mm: mm)
+    let err = withLocklessRead(mm) { walker.walkVMARange(start, end, &walk) }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}
+
+/// Models `walk_page_vma()`: walks the whole of one VMA.
+public func walkPageVMA<Private>(_ mm: AddressSpace, _ vma: VMA, ops: MMWalkOps<Private>,
+                                 private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    try checkOwner(mm, vma)
+    try assertWalkLock(mm, ops.walkLock)
+    var walk = MMWalk(mm: mm, vma: vma, privateData: data)
+    let walker = PageTableWalker(ops: ops, mm: mm)
+    let err = withLocklessRead(mm) { walker.walkVMARange(vma.start, vma.end, &walk) }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}
+
+/// Models `walk_page_mapping()`: walks every VMA, in every address space on
+/// `memory`, that maps file pages `firstIndex ..< firstIndex + count` of
+/// `file`, clipped to those pages. VMAs come in file-offset order, as the
+/// i_mmap interval tree yields them. As in the kernel, no mmap lock is
+/// asserted (the kernel holds `i_mmap_rwsem`, which the model lacks: the
+/// caller must keep the VMAs from changing), and a `test_walk` result > 0
+/// ends the whole walk rather than skipping one VMA.
+public func walkPageMapping<Private>(_ memory: PhysicalMemory, _ file: FileObject, firstIndex: UInt64, count: UInt64,
+                                     ops: MMWalkOps<Private>,
+                                     private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    guard count > 0 else { return 0 }
+    let lastIndex = firstIndex &+ count &- 1
+    var mapped: [(mm: AddressSpace, vma: VMA)] = []
+    for mm in memory.addressSpaces where !mm.isTornDown {
+        for vma in mm.vmas where vma.file === file {
+            let first = vma.pageIndex(vma.start), last = first + vma.size / Geometry.pageSize - 1
+            if first <= lastIndex && last >= firstIndex { mapped.append((mm, vma)) }
+        }
+    }
+    mapped.sort { $0.vma.pageIndex($0.vma.start) < $1.vma.pageIndex($1.vma.start) }
+    guard let firstMM = mapped.first?.mm else { return 0 }
+    var walk = MMWalk(mm: firstMM, privateData: data)
+    var err: Int32 = 0
+    for (mm, vma) in mapped {
+        let vmaFirst = vma.pageIndex(vma.start)
+        let vmaEnd = vmaFirst + vma.size / Geometry.pageSize
+        let clipFirst = max(firstIndex, vmaFirst), clipEnd = min(firstIndex &+ count, vmaEnd)
+        guard clipFirst < clipEnd else { continue }
+        let startAddr = vma.start + (clipFirst - vmaFirst) * Geometry.pageSize
+        let endAddr = vma.start + (clipEnd - vmaFirst) * Geometry.pageSize
+        walk.mm = mm
+        walk.vma = vma
+        let walker = PageTableWalker(ops: ops, mm: mm)
+        let test = walker.walkPageTest(vma.start, vma.end, &walk)
+        if test > 0 { err = 0; break }   // the kernel ends the whole walk here
+        if test < 0 { err = test; break }
+        err = withLocklessRead(mm) { walker.walkVMARange(startAddr, endAddr, &walk) }
+        if err != 0 { break }
+    }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}
+
+/// Models `walk_kernel_page_table_range()`: walks the kernel's own tables
+/// (`initMM`, no VMAs) from `root` (`pgd`, default the kernel root). The
+/// mmap read lock of `initMM` must be held; PTE handlers run without the
+/// PTE lock and leaves above the PTE level are not descended.
+public func walkKernelPageTableRange<Private>(_ initMM: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                              ops: MMWalkOps<Private>, root: TableID? = nil,
+                                              private data: inout Private) throws(PageWalkError) -> Int32 {
+    guard start < end else { throw .invalidRange(start: start, end: end) }
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    guard initMM.isKernel else { throw .wrongAddressSpace("\(initMM) is not a kernel address space") }
+    try assertWalkLock(initMM, .read)
+    var walk = MMWalk(mm: initMM, privateData: data, noVMA: true, root: root)
+    let walker = PageTableWalker(ops: ops, mm: initMM)
+    let err = withLocklessRead(initMM) { walker.walkPGDRange(start, end, &walk) }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}
+
+/// Models `walk_page_range_debug()`: walks a user address space's tables
+/// over `[start, end)` ignoring its VMAs (ptdump of user tables), so holes
+/// carry their real depth everywhere. Needs the mmap write lock: munmap
+/// tears tables down after detaching VMAs under a read lock. A kernel
+/// address space is forwarded to `walkKernelPageTableRange`.
+public func walkPageRangeDebug<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                        ops: MMWalkOps<Private>, root: TableID? = nil,
+                                        private data: inout Private) throws(PageWalkError) -> Int32 {
+    if mm.isKernel { return try walkKernelPageTableRange(mm, start, end, ops: ops, root: root, private: &data) }
+    guard start < end else { throw .invalidRange(start: start, end: end) }
+    guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    try assertWalkLock(mm, .write)
+    var walk = MMWalk(mm: mm, privateData: data, noVMA: true, root: root)
+    let walker = PageTableWalker(ops: ops, mm: mm)
+    let err = withLocklessRead(mm) { walker.walkPGDRange(start, end, &walk) }
+    data = walk.privateData
+    return try finishWalk(err, walk)
+}

@@ -1,0 +1,75 @@
+import Testing
+import MemoryModel
+@testable import PageWalk
+
+@Suite struct GuardRegionTests {
+    @Test func installOverNoneAndPopulatedEntries() throws {
+        let mm = try makeSpace()
+        let vma = try mm.mmap(start: mb2, end: 3 * mb2, access: [.read, .write])
+        try mm.fault(mb2 + 4 * page, mb2 + 8 * page, write: true)
+        let folios = mm.memory.folioCount
+        try madviseGuardInstall(mm, mb2, mb2 + 16 * page)
+        #expect((0..<16).allSatisfy { isGuard(mm.translate(mb2 + UInt64($0) * page)) })
+        #expect(mm.translate(mb2 + 16 * page) == .none(level: .pte))
+        #expect(mm.counterSnapshot.anon == 0 && mm.memory.folioCount == folios - 4)
+        #expect(vma.hasAnonVMA)
+        // Again over existing markers: nothing changes.
+        try madviseGuardInstall(mm, mb2, mb2 + 16 * page)
+        #expect((0..<16).allSatisfy { isGuard(mm.translate(mb2 + UInt64($0) * page)) })
+    }
+
+    @Test func installOverATHPZapsItAndNeverSplitsForInstalling() throws {
+        let mm = try makeSpace()
+        try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write], extraFlags: [.hugePage])
+        try mm.populateTHP(mb2, 2 * mb2)
+        try madviseGuardInstall(mm, mb2, 2 * mb2)
+        #expect(stride(from: mb2, to: 2 * mb2, by: Int(page)).allSatisfy { isGuard(mm.translate($0)) })
+        #expect(mm.counterSnapshot.anon == 0)
+    }
+
+    @Test func refusedForHugetlbLockedAndPFNMaps() throws {
+        let mm = try makeSpace(budget: 64 << 20)
+        try mm.mmap(start: gb1, end: gb1 + mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))
+        try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write])
+        try mm.mmap(start: 4 * mb2, end: 4 * mb2 + 16 * page, access: [.read, .write], shared: true, kind: .pfnMap(firstPFN: 0x5000))
+        for start in [gb1, 4 * mb2] {
+            #expect(throws: PageWalkError.invalidVMA(address: start, reason: "guard regions need a VMA that is not hugetlb, locked or special")) {
+                try madviseGuardInstall(mm, start, start + page)
+            }
+        }
+        try madviseGuardInstall(mm, mb2, mb2 + 4 * page)
+        try mm.mlock(mb2, 2 * mb2)
+        #expect(throws: PageWalkError.self) { try madviseGuardInstall(mm, mb2 + 4 * page, mb2 + 8 * page) }
+        // Removal is allowed on locked VMAs.
+        try madviseGuardRemove(mm, mb2, 2 * mb2)
+        #expect(!isGuard(mm.translate(mb2)))
+        #expect(throws: PageWalkError.self) { try madviseGuardRemove(mm, gb1, gb1 + page) }
+    }
+
+    @Test func removeClearsOnlyGuardMarkers() throws {
+        let mm = try makeSpace()
+        try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write])
+        try mm.fault(mb2, mb2 + 4 * page, write: true)
+        try mm.fault(mb2 + 4 * page, mb2 + 8 * page, write: true)
+        try mm.swapOut(mb2 + 4 * page, mb2 + 8 * page)
+        try madviseGuardInstall(mm, mb2 + 8 * page, mb2 + 12 * page)
+        let before = (0..<8).map { mm.translate(mb2 + UInt64($0) * page) }
+        try madviseGuardRemove(mm, mb2, 2 * mb2)
+        #expect((0..<8).map { mm.translate(mb2 + UInt64($0) * page) } == before)
+        #expect((8..<12).allSatisfy { mm.translate(mb2 + UInt64($0) * page) == .none(level: .pte) })
+        if case .softLeaf(.pte, _, let e) = before[4], case .swap = e.leaf {} else { Issue.record("swap entry expected") }
+    }
+
+    @Test func gapsReportUnmappedAfterDoingTheMappedParts() throws {
+        let mm = try makeSpace()
+        try mm.mmap(start: mb2, end: mb2 + 4 * page, access: [.read, .write])
+        try mm.mmap(start: mb2 + 8 * page, end: mb2 + 12 * page, access: [.read, .write])
+        #expect(throws: PageWalkError.unmapped(address: mb2 + 4 * page)) {
+            try madviseGuardInstall(mm, mb2, mb2 + 12 * page)
+        }
+        #expect(isGuard(mm.translate(mb2)) && isGuard(mm.translate(mb2 + 11 * page)))
+        #expect(throws: PageWalkError.invalidRange(start: mb2 + 1, end: mb2 + page)) {
+            try madviseGuardInstall(mm, mb2 + 1, mb2 + page)
+        }
+    }
+}
