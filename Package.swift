@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "MemoryModel", targets: ["MemoryModel"]),
         .library(name: "Scenario", targets: ["Scenario"]),
         .library(name: "KernelSnapshot", targets: ["KernelSnapshot"]),
+        .library(name: "PageWalk", targets: ["PageWalk"]),
+        .library(name: "ProcFS", targets: ["ProcFS"]),
         .executable(name: "ptwalk", targets: ["ptwalk"]),
         .executable(name: "pagewalk-bench", targets: ["PageWalkBench"]),
     ],
@@ -19,14 +21,16 @@ let package = Package(
         .target(name: "ReferenceModel", dependencies: ["MemoryModel"]),
         .target(name: "Scenario", dependencies: ["MemoryModel"]),
         .target(name: "KernelSnapshot", dependencies: ["MemoryModel"]),
-        .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "Scenario"]),
+        .target(name: "ProcFS", dependencies: ["MemoryModel", "PageWalk"]),
+        .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"]),
         .executableTarget(
             name: "PageWalkBench",
-            dependencies: ["MemoryModel", "Scenario"],
+            dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"],
             path: "Benchmarks/PageWalkBench"
         ),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel"]),
-        .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel"]),
+        .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario"]),
+        .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
         .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel"]),
     ]
