@@ -32,6 +32,6 @@ let package = Package(
         .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario"]),
         .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
-        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel"]),
+        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk"]),
     ]
 )

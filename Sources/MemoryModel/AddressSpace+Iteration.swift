@@ -30,10 +30,13 @@ extension AddressSpace {
                 }
             case .blocked(let s):
                 let size = geometry.entrySize(s.level)
-                a = min(end, (a & ~(size - 1)) &+ size)
+                a = geometry.skip(a, size, end)
                 continue
-            case .absent:
-                break
+            case .absent(let s):
+                // Skip the whole span of the missing entry.
+                let size = geometry.entrySize(s.level)
+                a = geometry.skip(a, size, end)
+                continue
             }
             a = next
         }
@@ -72,18 +75,24 @@ extension AddressSpace {
         }
     }
 
-    /// The anonymous, unmapped-elsewhere-safe folios mapped by present PTEs
-    /// or PMDs wholly inside `[start, end)` of `vma`, with the address of
-    /// their first page, in address order.
+    /// The anonymous folios mapped by present PTEs or PMDs wholly inside
+    /// `[start, end)` of `vma`, with the address of their first page, in
+    /// address order. Each comes with a reference taken under its
+    /// page-table lock (`folio_try_get()`); the caller puts it.
     func anonFoliosFullyInside(_ vma: VMA, _ start: UInt64, _ end: UInt64,
                                where accept: (Folio) -> Bool) throws(ModelError) -> [(Folio, UInt64)] {
         var out: [(Folio, UInt64)] = []
         var seen = Set<UInt64>()
         try forEachPTE(start, end, pmd: { (s, a) throws(ModelError) -> PMDDecision in
+            let l = self.lock(forEntriesOf: s.table, level: .pmd)
+            l.lock()
+            defer { l.unlock() }
             let w = self.load(s)
-            if self.layout.isPresent(w, .pmd), let f = self.memory.folio(containing: self.layout.pfn(w)),
+            if self.layout.isPresent(w, .pmd), self.layout.isLeaf(w, .pmd),
+               let f = self.memory.folio(containing: self.layout.pfn(w)),
                f.isAnon, accept(f), a % AddressSpace.pmdSize == 0, a + AddressSpace.pmdSize <= end,
-               seen.insert(f.pfn).inserted {
+               !seen.contains(f.pfn), f.tryGet() {
+                seen.insert(f.pfn)
                 out.append((f, a))
             }
             return .skip
@@ -94,7 +103,7 @@ extension AddressSpace {
             let f = page.folio
             guard f.isAnon, !f.isZero, accept(f), !seen.contains(f.pfn) else { return }
             let first = a - UInt64(page.index) * 4096
-            guard first >= start, first + f.size <= end else { return }
+            guard first >= start, first + f.size <= end, f.tryGet() else { return }
             seen.insert(f.pfn)
             out.append((f, first))
         }

@@ -26,7 +26,14 @@ extension AddressSpace {
                     !f.isKSM && !f.test(.zoneDevice) && f.mapcount == (f.entireMapcount > 0 ? 1 : f.pageCount)
                         && f.entireMapcount <= 1
                 }
-                for (folio, address) in folios { try markLazyFree(folio, at: address) }
+                var failure: ModelError?
+                for (folio, address) in folios {
+                    if failure == nil {
+                        do throws(ModelError) { try markLazyFree(folio, at: address) } catch { failure = error }
+                    }
+                    memory.put(folio)
+                }
+                if let failure { throw failure }
             }
         }
     }

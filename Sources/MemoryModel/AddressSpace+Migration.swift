@@ -11,13 +11,13 @@ extension AddressSpace {
         }
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
-            for (folio, address) in try migratableFolios(start, end) {
-                try installMigrationEntries(folio, at: address)
+            try forEachLockedFolio(try migratableFolios(start, end)) { (folio, address) throws(ModelError) in
                 let target = try memory.allocateFolio(order: folio.order, node: node,
                                                       flags: folio.flags.subtracting([.locked, .anonExclusive]), refcount: 0)
                 for k in 0..<folio.pageCount where folio.pageFlags(k).contains(.anonExclusive) {
                     target.setPageFlags(k, .anonExclusive, true)
                 }
+                try installMigrationEntries(folio, at: address)
                 try removeMigrationEntries(folio, at: address, onto: target)
             }
         }
@@ -28,7 +28,7 @@ extension AddressSpace {
     public func startMigration(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
-            for (folio, address) in try migratableFolios(start, end) {
+            try forEachLockedFolio(try migratableFolios(start, end)) { (folio, address) throws(ModelError) in
                 try installMigrationEntries(folio, at: address)
             }
         }
@@ -62,8 +62,27 @@ extension AddressSpace {
         }
     }
 
+    /// Runs `body` on each folio (given with a reference) under its folio
+    /// lock, if it is still mapped and not in the swap cache, then puts the
+    /// reference.
+    private func forEachLockedFolio(_ folios: [(Folio, UInt64)],
+                                    _ body: (Folio, UInt64) throws(ModelError) -> Void) throws(ModelError) {
+        var failure: ModelError?
+        for (folio, address) in folios {
+            if failure == nil {
+                folio.lock()
+                if folio.isMapped && !folio.test(.swapCache) {
+                    do throws(ModelError) { try body(folio, address) } catch { failure = error }
+                }
+                folio.unlock()
+            }
+            memory.put(folio)
+        }
+        if let failure { throw failure }
+    }
+
     /// Folios that may migrate: normal (not zero, KSM, hugetlb or device)
-    /// folios mapped wholly inside the range.
+    /// folios mapped wholly inside the range, each with a reference.
     private func migratableFolios(_ start: UInt64, _ end: UInt64) throws(ModelError) -> [(Folio, UInt64)] {
         var out: [(Folio, UInt64)] = []
         for vma in try coveredVMAs(start, end, operation: "migrate") {
@@ -76,7 +95,8 @@ extension AddressSpace {
             try forEachPTE(s, e, pmd: { _, _ in .skip }) { (t, i, a) throws(ModelError) in
                 let w = arena.entries(t)[i].load(ordering: .relaxed)
                 guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)),
-                      !page.folio.isAnon, !page.folio.isLarge, page.folio.mapcount == 1 else { return }
+                      !page.folio.isAnon, !page.folio.isLarge, page.folio.mapcount == 1,
+                      page.folio.tryGet() else { return }
                 out.append((page.folio, a))
             }
         }

@@ -26,9 +26,11 @@ enum PTETableLookup {
     case table(TableID, pmd: EntrySlot)
     /// A PMD-level leaf (or PMD migration entry) covers the address.
     case pmdEntry(EntrySlot)
-    /// Something above the PMD level blocks (PUD leaf) or nothing is mapped.
+    /// Something above the PMD level blocks (PUD leaf).
     case blocked(EntrySlot)
-    case absent
+    /// Nothing is mapped: the first none entry met on the way down (its
+    /// span can be skipped whole).
+    case absent(EntrySlot)
 }
 
 extension EntryLayout {
@@ -157,12 +159,12 @@ extension AddressSpace {
             let pmdSlot: EntrySlot
             switch try slot(address, at: .pmd, allocate: allocate) {
             case .slot(let s): pmdSlot = s
-            case .missing: return .absent
+            case .missing(let s): return .absent(s)
             case .blocked(let s): return .blocked(s)
             }
             var w = load(pmdSlot)
             if w == 0 {
-                guard allocate else { return .absent }
+                guard allocate else { return .absent(pmdSlot) }
                 w = try installTable(at: pmdSlot)
             }
             guard layout.isTable(w, .pmd) else { return .pmdEntry(pmdSlot) }

@@ -19,17 +19,33 @@ extension AddressSpace {
                 let folios = try anonFoliosFullyInside(vma, max(start, vma.start), min(end, vma.end)) { f in
                     !f.isKSM && !f.isHugetlb && !f.test(.mlocked) && !f.test(.swapCache) && !f.test(.zoneDevice)
                 }
-                for (folio, address) in folios { try swapOutFolio(folio, at: address) }
+                // Each folio comes with a reference taken under its PTL.
+                var failure: ModelError?
+                for (folio, address) in folios {
+                    if failure == nil {
+                        do throws(ModelError) { try swapOutFolio(folio, at: address) } catch { failure = error }
+                    }
+                    memory.put(folio)
+                }
+                if let failure { throw failure }
             }
         }
     }
 
-    /// Unmaps `folio` (first page at `address`) into fresh swap slots.
+    /// Unmaps `folio` (first page at `address`; the caller holds a
+    /// reference) into fresh swap slots, under the folio lock: the folio
+    /// enters the swap cache, every PTE mapping it becomes a swap entry, and
+    /// the folio leaves the cache (and is freed) once nothing maps it.
     func swapOutFolio(_ folio: Folio, at address: UInt64) throws(ModelError) {
+        folio.lock()
+        defer { folio.unlock() }
+        // Re-check under the lock: another thread may have swapped,
+        // migrated or unmapped it since it was found.
+        guard folio.isMapped, !folio.test(.swapCache), folio.isAnon else { return }
         let n = folio.pageCount
-        let first = try memory.swap.allocate(n)
-        var references = [Int](repeating: 0, count: n)
-        folio.addRef(1)   // hold the folio while unmapping it everywhere
+        let first = try memory.swap.allocate(n, folioPFN: folio.pfn)
+        folio.setFlags(.swapCache, true)
+        folio.addRef(n)   // the swap cache's references
         for mm in anonFamilyMembers() {
             for k in 0..<n {
                 try withPTEMapping(in: mm, address + UInt64(k) * 4096, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
@@ -38,26 +54,23 @@ extension AddressSpace {
                     if w & mm.layout.softDirty != 0 { bits.insert(.softDirty) }
                     if w & mm.layout.uffdWP != 0 { bits.insert(.uffdWP) }
                     let entry = try SoftLeafEntry(.swap(SwapEntry(type: 0, offset: UInt64(first + k))), bits: bits).encode(mm.layout)
+                    memory.swap.adjust(first + k, 1)
                     mm.storePTE(t, i, entry)
                     folio.addPTEMappings(first: k, count: 1, delta: -1)
                     mm.addRSS(.anon, -1)
                     mm.addRSS(.swapEntries, 1)
-                    references[k] += 1
                     memory.put(folio)
                 }
             }
         }
-        for k in 0..<n { memory.swap.adjust(first + k, references[k] - 1) }
-        if folio.mapcount > 0 {
-            // Still mapped where the family walk could not reach: the folio
-            // stays in the swap cache, holding one reference per page.
-            folio.setFlags(.swapCache, true)
-            folio.addRef(n)
-            for k in 0..<n { memory.swap.setCache(first + k, folio.pfn + UInt64(k)) }
-        } else {
-            for k in 0..<n { folio.setPageFlags(k, .anonExclusive, false) }
+        guard folio.mapcount == 0 else { return }   // still mapped: stays cached
+        // Written out and unmapped everywhere: leave the swap cache.
+        for k in 0..<n {
+            folio.setPageFlags(k, .anonExclusive, false)
+            memory.swap.setCache(first + k, nil)
         }
-        memory.put(folio)
+        folio.setFlags(.swapCache, false)
+        memory.put(folio, n)
     }
 
     /// Swaps in every swap entry of `[start, end)` (`do_swap_page()` for a
@@ -86,13 +99,32 @@ extension AddressSpace {
         let slot = Int(entry.offset)
         let page: Page
         if let pfn = memory.swap.cachedFolioPFN(slot), let p = memory.page(pfn) {
+            // do_swap_page() locks the folio; under the PTL only a trylock
+            // is allowed, and a busy folio means the fault is retried later.
+            guard p.folio.tryLock() else { return }
+            defer { p.folio.unlock() }
+            guard memory.swap.cachedFolioPFN(slot) == pfn,
+                  arena.entries(t)[i].load(ordering: .relaxed) == old else { return }
             page = p
+            try finishSwapIn(vma, t, i, address, write: write, leaf: leaf, slot: slot, page: page)
+            return
         } else {
             let f = try memory.allocateFolio(order: 0, node: node(for: vma, address),
-                                             flags: [.anon, .swapBacked, .uptodate, .lru, .swapCache], refcount: 1)
-            memory.swap.setCache(slot, f.pfn)
+                                             flags: [.anon, .swapBacked, .uptodate, .lru, .swapCache, .locked], refcount: 1)
+            guard memory.swap.insertCache(slot, f.pfn) == nil else {
+                // Another swap-in of this slot won; retry through the cache.
+                f.unlock()
+                memory.put(f)
+                return
+            }
+            defer { f.unlock() }
             page = f.page(0)
         }
+        try finishSwapIn(vma, t, i, address, write: write, leaf: leaf, slot: slot, page: page)
+    }
+
+    private func finishSwapIn(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, write: Bool,
+                              leaf: SoftLeafEntry, slot: Int, page: Page) throws(ModelError) {
         let folio = page.folio
         memory.swap.adjust(slot, -1)
         var exclusive = leaf.bits.contains(.exclusive)
@@ -106,7 +138,7 @@ extension AddressSpace {
             && (write || vma.flags.contains(.locked) || folio.test(.mlocked))
         if freeSwap {
             memory.swap.setCache(slot, nil)
-            folio.setFlags(.swapCache, false)
+            if folio.pageCount == 1 { folio.setFlags(.swapCache, false) }
             folio.setFlags(.dirty, true)
             exclusive = true
         } else {

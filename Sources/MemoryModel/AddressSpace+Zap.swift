@@ -98,10 +98,12 @@ extension AddressSpace {
                 // Nothing of a normal VMA lives above the PMD level; skip the
                 // blocking entry's range.
                 let size = geometry.entrySize(s.level)
-                a = min(end, (a & ~(size - 1)) + size)
+                a = geometry.skip(a, size, end)
                 continue
-            case .absent:
-                break
+            case .absent(let s):
+                let size = geometry.entrySize(s.level)
+                a = geometry.skip(a, size, end)
+                continue
             }
             a = next
         }
@@ -154,11 +156,16 @@ extension AddressSpace {
     func releaseSwapReference(_ s: SwapEntry) {
         let slot = Int(s.offset)
         memory.swap.adjust(slot, -1)
-        if memory.swap.count(slot) == 0, let pfn = memory.swap.cachedFolioPFN(slot), let f = memory.folio(containing: pfn),
-           !f.isMapped {
-            memory.swap.setCache(slot, nil)
-            f.setFlags(.swapCache, false)
-            memory.put(f)
+        // Under the PTL the folio lock can only be tried; a busy folio is
+        // being swapped out or in, and that path settles the cache.
+        if memory.swap.count(slot) == 0, let pfn = memory.swap.cachedFolioPFN(slot), let p = memory.page(pfn),
+           p.folio.tryLock() {
+            defer { p.folio.unlock() }
+            if !p.folio.isMapped && memory.swap.cachedFolioPFN(slot) == pfn && memory.swap.count(slot) == 0 {
+                memory.swap.setCache(slot, nil)
+                if p.folio.pageCount == 1 { p.folio.setFlags(.swapCache, false) }
+                memory.put(p.folio)
+            }
         }
     }
 

@@ -88,6 +88,41 @@ public struct Folio: Hashable, @unchecked Sendable, CustomStringConvertible {
         "folio(pfn \(hex(pfn)) order \(order) map \(mapcount) ref \(refcount) \(flags))"
     }
 
+    // MARK: Folio lock
+
+    /// `folio_trylock()`: PG_locked taken as a bit lock.
+    @inlinable
+    public func tryLock() -> Bool {
+        word(0, RecordWord.flags).pointee.bitwiseOr(PageFlags.locked.rawValue, ordering: .acquiring).oldValue
+            & PageFlags.locked.rawValue == 0
+    }
+
+    /// `folio_lock()`. Never called with a page-table lock held (the
+    /// kernel's order is folio lock, then PTL); under a PTL use `tryLock()`.
+    public func lock() {
+        var spins = 0
+        while !tryLock() { backoff(&spins) }
+    }
+
+    /// `folio_unlock()`.
+    @inlinable
+    public func unlock() {
+        _ = word(0, RecordWord.flags).pointee.bitwiseAnd(~PageFlags.locked.rawValue, ordering: .releasing)
+    }
+
+    /// `folio_try_get()`: takes a reference unless the folio is being freed.
+    @inlinable
+    func tryGet() -> Bool {
+        let c = word(0, RecordWord.counter)
+        var old = c.pointee.load(ordering: .relaxed)
+        while old != 0 {
+            let (done, now) = c.pointee.compareExchange(expected: old, desired: old &+ 1, ordering: .acquiring)
+            if done { return true }
+            old = now
+        }
+        return false
+    }
+
     // MARK: Mutation (model-internal; callers hold the right locks)
 
     @inlinable @inline(__always)

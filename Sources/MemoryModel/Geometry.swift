@@ -96,6 +96,14 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
         return (boundary &- 1 < end &- 1) ? boundary : end
     }
 
+    /// The start of the next `size`-aligned block after `address`, clamped to
+    /// `end` (and to `end` when the block is the last of the address space).
+    @inlinable
+    public func skip(_ address: UInt64, _ size: UInt64, _ end: UInt64) -> UInt64 {
+        let next = (address & ~(size - 1)) &+ size
+        return next == 0 || next > end ? end : next
+    }
+
     /// The kernel's `real_depth()`: a hole found at a folded level is
     /// reported at the depth of the real level it is folded into.
     @inlinable

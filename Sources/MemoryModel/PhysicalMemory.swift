@@ -118,6 +118,27 @@ public final class PhysicalMemory: @unchecked Sendable {
         }
     }
 
+    /// Charges a folio placed at caller-chosen frames (a snapshot rebuild's
+    /// captured PFNs) to the budget as an allocation would, and moves the
+    /// node's allocator past those frames so that no later allocation
+    /// hands them out again. Pair with `installFolio`.
+    func chargeAdoptedFrames(pfn: UInt64, order: Int, node: Int) throws(ModelError) {
+        let bytes = UInt64(4096) << UInt64(order)
+        let end = pfn + (UInt64(1) << UInt64(order))
+        let budget = budgetBytes
+        try allocator.withLock { (s) throws(ModelError) in
+            guard s.allocatedBytes + bytes <= budget else {
+                throw .outOfMemory(requestedBytes: s.allocatedBytes + bytes, budgetBytes: budget)
+            }
+            s.allocatedBytes += bytes
+            s.folios += 1
+            for n in s.next.indices {
+                let base = PhysicalMemory.firstDataPFN + UInt64(n) * PhysicalMemory.nodeSpanPFNs
+                if end > base && pfn < base + PhysicalMemory.nodeSpanPFNs && s.next[n] < end { s.next[n] = end }
+            }
+        }
+    }
+
     /// Initialises the memmap records of a folio at `pfn` (also used by
     /// snapshot rebuilds, which place folios at captured frames).
     @discardableResult

@@ -23,19 +23,25 @@ public final class SwapSpace: @unchecked Sendable {
         state = Mutex(State(counts: []))
     }
 
-    /// Allocates `n` consecutive slots with count 1 each (`folio_alloc_swap()`).
-    func allocate(_ n: Int) throws(ModelError) -> Int {
+    /// Allocates `n` consecutive slots for the folio at `pfn`, which enters
+    /// the swap cache for them (`folio_alloc_swap()` + `add_to_swap()`): count
+    /// 0 and `SWAP_HAS_CACHE` each; swap entries then raise the counts.
+    func allocate(_ n: Int, folioPFN pfn: UInt64) throws(ModelError) -> Int {
         let total = slots
         return try state.withLock { (s) throws(ModelError) -> Int in
+            let first: Int
             if n == 1, let slot = s.free.popLast() {
-                s.counts[slot] = 1; s.used += 1
-                return slot
+                first = slot
+            } else {
+                guard s.next + n <= total + 1 else { throw .swapFull(slots: total) }
+                first = s.next
+                s.next += n
+                if s.counts.count < s.next { s.counts.append(contentsOf: repeatElement(0, count: max(s.next - s.counts.count, s.counts.count / 2))) }
             }
-            guard s.next + n <= total + 1 else { throw .swapFull(slots: total) }
-            let first = s.next
-            s.next += n
-            if s.counts.count < s.next { s.counts.append(contentsOf: repeatElement(0, count: max(s.next - s.counts.count, s.counts.count / 2))) }
-            for i in first..<(first + n) { s.counts[i] = 1 }
+            for i in 0..<n {
+                s.counts[first + i] = SwapSpace.hasCache
+                s.cache[first + i] = pfn + UInt64(i)
+            }
             s.used += n
             return first
         }
@@ -53,22 +59,51 @@ public final class SwapSpace: @unchecked Sendable {
     /// a slot with neither references nor a cached folio is freed.
     func adjust(_ slot: Int, _ delta: Int) {
         state.withLock { s in
-            let c = Int(s.counts[slot] & ~SwapSpace.hasCache) + delta
+            let old = s.counts[slot]
+            let c = Int(old & ~SwapSpace.hasCache) + delta
             precondition(c >= 0, "swap count underflow at slot \(slot)")
-            s.counts[slot] = UInt32(c) | (s.counts[slot] & SwapSpace.hasCache)
-            if s.counts[slot] == 0 { s.free.append(slot); s.used -= 1 }
+            s.counts[slot] = UInt32(c) | (old & SwapSpace.hasCache)
+            if s.counts[slot] == 0 && old != 0 { s.free.append(slot); s.used -= 1 }
+        }
+    }
+
+    /// Puts `pfn` in the swap cache for `slot` unless a folio is there
+    /// already (`add_to_swap_cache()` racing another swap-in); returns the
+    /// folio already cached, or nil when `pfn` went in.
+    func insertCache(_ slot: Int, _ pfn: UInt64) -> UInt64? {
+        state.withLock { s in
+            if let existing = s.cache[slot] { return existing }
+            s.cache[slot] = pfn
+            s.counts[slot] |= SwapSpace.hasCache
+            return nil
         }
     }
 
     /// Puts `pfn`'s folio in the swap cache for `slot`, or takes it out.
     func setCache(_ slot: Int, _ pfn: UInt64?) {
         state.withLock { s in
+            let old = s.counts[slot]
             s.cache[slot] = pfn
             if pfn != nil { s.counts[slot] |= SwapSpace.hasCache }
             else {
                 s.counts[slot] &= ~SwapSpace.hasCache
-                if s.counts[slot] == 0 { s.free.append(slot); s.used -= 1 }
+                if s.counts[slot] == 0 && old != 0 { s.free.append(slot); s.used -= 1 }
             }
+        }
+    }
+
+    /// Adds `references` swap references to a slot chosen by the caller
+    /// (a snapshot rebuild's captured swap offsets), marking it in use; the
+    /// allocator will not hand it out again. Slot 0 (the header) is refused.
+    func adopt(_ slot: Int, references: Int) throws(ModelError) {
+        guard slot >= 1, slot <= slots else {
+            throw .invalidArgument(name: "swap offset", reason: "\(slot) is not in 1...\(slots)")
+        }
+        state.withLock { s in
+            if s.counts.count <= slot { s.counts.append(contentsOf: repeatElement(0, count: slot + 1 - s.counts.count)) }
+            if s.counts[slot] == 0 { s.used += 1; s.free.removeAll { $0 == slot } }
+            s.counts[slot] = UInt32(Int(s.counts[slot] & ~SwapSpace.hasCache) + references) | (s.counts[slot] & SwapSpace.hasCache)
+            if s.next <= slot { s.next = slot + 1 }
         }
     }
 

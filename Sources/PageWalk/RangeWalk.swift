@@ -178,6 +178,11 @@ public struct RangeWalk: Sequence {
                 }
                 let lower = mm.lowerTable(w)
                 if levels.last == level { return nil }
+                if tablesOnly, let filter = options.tableFilter,
+                   !filter(TableDescent(level: level, start: addr, end: entryEnd, raw: w, table: lower)) {
+                    addr = entryEnd
+                    return nil
+                }
                 if arena.level(lower) == .pte {
                     if lockTables {
                         let l = arena.lock(lower)
@@ -187,7 +192,8 @@ public struct RangeWalk: Sequence {
                     }
                     ptes = arena.entries(lower)
                     ptIndex = geometry.tableIndex(addr, .pte)
-                    ptEnd = ptIndex + Int((entryEnd - addr) >> 12)
+                    // Rounded up: a walk to the top of the address space ends at 2^64 - 1.
+                    ptEnd = ptIndex + Int((entryEnd - addr + 4095) >> 12)
                     ptBase = addr - UInt64(ptIndex) << 12
                     ptVMA = vma
                     addr = entryEnd
@@ -234,11 +240,19 @@ public struct RangeWalk: Sequence {
                 if options.batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
                 ptIndex = i + n
                 let content: WalkContent = ptVMA == nil ? .hole(depth: geometry.realDepth(4)) : .none
-                return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: .pte, count: n, vma: ptVMA, raw: 0,
+                return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vma: ptVMA, raw: 0,
                                  attributes: [], content: content)
             }
             if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
             return nonPresentPTE(e, i, w, a)
+        }
+
+        /// The end of `n` pages from `a`; the walk's end when they reach the
+        /// top of the address space.
+        @inlinable @inline(__always)
+        func runEnd(_ a: UInt64, _ n: Int) -> UInt64 {
+            let e = a &+ UInt64(n) << 12
+            return e == 0 ? end : e
         }
 
         @inlinable @inline(__always)
@@ -265,12 +279,12 @@ public struct RangeWalk: Sequence {
                 let merged = w | (orBits & ignoredBits)
                 var level = EntryLevel.pte
                 if merged & layout.contiguous != 0 && n >= 16 && i & 15 == 0 { level = .contPTE }
-                return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: level, count: n, vma: ptVMA, raw: w,
+                return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vma: ptVMA, raw: w,
                                  attributes: attributes(merged, firstPFN: pfn, folio: f),
                                  content: .folio(f, firstPage: page, pageCount: n))
             }
             ptIndex = i + 1
-            return WalkEntry(start: a, end: a &+ 4096, level: .pte, count: 1, vma: ptVMA, raw: w,
+            return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vma: ptVMA, raw: w,
                              attributes: attributes(w, firstPFN: pfn, folio: nil), content: .pfn(pfn))
         }
 
@@ -297,7 +311,7 @@ public struct RangeWalk: Sequence {
                 }
             }
             ptIndex = i + n
-            return WalkEntry(start: a, end: a &+ UInt64(n) << 12, level: .pte, count: n, vma: ptVMA, raw: w,
+            return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vma: ptVMA, raw: w,
                              attributes: swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
         }
 
@@ -425,7 +439,11 @@ extension AddressSpace {
         }
         do { try assertMmapLocked(lock.mode) } catch { throw .lockNotHeld(error.description) }
         guard !isTornDown else { throw .model(.tornDown) }
-        guard range.lowerBound < range.upperBound, range.lowerBound & 4095 == 0, range.upperBound & 4095 == 0 else {
+        // A table-only walk may end at 2^64 - 1: to the top of the address
+        // space, as the kernel's walks to ~0UL do.
+        let toTop = range.upperBound == UInt64.max && (isKernel || options.ignoreVMAs)
+        guard range.lowerBound < range.upperBound, range.lowerBound & 4095 == 0,
+              range.upperBound & 4095 == 0 || toTop else {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
         if !isKernel && !options.ignoreVMAs && range.upperBound > geometry.userAddressLimit + 4096 {

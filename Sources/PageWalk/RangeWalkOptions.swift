@@ -11,6 +11,22 @@ public enum PFNMapPolicy: Sendable, Hashable {
     case walk
 }
 
+/// A lower table a table-only walk (kernel tables, `ignoreVMAs`) is about
+/// to descend into, as `RangeWalkOptions.tableFilter` sees it.
+public struct TableDescent: Sendable, Hashable {
+    /// The level of the upper entry pointing at the table.
+    public let level: PageTableLevel
+    /// The part of the upper entry's range the walk covers from here
+    /// (clamped to the walk; `end` is the walk's end at the top of the
+    /// address space).
+    public let start: UInt64
+    public let end: UInt64
+    /// The upper entry's raw word.
+    public let raw: UInt64
+    /// The table it points at.
+    public let table: TableID
+}
+
 /// Options of a range walk.
 public struct RangeWalkOptions: @unchecked Sendable {
     /// Batch runs of entries (`folio_pte_batch`, `folio_pmd_batch`, swap and
@@ -28,12 +44,20 @@ public struct RangeWalkOptions: @unchecked Sendable {
     /// Walk the page tables without regard to VMAs (`walk_page_range_debug()`
     /// for user tables; kernel address spaces are always walked this way).
     public var ignoreVMAs: Bool
+    /// Table-only walks (kernel address spaces, `ignoreVMAs`): asked, in
+    /// address order, before the walker descends into a lower table; false
+    /// steps over `[start, end)` without yielding anything for it (a shared
+    /// table the caller has already seen, the KASAN zero shadow). It may be
+    /// asked again for the same upper entry when the walk comes back to it.
+    public var tableFilter: ((TableDescent) -> Bool)?
 
     public init(batching: Bool = true, respect: EntryAttributes = .batchable, reportHoles: Bool = false,
                 zeroPageAsFolio: Bool = false, pfnMap: PFNMapPolicy = .skip,
-                vmaFilter: ((VMA) -> Bool)? = nil, ignoreVMAs: Bool = false) {
+                vmaFilter: ((VMA) -> Bool)? = nil, ignoreVMAs: Bool = false,
+                tableFilter: ((TableDescent) -> Bool)? = nil) {
         self.batching = batching; self.respect = respect; self.reportHoles = reportHoles
         self.zeroPageAsFolio = zeroPageAsFolio; self.pfnMap = pfnMap
         self.vmaFilter = vmaFilter; self.ignoreVMAs = ignoreVMAs
+        self.tableFilter = tableFilter
     }
 }
