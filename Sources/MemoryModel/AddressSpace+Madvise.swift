@@ -274,6 +274,13 @@ extension AddressSpace {
     /// install retried, as the kernel does.
     public func installGuardMarkers(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
+        // Linux 6.18 marks each VMA that may hold guard markers VM_MAYBE_GUARD
+        // ("gu" in smaps) before installing them; the kernel sets the flag
+        // atomically under the read lock, the model takes the write lock.
+        try withMmapWriteLock { (_) throws(ModelError) in
+            let vs = try coveredVMAs(start, end, operation: "guard_install")
+            if vs.allSatisfy(isValidGuardVMA) { for vma in vs { vma.flags.insert(.maybeGuard) } }
+        }
         try withMmapReadLock { (_) throws(ModelError) in
             let vs = try coveredVMAs(start, end, operation: "guard_install")
             for vma in vs where !isValidGuardVMA(vma) {

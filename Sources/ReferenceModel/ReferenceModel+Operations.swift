@@ -1141,6 +1141,7 @@ extension ReferenceModel {
         for v in vs where !(v.flags.intersection(ReferenceModel.specialFlags).isEmpty && !v.isHugetlb && !v.flags.contains(.locked)) {
             throw .wrongVMAKind(address: v.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
         }
+        for v in vs { v.flags.insert(.maybeGuard) }   // VM_MAYBE_GUARD, as AddressSpace.installGuardMarkers
         for v in vs {
             let s = max(start, v.start), e = min(end, v.end)
             try zapRange(p, v, s, e, dropMarkers: false)

@@ -1,0 +1,285 @@
+import MemoryModel
+import PageWalk
+
+/// `/proc/PID/pagemap` (fs/proc/task_mmu.c: pagemap_read(),
+/// pte_to_pagemap_entry(), pagemap_pmd_range(), pagemap_hugetlb_range(),
+/// pagemap_pte_hole()): one little-endian 64-bit word per virtual page.
+public enum Pagemap {
+    public static let pfnMask: UInt64 = (1 << 55) - 1
+    public static let softDirty: UInt64 = 1 << 55
+    public static let exclusive: UInt64 = 1 << 56
+    public static let uffdWP: UInt64 = 1 << 57
+    public static let guardRegion: UInt64 = 1 << 58
+    public static let file: UInt64 = 1 << 61
+    public static let swap: UInt64 = 1 << 62
+    public static let present: UInt64 = 1 << 63
+    /// `MAX_SWAPFILES_SHIFT`: a swap entry is `type | offset << 5`.
+    static let swapTypeBits: UInt64 = 5
+
+    /// Writes the words of the pages of `range` (page aligned; clipped to
+    /// user space, as the kernel clips to `TASK_SIZE`). `privileged` is
+    /// CAP_SYS_ADMIN: without it PFNs and swap entries read as zero.
+    public static func read<S: ProcSink>(_ mm: AddressSpace, _ range: Range<UInt64>, privileged: Bool,
+                                         to w: inout ProcWriter<S>, options: ProcOptions = ProcOptions()) throws(PageWalkError) {
+        let start = range.lowerBound
+        let end = Swift.min(range.upperBound, mm.geometry.userAddressLimit)
+        guard start & 4095 == 0, range.upperBound & 4095 == 0 else {
+            throw .invalidRange(start: range.lowerBound, end: range.upperBound)
+        }
+        guard start < end else { return }
+        let enc = Encoder(layout: mm.geometry.layout, privileged: privileged, memory: mm.memory,
+                          pmdSize: mm.geometry.entrySize(.pmd))
+        try mm.withMmapReadLock { (lock) throws(PageWalkError) in
+            switch options.walker {
+            case .range: try readRange(mm, start, end, lock: lock, batching: options.batching, enc, &w)
+            case .callback: try readCallback(mm, start, end, enc, &w)
+            }
+        }
+    }
+
+    /// The words as an array (tests, comparisons).
+    public static func words(_ mm: AddressSpace, _ range: Range<UInt64>, privileged: Bool,
+                             options: ProcOptions = ProcOptions()) throws(PageWalkError) -> [UInt64] {
+        var w = ProcWriter(ByteCollector())
+        try read(mm, range, privileged: privileged, to: &w, options: options)
+        let bytes = w.finish().bytes
+        return stride(from: 0, to: bytes.count, by: 8).map { i in
+            var v: UInt64 = 0
+            for k in 0..<8 { v |= UInt64(bytes[i + k]) << UInt64(8 * k) }
+            return v
+        }
+    }
+
+    /// The per-entry encoding both walkers share.
+    struct Encoder {
+        let layout: EntryLayout
+        let privileged: Bool
+        let memory: PhysicalMemory
+        let pmdSize: UInt64
+
+        @inline(__always)
+        func vmaBits(_ vma: VMA?) -> UInt64 { vma?.flags.contains(.softDirty) == true ? Pagemap.softDirty : 0 }
+
+        /// `count` holes (none entries, missing tables, gaps, PFN maps).
+        func holes<S: ProcSink>(_ vma: VMA?, _ count: Int, _ w: inout ProcWriter<S>) {
+            let word = vmaBits(vma)
+            for _ in 0..<count { w.writeLE64(word) }
+        }
+
+        /// Present PTEs mapping pages `first ..< first + count` of `folio`
+        /// (nil: no normal page) from frame `pfn`.
+        func presentPTEs<S: ProcSink>(_ vma: VMA, pfn: UInt64, folio: Folio?, first: Int, count: Int,
+                                      softDirty: Bool, uffdWP: Bool, _ w: inout ProcWriter<S>) {
+            var flags = Pagemap.present | vmaBits(vma)
+            if softDirty { flags |= Pagemap.softDirty }
+            if uffdWP { flags |= Pagemap.uffdWP }
+            if let f = folio, !f.test(.anon) { flags |= Pagemap.file }
+            for k in 0..<count {
+                var word = flags
+                if let f = folio, f.pageMapcount(first + k) == 1 { word |= Pagemap.exclusive }
+                if privileged { word |= (pfn + UInt64(k)) & Pagemap.pfnMask }
+                w.writeLE64(word)
+            }
+        }
+
+        /// A PMD leaf seen from `pfn` (`count` pages). Linux 6.18 tests
+        /// exclusivity on the PMD's first page for every page.
+        func presentPMD<S: ProcSink>(_ vma: VMA, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
+                                     uffdWP: Bool, _ w: inout ProcWriter<S>) {
+            var flags = Pagemap.present | vmaBits(vma)
+            if softDirty { flags |= Pagemap.softDirty }
+            if uffdWP { flags |= Pagemap.uffdWP }
+            if let f = memory.folio(containing: basePFN) {
+                if !f.test(.anon) { flags |= Pagemap.file }
+                if f.pageMapcount(Int(basePFN - f.pfn)) == 1 { flags |= Pagemap.exclusive }
+            }
+            for k in 0..<count {
+                w.writeLE64(privileged ? flags | ((pfn + UInt64(k)) & Pagemap.pfnMask) : flags)
+            }
+        }
+
+        /// Non-present entries: `type` and `offset` of the first, the page
+        /// they name (pfn entries), the swap-PTE bits.
+        func swapEntries<S: ProcSink>(_ vma: VMA, type: Int, offset: UInt64, step: Bool, pagePFN: UInt64?, count: Int,
+                                      softDirty: Bool, uffdWP: Bool, guardRegion: Bool, _ w: inout ProcWriter<S>) {
+            var flags = Pagemap.swap | vmaBits(vma)
+            if softDirty { flags |= Pagemap.softDirty }
+            if uffdWP { flags |= Pagemap.uffdWP }
+            if guardRegion { flags |= Pagemap.guardRegion }
+            if let pfn = pagePFN, let f = memory.folio(containing: pfn), !f.test(.anon) { flags |= Pagemap.file }
+            for k in 0..<count {
+                var word = flags
+                if privileged {
+                    let off = offset &+ (step ? UInt64(k) : 0)
+                    word |= (UInt64(type) | off << Pagemap.swapTypeBits) & Pagemap.pfnMask
+                }
+                w.writeLE64(word)
+            }
+        }
+
+        /// One hugetlb page's part `[addr, next)` (`pagemap_hugetlb_range()`).
+        func hugetlb<S: ProcSink>(_ vma: VMA, present: Bool, pfn: UInt64, uffdWP: Bool, count: Int,
+                                  _ w: inout ProcWriter<S>) {
+            var flags = vmaBits(vma)
+            if present {
+                flags |= Pagemap.present
+                if let f = memory.folio(containing: pfn) {
+                    if !f.test(.anon) { flags |= Pagemap.file }
+                    // !folio_maybe_mapped_shared() (PMD table sharing is not modelled).
+                    if f.mapcount <= 1 { flags |= Pagemap.exclusive }
+                }
+            }
+            if uffdWP { flags |= Pagemap.uffdWP }
+            for k in 0..<count {
+                w.writeLE64(privileged && present ? flags | ((pfn + UInt64(k)) & Pagemap.pfnMask) : flags)
+            }
+        }
+
+        /// The swap type field of a swap-format word.
+        @inline(__always)
+        func swapType(_ raw: UInt64) -> Int { Int((raw >> UInt64(layout.swapTypeShift)) & 31) }
+
+        /// A decoded non-present PTE or PMD (`count` pages, the first at
+        /// `offset` pages into the entry).
+        func softLeaf<S: ProcSink>(_ vma: VMA, raw: UInt64, _ entry: SoftLeafEntry, pageOffset: UInt64, count: Int,
+                                   _ w: inout ProcWriter<S>) {
+            let sd = entry.bits.contains(.softDirty)
+            var uffd = entry.bits.contains(.uffdWP)
+            let type = swapType(raw)
+            switch entry.leaf {
+            case .swap(let s):
+                swapEntries(vma, type: type, offset: s.offset + pageOffset, step: true, pagePFN: nil, count: count,
+                            softDirty: sd, uffdWP: uffd, guardRegion: false, &w)
+            case .migration(_, let pfn, _, _), .devicePrivate(_, let pfn), .deviceExclusive(let pfn), .hwpoison(let pfn):
+                swapEntries(vma, type: type, offset: pfn + pageOffset, step: true, pagePFN: pfn + pageOffset, count: count,
+                            softDirty: sd, uffdWP: uffd, guardRegion: false, &w)
+            case .marker(let m):
+                if m.contains(.uffdWP) { uffd = true }
+                swapEntries(vma, type: type, offset: m.rawValue, step: false, pagePFN: nil, count: count,
+                            softDirty: sd, uffdWP: uffd, guardRegion: m.contains(.guardRegion), &w)
+            }
+        }
+    }
+
+    // MARK: Range walker
+
+    /// Batches may not merge entries differing in soft-dirty or uffd-wp
+    /// (both are per-page bits); holes are reported and PFN maps read as holes.
+    public static let walkOptions = RangeWalkOptions(batching: true, respect: [.softDirty, .uffdWP],
+                                                     reportHoles: true, pfnMap: .hole)
+
+    static func readRange<S: ProcSink>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, lock: AddressSpace.MmapLockToken,
+                                       batching: Bool, _ enc: Encoder, _ w: inout ProcWriter<S>) throws(PageWalkError) {
+        var opts = walkOptions
+        opts.batching = batching
+        for e in try mm.walk(start..<end, lock: lock, options: opts) {
+            let pages = e.pageCount
+            guard let vma = e.vma else { enc.holes(nil, pages, &w); continue }
+            if vma.isHugetlb {
+                switch e.content {
+                case .folio(let f, let first, _):
+                    enc.hugetlb(vma, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                case .pfn(let pfn):
+                    enc.hugetlb(vma, present: true, pfn: pfn, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                case .marker(let m):
+                    enc.hugetlb(vma, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.attributes.contains(.uffdWP), count: pages, &w)
+                default:
+                    enc.hugetlb(vma, present: false, pfn: 0, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                }
+                continue
+            }
+            let pmdLevel = e.level.tableLevel != .pte
+            let sd = e.attributes.contains(.softDirty), uffd = e.attributes.contains(.uffdWP)
+            switch e.content {
+            case .none, .hole:
+                enc.holes(vma, pages, &w)
+            case .folio(let f, let first, let n):
+                let pfn = f.pfn + UInt64(first)
+                if pmdLevel {
+                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
+                    enc.presentPMD(vma, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
+                } else {
+                    enc.presentPTEs(vma, pfn: pfn, folio: f, first: first, count: n, softDirty: sd, uffdWP: uffd, &w)
+                }
+            case .pfn(let pfn):
+                if pmdLevel {
+                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
+                    enc.presentPMD(vma, pfn: pfn, basePFN: base, count: pages, softDirty: sd, uffdWP: uffd, &w)
+                } else {
+                    enc.presentPTEs(vma, pfn: pfn, folio: nil, first: 0, count: pages, softDirty: sd, uffdWP: uffd, &w)
+                }
+            case .swap, .migration, .device, .hwpoison, .marker:
+                let entry = SoftLeafEntry(decoding: e.raw, layout: enc.layout)
+                let offset = pmdLevel ? (e.start & (enc.pmdSize - 1)) >> 12 : 0
+                enc.softLeaf(vma, raw: e.raw, entry, pageOffset: offset, count: pages, &w)
+            }
+        }
+    }
+
+    // MARK: Callback walker
+
+    static func readCallback<S: ProcSink>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, _ enc: Encoder,
+                                          _ w: inout ProcWriter<S>) throws(PageWalkError) {
+        let layout = enc.layout
+        var ops = MMWalkOps<ProcWriter<S>>()
+        ops.pteHole = { s, e, _, walk in
+            enc.holes(walk.vma, Int((e - s) >> 12), &walk.privateData)
+            return 0
+        }
+        ops.pmdEntry = { p, addr, next, walk in
+            if p.hasTrivialEntries { return 0 }
+            let raw = p.rawValue
+            if raw == 0 || layout.isTable(raw, .pmd) { return 0 }
+            walk.action = .continue
+            let vma = walk.vma!
+            let pages = Int((next - addr) >> 12)
+            let offset = (addr & (enc.pmdSize - 1)) >> 12
+            if layout.isPresent(raw, .pmd) {
+                let pmd = p.entry
+                enc.presentPMD(vma, pfn: layout.pfn(raw) + offset, basePFN: layout.pfn(raw), count: pages,
+                               softDirty: pmd.isSoftDirty, uffdWP: pmd.isUffdWP, &walk.privateData)
+            } else {
+                enc.softLeaf(vma, raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: offset, count: pages,
+                             &walk.privateData)
+            }
+            return 0
+        }
+        ops.pteEntry = { p, _, _, walk in
+            let raw = p.rawValue
+            let vma = walk.vma!
+            if raw == 0 {
+                enc.holes(vma, 1, &walk.privateData)
+            } else if layout.isPresent(raw, .pte) {
+                let pte = p.entry
+                let pfn = layout.pfn(raw)
+                let folio = raw & layout.special == 0 ? enc.memory.folio(containing: pfn) : nil
+                enc.presentPTEs(vma, pfn: pfn, folio: folio, first: folio.map { Int(pfn - $0.pfn) } ?? 0, count: 1,
+                                softDirty: pte.isSoftDirty, uffdWP: pte.isUffdWP, &walk.privateData)
+            } else {
+                enc.softLeaf(vma, raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: 0, count: 1,
+                             &walk.privateData)
+            }
+            return 0
+        }
+        ops.hugetlbEntry = { p, hmask, addr, next, walk in
+            let raw = p.rawValue
+            let vma = walk.vma!
+            let level = p.slot.level
+            let pages = Int((next - addr) >> 12)
+            if layout.isPresent(raw, level) {
+                let pfn = layout.pfn(raw) + ((addr & ~hmask) >> 12)
+                enc.hugetlb(vma, present: true, pfn: pfn, uffdWP: raw & layout.uffdWP != 0, count: pages, &walk.privateData)
+            } else {
+                var uffd = false
+                if raw != 0 {
+                    let leaf = SoftLeafEntry(decoding: raw, layout: layout)
+                    uffd = leaf.bits.contains(.uffdWP)
+                    if case .marker(let m) = leaf.leaf, m.contains(.uffdWP) { uffd = true }
+                }
+                enc.hugetlb(vma, present: false, pfn: 0, uffdWP: uffd, count: pages, &walk.privateData)
+            }
+            return 0
+        }
+        _ = try walkPageRange(mm, start, end, ops: ops, private: &w)
+    }
+}

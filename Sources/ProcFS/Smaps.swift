@@ -1,0 +1,256 @@
+import MemoryModel
+import PageWalk
+
+// /proc/PID/smaps and smaps_rollup (fs/proc/task_mmu.c: show_smap(),
+// show_smaps_rollup(), smap_gather_stats()). The accounting is shared
+// (`MemSizeStats`); the range walker and the callback walker only differ in
+// how they find the entries.
+
+/// `/proc/PID/smaps`.
+public enum Smaps {
+    /// Writes the smaps of every VMA of `mm`, holding its mmap read lock.
+    public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
+                                          options: ProcOptions = ProcOptions()) throws(PageWalkError) {
+        try mm.withMmapReadLock { (lock) throws(PageWalkError) in
+            for vma in mm.vmas {
+                let mss = try gather(mm, vma, lock: lock, options: options)
+                show(vma, mss, mm: mm, to: &w, options: options)
+            }
+        }
+    }
+
+    /// smaps as text.
+    public static func text(_ mm: AddressSpace, options: ProcOptions = ProcOptions()) throws(PageWalkError) -> String {
+        var w = ProcWriter(ByteCollector())
+        try write(mm, to: &w, options: options)
+        return w.finish().text
+    }
+
+    /// The counters of one VMA (`smap_gather_stats()` from the VMA's start).
+    public static func gather(_ mm: AddressSpace, _ vma: VMA, lock: AddressSpace.MmapLockToken,
+                              options: ProcOptions) throws(PageWalkError) -> MemSizeStats {
+        // The gate VMA ([vsyscall]) lies beyond user space: printed, not walked.
+        if vma.end > mm.geometry.userAddressLimit + 4096 { return MemSizeStats() }
+        switch options.walker {
+        case .range: return try gatherRange(mm, vma, lock: lock, batching: options.batching)
+        case .callback: return try gatherCallback(mm, vma)
+        }
+    }
+
+    /// `show_smap()` for one VMA whose counters are `mss`.
+    static func show<S: ProcSink>(_ vma: VMA, _ mss: MemSizeStats, mm: AddressSpace, to w: inout ProcWriter<S>,
+                                  options: ProcOptions) {
+        w.write(VMAInfo.header(vma))
+        w.writeField("Size:           ", vma.size >> 10)
+        w.writeField(" kB\nKernelPageSize: ", VMAInfo.kernelPageSize(vma) >> 10)
+        w.writeField(" kB\nMMUPageSize:    ", VMAInfo.kernelPageSize(vma) >> 10)
+        w.write(" kB\n")
+        showCounters(mss, rollup: false, to: &w)
+        w.writeField("THPeligible:    ", VMAInfo.thpEligible(vma, options.thp, mm.geometry) ? 1 : 0)
+        w.write("\n")
+        if options.protectionKeys {
+            w.writeField("ProtectionKey:  ", UInt64(vma.protectionKey))
+            w.write("\n")
+        }
+        w.write(VMAInfo.vmFlags(vma.flags, architecture: mm.geometry.architecture))
+    }
+
+    /// `__show_smap()`: the counters smaps and smaps_rollup share.
+    static func showCounters<S: ProcSink>(_ m: MemSizeStats, rollup: Bool, to w: inout ProcWriter<S>) {
+        w.writeField("Rss:            ", m.resident >> 10)
+        w.writeField(" kB\nPss:            ", (m.pss >> pssShift) >> 10)
+        w.writeField(" kB\nPss_Dirty:      ", (m.pssDirty >> pssShift) >> 10)
+        if rollup {
+            w.writeField(" kB\nPss_Anon:       ", (m.pssAnon >> pssShift) >> 10)
+            w.writeField(" kB\nPss_File:       ", (m.pssFile >> pssShift) >> 10)
+            w.writeField(" kB\nPss_Shmem:      ", (m.pssShmem >> pssShift) >> 10)
+        }
+        w.writeField(" kB\nShared_Clean:   ", m.sharedClean >> 10)
+        w.writeField(" kB\nShared_Dirty:   ", m.sharedDirty >> 10)
+        w.writeField(" kB\nPrivate_Clean:  ", m.privateClean >> 10)
+        w.writeField(" kB\nPrivate_Dirty:  ", m.privateDirty >> 10)
+        w.writeField(" kB\nReferenced:     ", m.referenced >> 10)
+        w.writeField(" kB\nAnonymous:      ", m.anonymous >> 10)
+        w.writeField(" kB\nKSM:            ", m.ksm >> 10)
+        w.writeField(" kB\nLazyFree:       ", m.lazyFree >> 10)
+        w.writeField(" kB\nAnonHugePages:  ", m.anonymousTHP >> 10)
+        w.writeField(" kB\nShmemPmdMapped: ", m.shmemTHP >> 10)
+        w.writeField(" kB\nFilePmdMapped:  ", m.fileTHP >> 10)
+        w.writeField(" kB\nShared_Hugetlb: ", m.sharedHugetlb >> 10)
+        w.writeField(" kB\nPrivate_Hugetlb: ", m.privateHugetlb >> 10, width: 7)
+        w.writeField(" kB\nSwap:           ", m.swap >> 10)
+        w.writeField(" kB\nSwapPss:        ", (m.swapPss >> pssShift) >> 10)
+        w.writeField(" kB\nLocked:         ", (m.pssLocked >> pssShift) >> 10)
+        w.write(" kB\n")
+    }
+
+    // MARK: Range walker
+
+    /// The walk options smaps uses: batches may merge entries that differ in
+    /// writable, soft-dirty or uffd-wp (smaps ignores them) but not in young
+    /// or dirty (Referenced and the dirty counters are per page).
+    public static let walkOptions = RangeWalkOptions(batching: true, respect: [.young, .dirty])
+
+    static func gatherRange(_ mm: AddressSpace, _ vma: VMA, lock: AddressSpace.MmapLockToken,
+                            batching: Bool) throws(PageWalkError) -> MemSizeStats {
+        var mss = MemSizeStats()
+        // walk_page_test(): VM_PFNMAP VMAs are not walked.
+        if vma.isPFNMap { return mss }
+        let locked = vma.flags.contains(.locked)
+        let memory = mm.memory
+        var opts = walkOptions
+        opts.batching = batching
+        for e in try mm.walk(vma.start..<vma.end, lock: lock, options: opts) {
+            let pmdLevel = e.level.tableLevel != .pte
+            if vma.isHugetlb {
+                switch e.content {
+                case .folio(let f, _, _): mss.accountHugetlb(f, present: true, size: vma.hugePageSize)
+                case .migration(_, _, let f?), .device(_, _, _, let f?):
+                    mss.accountHugetlb(f, present: false, size: vma.hugePageSize)
+                case .hwpoison(let pfn):
+                    if let f = memory.folio(containing: pfn) { mss.accountHugetlb(f, present: false, size: vma.hugePageSize) }
+                default: break
+                }
+                continue
+            }
+            switch e.content {
+            case .folio(let f, let first, let n):
+                let young = e.attributes.contains(.young), dirty = e.attributes.contains(.dirty)
+                if pmdLevel {
+                    mss.accountPMD(f, first: first, count: n, young: young, dirty: dirty, locked: locked, present: true)
+                } else {
+                    mss.account(f, first: first, count: n, young: young, dirty: dirty, locked: locked, present: true)
+                }
+            case .swap(let s):
+                mss.accountSwap(s, count: e.pageCount, memory: memory)
+            case .migration(_, let pfn, _):
+                accountPFNEntry(&mss, memory, pfn: pfn, pages: e.pageCount, pmd: pmdLevel, locked: locked, present: false)
+            case .device(let exclusive, _, let pfn, _):
+                accountPFNEntry(&mss, memory, pfn: pfn, pages: e.pageCount, pmd: pmdLevel, locked: locked, present: !exclusive)
+            case .hwpoison(let pfn):
+                accountPFNEntry(&mss, memory, pfn: pfn, pages: e.pageCount, pmd: pmdLevel, locked: locked, present: false)
+            case .none, .hole, .pfn, .marker:
+                break
+            }
+        }
+        return mss
+    }
+
+    /// A non-present entry that names a page (`is_pfn_swap_entry()`):
+    /// migration, device and hwpoison entries; counted page by page.
+    static func accountPFNEntry(_ mss: inout MemSizeStats, _ memory: PhysicalMemory, pfn: UInt64, pages: Int,
+                                pmd: Bool, locked: Bool, present: Bool) {
+        if pmd {
+            guard let f = memory.folio(containing: pfn) else { return }
+            mss.accountPMD(f, first: Int(pfn - f.pfn), count: pages, young: false, dirty: false, locked: locked, present: present)
+            return
+        }
+        for k in 0..<UInt64(pages) {
+            guard let f = memory.folio(containing: pfn + k) else { continue }
+            mss.account(f, first: Int(pfn + k - f.pfn), count: 1, young: false, dirty: false, locked: locked, present: present)
+        }
+    }
+
+    // MARK: Callback walker
+
+    /// `smaps_walk_ops` on the callback walker: a `pmd_entry` for PMD leaves
+    /// (and PMD migration entries), `pte_entry` per PTE, `hugetlb_entry`.
+    static func gatherCallback(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) -> MemSizeStats {
+        var mss = MemSizeStats()
+        let layout = mm.geometry.layout
+        let memory = mm.memory
+        let locked = vma.flags.contains(.locked)
+        let hugeSize = vma.hugePageSize
+        var ops = MMWalkOps<MemSizeStats>()
+        ops.pmdEntry = { p, addr, next, walk in
+            if p.hasTrivialEntries { return 0 }
+            let w = p.rawValue
+            if w == 0 || layout.isTable(w, .pmd) { return 0 }
+            walk.action = .continue
+            let pages = Int((next - addr) >> 12)
+            let offset = (addr & (mm.geometry.entrySize(.pmd) - 1)) >> 12
+            if layout.isPresent(w, .pmd) {
+                let pfn = layout.pfn(w) + offset
+                guard let f = memory.folio(containing: pfn), !f.isZero else { return 0 }
+                let pmd = p.entry
+                walk.privateData.accountPMD(f, first: Int(pfn - f.pfn), count: pages, young: pmd.isYoung,
+                                            dirty: pmd.isDirty, locked: locked, present: true)
+            } else {
+                let leaf = SoftLeafEntry(decoding: w, layout: layout).leaf
+                guard let pfn = leaf.pfn else { return 0 }
+                var present = false
+                if case .devicePrivate = leaf { present = true }
+                accountPFNEntry(&walk.privateData, memory, pfn: pfn + offset, pages: pages, pmd: true,
+                                locked: locked, present: present)
+            }
+            return 0
+        }
+        ops.pteEntry = { p, _, _, walk in
+            let w = p.rawValue
+            if w == 0 { return 0 }
+            if layout.isPresent(w, .pte) {
+                if w & layout.special != 0 { return 0 }   // vm_normal_page(): no page
+                let pfn = layout.pfn(w)
+                guard let f = memory.folio(containing: pfn) else { return 0 }
+                let pte = p.entry
+                walk.privateData.account(f, first: Int(pfn - f.pfn), count: 1, young: pte.isYoung, dirty: pte.isDirty,
+                                         locked: locked, present: true)
+                return 0
+            }
+            switch SoftLeafEntry(decoding: w, layout: layout).leaf {
+            case .swap(let s): walk.privateData.accountSwap(s, count: 1, memory: memory)
+            case .migration(_, let pfn, _, _), .hwpoison(let pfn), .deviceExclusive(let pfn):
+                accountPFNEntry(&walk.privateData, memory, pfn: pfn, pages: 1, pmd: false, locked: locked, present: false)
+            case .devicePrivate(_, let pfn):
+                accountPFNEntry(&walk.privateData, memory, pfn: pfn, pages: 1, pmd: false, locked: locked, present: true)
+            case .marker: break
+            }
+            return 0
+        }
+        ops.hugetlbEntry = { p, _, _, _, walk in
+            let w = p.rawValue
+            let level = p.slot.level
+            if w == 0 { return 0 }
+            if layout.isPresent(w, level) {
+                if let f = memory.folio(containing: layout.pfn(w)) {
+                    walk.privateData.accountHugetlb(f, present: true, size: hugeSize)
+                }
+            } else if let pfn = SoftLeafEntry(decoding: w, layout: layout).leaf.pfn, let f = memory.folio(containing: pfn) {
+                walk.privateData.accountHugetlb(f, present: false, size: hugeSize)
+            }
+            return 0
+        }
+        // walk_page_vma(): walk_page_test() first, so VM_PFNMAP is skipped.
+        _ = try walkPageRange(mm, vma.start, vma.end, ops: ops, private: &mss)
+        return mss
+    }
+}
+
+/// `/proc/PID/smaps_rollup`.
+public enum SmapsRollup {
+    /// The summed counters of every VMA.
+    public static func gather(_ mm: AddressSpace, options: ProcOptions = ProcOptions()) throws(PageWalkError) -> (MemSizeStats, UInt64, UInt64) {
+        try mm.withMmapReadLock { (lock) throws(PageWalkError) -> (MemSizeStats, UInt64, UInt64) in
+            var total = MemSizeStats()
+            let vmas = mm.vmas
+            for vma in vmas { total.add(try Smaps.gather(mm, vma, lock: lock, options: options)) }
+            return (total, vmas.first?.start ?? 0, vmas.last?.end ?? 0)
+        }
+    }
+
+    public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
+                                          options: ProcOptions = ProcOptions()) throws(PageWalkError) {
+        let (mss, first, last) = try gather(mm, options: options)
+        var h = HeaderLine.prefix(start: first, end: last, perms: "---p", offset: 0, device: .none, inode: 0)
+        h.pad()
+        h.text("[rollup]\n")
+        w.write(h)
+        Smaps.showCounters(mss, rollup: true, to: &w)
+    }
+
+    public static func text(_ mm: AddressSpace, options: ProcOptions = ProcOptions()) throws(PageWalkError) -> String {
+        var w = ProcWriter(ByteCollector())
+        try write(mm, to: &w, options: options)
+        return w.finish().text
+    }
+}

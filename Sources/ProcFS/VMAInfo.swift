@@ -1,0 +1,195 @@
+import MemoryModel
+
+/// Per-VMA facts the /proc views print: the maps header, the VmFlags
+/// mnemonics, page sizes and THP eligibility.
+enum VMAInfo {
+    /// The names of the kernel's special mappings (`vm_ops->name`,
+    /// `arch_vma_name()`): they have vm_ops, so they are not anonymous.
+    static let specialNames: Set<String> = ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"]
+
+    /// `vma_is_anonymous()`: private anonymous memory without vm_ops.
+    static func isAnonymous(_ vma: VMA) -> Bool {
+        vma.isAnonymous && !(vma.name.map { specialNames.contains($0) } ?? false)
+    }
+
+    /// `show_map_vma()`: the maps line, newline included.
+    static func header(_ vma: VMA) -> HeaderLine {
+        let file = vma.file
+        var h = HeaderLine.prefix(start: vma.start, end: vma.end, perms: vma.permissions,
+                                  offset: file != nil ? vma.backing.pageOffset << 12 : 0,
+                                  device: file?.device ?? .none, inode: file?.inode ?? 0)
+        if let file {
+            h.pad()
+            // seq_file_path(m, file, "\n")
+            for b in file.path.utf8 {
+                if b == 10 { h.bytes.append(contentsOf: Array("\\012".utf8)) } else { h.bytes.append(b) }
+            }
+        } else if let name = vma.name {
+            h.pad()
+            h.text(name)
+        }
+        h.bytes.append(10)
+        return h
+    }
+
+    /// `vma_kernel_pagesize()` (and `vma_mmu_pagesize()`, equal on the
+    /// modelled architectures).
+    static func kernelPageSize(_ vma: VMA) -> UInt64 { vma.isHugetlb ? vma.hugePageSize : 4096 }
+
+    /// `show_smap_vma_flags()`: one mnemonic per set bit, in bit order; bits
+    /// the kernel names with an empty string are skipped, unknown ones print
+    /// `??`.
+    static func vmFlags(_ flags: VMFlags, architecture: Architecture) -> String {
+        var out = "VmFlags: "
+        let raw = flags.rawValue
+        for bit in 0..<64 where raw & (1 << UInt64(bit)) != 0 {
+            let name = mnemonic(bit, architecture)
+            if name.isEmpty { continue }
+            out += name + " "
+        }
+        return out + "\n"
+    }
+
+    static func mnemonic(_ bit: Int, _ arch: Architecture) -> String {
+        switch bit {
+        case 0: return "rd"
+        case 1: return "wr"
+        case 2: return "ex"
+        case 3: return "sh"
+        case 4: return "mr"
+        case 5: return "mw"
+        case 6: return "me"
+        case 7: return "ms"
+        case 8: return "gd"
+        case 9: return "um"
+        case 10: return "pf"
+        case 11: return "gu"   // VM_MAYBE_GUARD (this 6.18 kernel has it)
+        case 12: return "uw"
+        case 13: return "lo"
+        case 14: return "io"
+        case 15: return "sr"
+        case 16: return "rr"
+        case 17: return "dc"
+        case 18: return "de"
+        case 19: return "lf"
+        case 20: return "ac"
+        case 21: return "nr"
+        case 22: return "ht"
+        case 23: return "sf"
+        case 24: return arch == .arm64 ? "bt" : "ar"   // VM_ARCH_1: x86 VM_PAT, arm64 VM_ARM64_BTI
+        case 25: return "wf"
+        case 26: return "dd"
+        case 27: return "sd"   // VM_SOFTDIRTY exists only with CONFIG_MEM_SOFT_DIRTY
+        case 28: return "mm"
+        case 29: return "hg"
+        case 30: return "nh"
+        case 31: return "mg"
+        case 32, 33, 34, 35: return arch == .x86_64 ? "" : "??"   // pkey bits, shown as ProtectionKey
+        case 40: return "dp"
+        case 41: return "ui"
+        case 42: return "sl"
+        default: return "??"
+        }
+    }
+
+    // MARK: THPeligible
+
+    static let pmdOrder = 9
+    static let pudOrder = 18
+
+    /// `thp_vma_allowable_orders(vma, vma->vm_flags, TVA_SMAPS, THP_ORDERS_ALL) != 0`
+    /// as Linux 6.18 decides it.
+    static func thpEligible(_ vma: VMA, _ s: THPSettings, _ geometry: Geometry) -> Bool {
+        let flags = vma.flags
+        let globalAlways = s.enabled == .always
+        let globalEnabled = s.enabled != .never
+        let hugepage = flags.contains(.hugePage)
+        let anon = isAnonymous(vma)
+        var orders: UInt64
+        if anon {
+            orders = 0
+            for order in 2...pmdOrder { orders |= 1 << UInt64(order) }   // THP_ORDERS_ALL_ANON
+            var mask: UInt64 = 0
+            for (order, mode) in s.anonOrders {
+                switch mode {
+                case .always: mask |= 1 << UInt64(order)
+                case .madvise: if hugepage { mask |= 1 << UInt64(order) }
+                case .inherit: if globalAlways || (hugepage && globalEnabled) { mask |= 1 << UInt64(order) }
+                case .never: break
+                }
+            }
+            orders &= mask
+        } else {
+            // THP_ORDERS_ALL_FILE_DEFAULT (or _SPECIAL): PMD and, where the
+            // architecture has PUD THP (x86-64), PUD.
+            orders = 1 << UInt64(pmdOrder)
+            if geometry.architecture == .x86_64 && !geometry.isFolded(.pud) { orders |= 1 << UInt64(pudOrder) }
+        }
+        if orders == 0 { return false }
+        // vma_thp_disabled(): MADV_NOHUGEPAGE (prctl(PR_SET_THP_DISABLE) is not modelled).
+        if flags.contains(.noHugePage) { return false }
+        // Size and alignment, highest order first.
+        var suitable = false
+        for order in stride(from: 63, through: 0, by: -1) where orders & (1 << UInt64(order)) != 0 {
+            if suitableOrder(vma, order: order, anonymous: anon) { suitable = true; break }
+            orders &= ~(1 << UInt64(order))
+        }
+        if !suitable { return false }
+        if anon { return true }
+        if vma.isShmem {
+            let pmd = orders & (1 << UInt64(pmdOrder)) != 0
+            guard pmd else { return false }
+            switch s.shmemEnabled {
+            case .never, .deny: return false
+            case .always, .withinSize, .force: return true
+            case .advise: return hugepage
+            }
+        }
+        guard globalEnabled, hugepage || globalAlways else { return false }
+        // No modelled file has a ->huge_fault (DAX); regular files need
+        // CONFIG_READ_ONLY_THP_FOR_FS.
+        if s.readOnlyFileTHP, vma.isFile, !vma.isHugetlb { return true }
+        return false
+    }
+
+    /// `thp_vma_suitable_order(vma, vm_end - (PAGE_SIZE << order), order)`.
+    static func suitableOrder(_ vma: VMA, order: Int, anonymous: Bool) -> Bool {
+        let size = UInt64(4096) << UInt64(order)
+        let pages = size >> 12
+        if !anonymous {
+            let delta = (vma.start >> 12) &- vma.backing.pageOffset
+            if delta & (pages - 1) != 0 { return false }
+        }
+        guard vma.end >= size else { return false }
+        let haddr = (vma.end - size) & ~(size - 1)
+        return haddr >= vma.start && haddr + size <= vma.end
+    }
+
+    // MARK: numa_maps
+
+    /// `mpol_to_str()`.
+    static func policyString(_ p: MemoryPolicy) -> String {
+        switch p {
+        case .default: return "default"
+        case .local: return "local"
+        case .preferred(let n): return "prefer:" + nodeList([n])
+        case .bind(let ns): return ns.isEmpty ? "bind" : "bind:" + nodeList(ns)
+        case .interleave(let ns): return ns.isEmpty ? "interleave" : "interleave:" + nodeList(ns)
+        case .weightedInterleave(let ns): return ns.isEmpty ? "weighted interleave" : "weighted interleave:" + nodeList(ns)
+        }
+    }
+
+    /// `%*pbl`: a node list as ranges (`0-2,5`).
+    static func nodeList(_ nodes: [Int]) -> String {
+        let sorted = Array(Set(nodes)).sorted()
+        var parts: [String] = []
+        var i = 0
+        while i < sorted.count {
+            var j = i
+            while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
+            parts.append(i == j ? "\(sorted[i])" : "\(sorted[i])-\(sorted[j])")
+            i = j + 1
+        }
+        return parts.joined(separator: ",")
+    }
+}

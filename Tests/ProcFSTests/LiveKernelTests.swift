@@ -1,0 +1,252 @@
+import Testing
+import Foundation
+import Glibc
+@testable import MemoryModel
+import PageWalk
+import KernelSnapshot
+@testable import ProcFS
+
+/// The machine's kernel as the oracle: each test maps memory in this
+/// process, populates it, builds a model address space populated the same
+/// way, and compares our smaps, numa_maps and pagemap for those VMAs with
+/// /proc/self/*.
+///
+/// What cannot be determined from outside is taken from the kernel and
+/// named: the LRU and writeback state of each page (PG_referenced, PG_active,
+/// PG_dirty, PG_writeback, PG_unevictable, PG_mlocked, PG_swapcache, read
+/// from /proc/kpageflags) is copied onto the model's folios; PTE young bits
+/// (the hardware Accessed bit, part of `Referenced:`) are assumed set on
+/// every touched page, as the model's faults set them; PFNs and swap
+/// offsets (pagemap bits 0-54 of present and swapped pages) are the
+/// kernel's allocation choices and are masked. smaps_rollup covers the
+/// whole test process, which the model does not mirror: it is checked by
+/// the twin and hand-computed tests instead.
+@Suite(.serialized) struct LiveKernelTests {
+    static let isRoot = getuid() == 0
+
+    /// Compares the kernel's views of `mappings` with the model's.
+    func compare(_ mirror: Mirror, _ mappings: [LiveMapping], thp: THPSettings? = nil,
+                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for m in mappings { try mirror.mirrorPageFlags(m) }
+        let kernelSmaps = try KernelView.smaps()
+        let kernelNuma = try KernelView.numaMaps()
+        var options = ProcOptions()
+        options.thp = thp ?? KernelView.thpSettings()
+        let ours = KernelView.blocks(try Smaps.text(mirror.mm, options: options))
+        var oursNuma: [UInt64: String] = [:]
+        for line in try NumaMaps.text(mirror.mm, options: options).split(separator: "\n") {
+            oursNuma[UInt64(line.split(separator: " ")[0], radix: 16)!] = String(line) + "\n"
+        }
+        for m in mappings {
+            let k = try #require(kernelSmaps[m.start], "kernel has no VMA at \(m)", sourceLocation: sourceLocation)
+            #expect(ours[m.start] == k, "smaps of \(m):\n--- kernel\n\(k)--- model\n\(ours[m.start] ?? "none")", sourceLocation: sourceLocation)
+            #expect(oursNuma[m.start] == kernelNuma[m.start],
+                    "numa_maps of \(m):\n kernel \(kernelNuma[m.start] ?? "none") model  \(oursNuma[m.start] ?? "none")",
+                    sourceLocation: sourceLocation)
+            let kernelWords = try KernelView.pagemap(m)
+            let ourWords = try Pagemap.words(mirror.mm, m.start..<m.end, privileged: true)
+            let ourUnprivileged = try Pagemap.words(mirror.mm, m.start..<m.end, privileged: false)
+            var mismatches: [String] = []
+            for i in kernelWords.indices {
+                let k = kernelWords[i], o = ourWords[i]
+                // PFNs and swap offsets are the kernel's choice: masked.
+                let masked = k & Pagemap.present != 0 || (k & Pagemap.swap != 0 && k & Pagemap.guardRegion == 0)
+                let mask = masked ? ~Pagemap.pfnMask : ~0
+                if k & mask != o & mask || ourUnprivileged[i] != o & ~Pagemap.pfnMask {
+                    mismatches.append("page \(i): kernel 0x\(String(k, radix: 16)) model 0x\(String(o, radix: 16))")
+                }
+            }
+            #expect(mismatches.isEmpty, "pagemap of \(m): \(mismatches.prefix(6))", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func anonymousPagesAndZeroPage() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(128 * 4096)
+        f.touch(m, write: true, pages: 0..<64)
+        f.touch(m, write: false, pages: 64..<80)   // read faults map the zero page
+        let mirror = try Mirror()
+        try mirror.map(m)
+        let (a, b) = mirror.pages(m, 0..<64); try mirror.mm.fault(a, b, write: true)
+        let (c, d) = mirror.pages(m, 64..<80); try mirror.mm.fault(c, d, write: false)
+        try compare(mirror, [m])
+    }
+
+    @Test func pmdTHPAndHugeZeroPage() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(4 << 20, alignment: 2 << 20)
+        try f.live.madvise(m, .hugePage)
+        f.touch(m, write: true, pages: 0..<512)
+        f.touch(m, write: false, pages: 512..<1024)
+        let words = try KernelView.pagemap(m)
+        guard let head = words.first, head & Pagemap.present != 0, Self.isRoot,
+              try LiveMappings.physicalPage(pfn: head & Pagemap.pfnMask).flags.contains(.thp) else {
+            try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with a PMD THP")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.hugePage])
+        try mirror.mm.populateTHP(m.start, m.start + (2 << 20), write: true)
+        try mirror.mm.populateTHP(m.start + (2 << 20), m.end, write: false)
+        try compare(mirror, [m])
+    }
+
+    @Test func mTHP64K() throws {
+        guard Self.isRoot else { try Test.cancel("needs root to set hugepages-64kB/enabled") }
+        _ = KernelView.initialMTHP64K
+        let f = FencedMappings()
+        do { try f.live.setMTHP(sizeKB: 64, "always") } catch { try Test.cancel("mTHP 64K knob: \(error)") }
+        let m = try f.anonymous(1 << 20, alignment: 64 << 10)
+        f.touch(m, write: true)
+        let words = try KernelView.pagemap(m)
+        guard let head = words.first, head & Pagemap.present != 0,
+              try LiveMappings.physicalPage(pfn: head & Pagemap.pfnMask).flags.contains(.thp) else {
+            try Test.cancel("the kernel did not allocate 64K mTHPs")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.populateLargeFolios(m.start, m.end, order: 4)
+        try compare(mirror, [m])   // THPeligible from the knobs as set now (64K: always)
+        let before = f.live   // the knob is restored at tear-down
+        before.tearDown()
+        #expect(try LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: 64)) == KernelView.initialMTHP64K)
+    }
+
+    @Test func filePrivateCleanAndCOW() throws {
+        let f = FencedMappings()
+        let m = try f.file(32 * 4096, shared: false)
+        f.touch(m, write: false)
+        f.touch(m, write: true, pages: 0..<8)   // copy-on-write into anonymous pages
+        let mirror = try Mirror()
+        let file = try mirror.file(of: m, kernel: try KernelView.smaps(), shmem: false)
+        try mirror.map(m, kind: .file(file, offset: 0))
+        try mirror.mm.fault(m.start, m.end, write: false)
+        let (a, b) = mirror.pages(m, 0..<8); try mirror.mm.fault(a, b, write: true)
+        try compare(mirror, [m])
+    }
+
+    @Test func fileSharedDirtyAndClean() throws {
+        let f = FencedMappings()
+        let m = try f.file(32 * 4096, shared: true)
+        f.touch(m, write: false)
+        f.touch(m, write: true, pages: 0..<8)
+        let mirror = try Mirror()
+        let file = try mirror.file(of: m, kernel: try KernelView.smaps(), shmem: false)
+        try mirror.map(m, shared: true, kind: .file(file, offset: 0))
+        try mirror.mm.fault(m.start, m.end, write: false)
+        let (a, b) = mirror.pages(m, 0..<8); try mirror.mm.fault(a, b, write: true)
+        try compare(mirror, [m])
+    }
+
+    @Test func shmemAndSharedAnonymous() throws {
+        let f = FencedMappings()
+        let shm = try f.file(32 * 4096, shared: true, directory: "/dev/shm", shmem: true)
+        f.touch(shm, write: true, pages: 0..<16)
+        let anon = try f.anonymous(16 * 4096, shared: true)
+        f.touch(anon, write: true, pages: 0..<8)
+        f.touch(anon, write: false, pages: 8..<12)
+        let mirror = try Mirror()
+        let kernel = try KernelView.smaps()
+        try mirror.map(shm, shared: true, kind: .shmem(try mirror.file(of: shm, kernel: kernel, shmem: true), offset: 0))
+        try mirror.map(anon, shared: true, kind: .shmem(try mirror.file(of: anon, kernel: kernel, shmem: true), offset: 0))
+        var (a, b) = mirror.pages(shm, 0..<16); try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(anon, 0..<8); try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(anon, 8..<12); try mirror.mm.fault(a, b, write: false)
+        try compare(mirror, [shm, anon])
+    }
+
+    @Test func mlockedMemory() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(32 * 4096)
+        do { try f.live.mlock(m) } catch { try Test.cancel("mlock: \(error)") }
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.mlock(m.start, m.end)
+        try compare(mirror, [m])
+    }
+
+    @Test func lazyFree() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(32 * 4096)
+        f.touch(m, write: true)
+        try f.live.madvise(m, .free, offset: 0, length: 16 * 4096)
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        try mirror.mm.madviseFree(m.start, m.start + 16 * 4096)
+        try compare(mirror, [m])
+    }
+
+    @Test func guardRegions() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(32 * 4096)
+        f.touch(m, write: true)
+        do { try f.live.madvise(m, .guardInstall, offset: 4 * 4096, length: 4 * 4096) } catch {
+            try Test.cancel("MADV_GUARD_INSTALL: \(error)")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        try mirror.mm.installGuardMarkers(m.start + 4 * 4096, m.start + 8 * 4096)
+        try compare(mirror, [m])
+    }
+
+    @Test func swappedOut() throws {
+        guard Self.isRoot else { try Test.cancel("needs root for swapon") }
+        let f = FencedMappings()
+        do { _ = try f.live.enableSwap(sizeMiB: 16) } catch { try Test.cancel("no swap: \(error)") }
+        let m = try f.anonymous(64 * 4096)
+        f.touch(m, write: true)
+        do { try f.live.madvise(m, .pageOut) } catch { try Test.cancel("MADV_PAGEOUT: \(error)") }
+        let words = try KernelView.pagemap(m)
+        guard words.allSatisfy({ $0 & Pagemap.swap != 0 }) else {
+            try Test.cancel("the kernel kept \(words.filter { $0 & Pagemap.swap == 0 }.count) pages resident")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        try mirror.mm.swapOut(m.start, m.end)
+        try compare(mirror, [m])
+    }
+
+    @Test func hugetlbPages() throws {
+        guard Self.isRoot else { try Test.cancel("needs root to reserve hugetlb pages") }
+        let f = FencedMappings()
+        do { try f.live.reserveHugePages(2) } catch { try Test.cancel("hugetlb pool: \(error)") }
+        let m: LiveMapping
+        do { m = try f.hugetlb(4 << 20) } catch { try Test.cancel("\(error)") }
+        f.touch(m, write: true, pages: 0..<512)
+        let mirror = try Mirror()
+        let file = try mirror.file(of: m, kernel: try KernelView.smaps(), shmem: false)
+        try mirror.mm.mmap(start: m.start, end: m.end, access: [.read, .write], kind: .hugetlb(pageSize: 2 << 20, file: file))
+        try mirror.mm.populateHugetlb(m.start, m.start + (2 << 20), write: true)
+        try compare(mirror, [m])
+    }
+
+    @Test func forkSharing() throws {
+        let f = FencedMappings()
+        let m = try f.anonymous(16 * 4096)
+        f.touch(m, write: true)
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw LiveMappingError.syscall(name: "pipe", errno: errno, reason: "") }
+        let child = fork()
+        if child == 0 {
+            var b: UInt8 = 0
+            _ = read(fds[0], &b, 1)
+            _exit(0)
+        }
+        defer {
+            var b: UInt8 = 1
+            _ = write(fds[1], &b, 1)
+            close(fds[0]); close(fds[1])
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+        }
+        #expect(child > 0)
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        let modelChild = try mirror.mm.fork(childPID: Int(child))
+        try compare(mirror, [m])
+        withExtendedLifetime(modelChild) {}
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Glibc
+@testable import MemoryModel
+import PageWalk
+import KernelSnapshot
+@testable import ProcFS
+
+/// Mappings in this process fenced by PROT_NONE reservations, so the kernel
+/// never merges them with a neighbour (other test threads map memory too).
+final class FencedMappings {
+    private var reservations: [(UInt, Int)] = []
+    private var paths: [String] = []
+    let live = LiveMappings()   // sysfs knobs, swap, hugetlb pool: undone at tear-down
+    static let page = 4096
+
+    deinit {
+        for (a, s) in reservations { munmap(UnsafeMutableRawPointer(bitPattern: a), s) }
+        for p in paths { unlink(p) }
+        live.tearDown()
+    }
+
+    private func reserve(_ size: Int, alignment: Int) throws -> UInt {
+        let total = size + 2 * alignment + 2 * Self.page
+        guard let p = mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else { throw LiveMappingError.syscall(name: "mmap", errno: errno, reason: "reserve") }
+        reservations.append((UInt(bitPattern: p), total))
+        let raw = UInt(bitPattern: p) + UInt(Self.page)
+        return (raw + UInt(alignment) - 1) & ~(UInt(alignment) - 1)
+    }
+
+    private func mapFixed(_ size: Int, alignment: Int, flags: Int32, fd: Int32, kind: LiveMapping.Kind,
+                          path: String?) throws -> LiveMapping {
+        let at = try reserve(size, alignment: alignment)
+        let p = mmap(UnsafeMutableRawPointer(bitPattern: at), size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0)
+        guard p == UnsafeMutableRawPointer(bitPattern: at) else {
+            let e = errno
+            if flags & MAP_HUGETLB != 0 {
+                throw LiveMappingError.unavailable(feature: "hugetlb", reason: "mmap(MAP_HUGETLB): \(String(cString: strerror(e)))")
+            }
+            throw LiveMappingError.syscall(name: "mmap", errno: e, reason: String(cString: strerror(e)))
+        }
+        return LiveMapping(address: at, size: size, kind: kind, path: path)
+    }
+
+    func anonymous(_ size: Int, alignment: Int = 4096, shared: Bool = false) throws -> LiveMapping {
+        try mapFixed(size, alignment: alignment, flags: (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, fd: -1,
+                     kind: shared ? .sharedAnonymous : .anonymous, path: nil)
+    }
+
+    func hugetlb(_ size: Int) throws -> LiveMapping {
+        try mapFixed(size, alignment: 2 << 20, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << 26), fd: -1,
+                     kind: .hugetlb(pageSize: 2 << 20), path: nil)
+    }
+
+    /// A file of `size` bytes in `directory` (written and fsync'ed, so its
+    /// page cache is clean), mapped private or shared.
+    func file(_ size: Int, shared: Bool, directory: String = "/tmp", shmem: Bool = false) throws -> LiveMapping {
+        let path = "\(directory)/pagewalk-procfs-\(getpid())-\(paths.count)"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw LiveMappingError.unavailable(feature: path, reason: String(cString: strerror(errno))) }
+        paths.append(path)
+        defer { close(fd) }
+        let block = [UInt8](repeating: 0x41, count: size)
+        _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, size) }
+        fsync(fd)
+        return try mapFixed(size, alignment: Self.page, flags: shared ? MAP_SHARED : MAP_PRIVATE, fd: fd,
+                            kind: shmem ? .shmem : (shared ? .fileShared : .filePrivate), path: path)
+    }
+
+    func touch(_ m: LiveMapping, write: Bool, pages: Range<Int>? = nil) {
+        live.touch(m, write: write, offset: (pages?.lowerBound ?? 0) * Self.page,
+                   length: pages.map { $0.count * Self.page })
+    }
+}
+
+/// What the kernel prints about this process.
+enum KernelView {
+    /// /proc/self/smaps, one block per VMA start.
+    static func smaps() throws -> [UInt64: String] {
+        blocks(try LiveMappings.selfSmaps())
+    }
+
+    static func blocks(_ text: String) -> [UInt64: String] {
+        var out: [UInt64: String] = [:]
+        var current: (UInt64, [Substring])? = nil
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if let dash = line.firstIndex(of: "-"), let start = UInt64(line[..<dash], radix: 16),
+               line.contains(" "), !line.hasPrefix("VmFlags") {
+                if let c = current { out[c.0] = c.1.joined(separator: "\n") + "\n" }
+                current = (start, [line])
+            } else if !line.isEmpty {
+                current?.1.append(line)
+            }
+        }
+        if let c = current { out[c.0] = c.1.joined(separator: "\n") + "\n" }
+        return out
+    }
+
+    /// /proc/self/numa_maps, one line per VMA start.
+    static func numaMaps() throws -> [UInt64: String] {
+        var out: [UInt64: String] = [:]
+        for line in try LiveMappings.selfNumaMaps().split(separator: "\n") {
+            guard let sp = line.firstIndex(of: " "), let start = UInt64(line[..<sp], radix: 16) else { continue }
+            out[start] = String(line) + "\n"
+        }
+        return out
+    }
+
+    static func pagemap(_ m: LiveMapping) throws -> [UInt64] {
+        try LiveMappings.selfPagemap(m).map(\.rawValue)
+    }
+
+    /// dev, inode and name of the VMA starting at `start`, from its maps line.
+    static func identity(_ smapsBlock: String) -> (DeviceNumber, UInt64, String) {
+        let header = smapsBlock.split(separator: "\n")[0]
+        let fields = header.split(separator: " ", omittingEmptySubsequences: true)
+        let dev = fields[3].split(separator: ":").map { UInt32($0, radix: 16)! }
+        let name = header.count > 73 ? String(header.dropFirst(73)) : ""
+        return (DeviceNumber(major: dev[0], minor: dev[1]), UInt64(fields[4])!, name)
+    }
+
+    /// hugepages-64kB/enabled when the tests started.
+    static let initialMTHP64K: String? = try? LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: 64))
+
+    /// The THP knobs as they are now.
+    static func thpSettings() -> THPSettings {
+        var s = THPSettings()
+        if let v = try? LiveMappings.readSetting(path: "\(LiveMappings.thpDirectory)/enabled"), let m = THPMode(rawValue: v) {
+            s.enabled = m
+        }
+        s.anonOrders = [:]
+        for order in 2...9 {
+            let kb = 4 << order
+            if let v = try? LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: kb)),
+               let m = THPOrderMode(rawValue: v) { s.anonOrders[order] = m }
+        }
+        if let v = try? LiveMappings.readSetting(path: "\(LiveMappings.thpDirectory)/shmem_enabled"),
+           let m = ShmemHugeMode(rawValue: v) { s.shmemEnabled = m }
+        return s
+    }
+}
+
+/// An address space mirroring some of this process's mappings.
+final class Mirror {
+    let memory: PhysicalMemory
+    let mm: AddressSpace
+
+    init() throws {
+        memory = try PhysicalMemory(budgetBytes: 1 << 30, nodes: 1, swapSlots: 1 << 16)
+        // This kernel: CONFIG_MEM_SOFT_DIRTY off, use_zero_page 1, x86-64 (no contiguous PTEs).
+        mm = try AddressSpace(geometry: .x86_64, memory: memory,
+                              options: AddressSpaceOptions(softDirty: false, useHugeZeroPage: true,
+                                                           foldContiguousPTEs: false, pid: Int(getpid())))
+    }
+
+    /// The file object of a file-backed live VMA, with the kernel's identity.
+    func file(of m: LiveMapping, kernel: [UInt64: String], shmem: Bool) throws -> FileObject {
+        guard let block = kernel[m.start] else { throw LiveMappingError.invalidArgument("no kernel VMA at \(m)") }
+        let (dev, inode, name) = KernelView.identity(block)
+        return memory.file(path: name, device: dev, inode: inode, isShmem: shmem)
+    }
+
+    func map(_ m: LiveMapping, shared: Bool = false, kind: MappingKind = .anonymous, extra: VMFlags = []) throws {
+        try mm.mmap(start: m.start, end: m.end, access: [.read, .write], shared: shared, kind: kind, extraFlags: extra)
+    }
+
+    func pages(_ m: LiveMapping, _ r: Range<Int>) -> (UInt64, UInt64) {
+        (m.start + UInt64(r.lowerBound) * 4096, m.start + UInt64(r.upperBound) * 4096)
+    }
+
+    /// Copies the LRU and dirty state of every page the kernel maps in `m`
+    /// (from /proc/kpageflags) onto the model's folio at the same address:
+    /// these depend on reclaim and writeback, which the model does not run.
+    func mirrorPageFlags(_ m: LiveMapping) throws {
+        let words = try LiveMappings.selfPagemap(m)
+        let map: [(KPageFlags, PageFlags)] = [(.referenced, .referenced), (.dirty, .dirty), (.active, .active),
+                                               (.writeback, .writeback), (.unevictable, .unevictable),
+                                               (.mlocked, .mlocked), (.swapCache, .swapCache), (.lru, .lru),
+                                               (.swapBacked, .swapBacked)]
+        var seen = Set<UInt64>()
+        for (i, w) in words.enumerated() {
+            guard let pfn = w.pfn, pfn != 0 else { continue }
+            let addr = m.start + UInt64(i) * 4096
+            guard case .present(_, _, let modelPFN) = mm.translate(addr),
+                  let folio = memory.folio(containing: modelPFN), !folio.isZero, seen.insert(folio.pfn).inserted else { continue }
+            let k = try LiveMappings.physicalPage(pfn: pfn).flags
+            for (kf, pf) in map { folio.setFlags(pf, k.contains(kf)) }
+        }
+    }
+}
