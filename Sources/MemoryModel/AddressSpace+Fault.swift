@@ -68,7 +68,7 @@ extension AddressSpace {
                     throw .wrongVMAKind(address: vma.start, reason: "write access to a VMA without write permission")
                 }
                 if vma.isHugetlb || vma.isPFNMap { continue }
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a) throws(ModelError) -> PMDDecision in
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
                     _ = try self.faultPMD(vma, s, a, write: write)
                     return .skip
                 }) { (t, i, a) throws(ModelError) in

@@ -6,25 +6,31 @@ extension AddressSpace {
 
     /// Calls `body` for every PTE slot of `[start, end)` (one VMA) with the
     /// PTE table's lock held; PMD leaves are split first or skipped as
-    /// `pmd` decides. `allocate` creates missing tables.
+    /// `pmd` decides (it gets the slot, the address and the end of the PMD
+    /// range in `[start, end)`). `allocate` creates missing tables;
+    /// `afterTable` runs once a table's lock is dropped.
     func forEachPTE(_ start: UInt64, _ end: UInt64, allocate: Bool = false,
-                    pmd: (EntrySlot, UInt64) throws(ModelError) -> PMDDecision = { _, _ in .split },
+                    pmd: (EntrySlot, UInt64, UInt64) throws(ModelError) -> PMDDecision = { _, _, _ in .split },
+                    afterTable: (TableID, EntrySlot) -> Void = { _, _ in },
                     _ body: (TableID, Int, UInt64) throws(ModelError) -> Void) throws(ModelError) {
         var a = start
         while a < end {
             let next = geometry.entryEnd(a, at: .pmd, limit: end)
             switch try lockPTETable(a, allocate: allocate) {
-            case .table(let t, _):
-                defer { arena.lock(t).unlock() }
-                var b = a
-                var i = geometry.tableIndex(a, .pte)
-                while b < next {
-                    try body(t, i, b)
-                    b += 4096
-                    i += 1
+            case .table(let t, let pmdSlot):
+                do {
+                    defer { arena.lock(t).unlock() }
+                    var b = a
+                    var i = geometry.tableIndex(a, .pte)
+                    while b < next {
+                        try body(t, i, b)
+                        b += 4096
+                        i += 1
+                    }
                 }
+                afterTable(t, pmdSlot)
             case .pmdEntry(let s):
-                if try pmd(s, a) == .split {
+                if try pmd(s, a, next) == .split {
                     try splitPMD(s)
                     continue
                 }
@@ -83,7 +89,7 @@ extension AddressSpace {
                                where accept: (Folio) -> Bool) throws(ModelError) -> [(Folio, UInt64)] {
         var out: [(Folio, UInt64)] = []
         var seen = Set<UInt64>()
-        try forEachPTE(start, end, pmd: { (s, a) throws(ModelError) -> PMDDecision in
+        try forEachPTE(start, end, pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
             let l = self.lock(forEntriesOf: s.table, level: .pmd)
             l.lock()
             defer { l.unlock() }

@@ -14,7 +14,7 @@ extension AddressSpace {
                 }
                 let s = max(start, vma.start), e = min(end, vma.end)
                 // Swap entries are simply dropped.
-                try forEachPTE(s, e, pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                try forEachPTE(s, e, pmd: { _, _, _ in .skip }) { (t, i, _) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     guard w != 0, !layout.isPresent(w, .pte),
                           case .swap(let entry) = SoftLeafEntry(decoding: w, layout: layout).leaf else { return }
@@ -40,7 +40,7 @@ extension AddressSpace {
 
     private func markLazyFree(_ folio: Folio, at address: UInt64) throws(ModelError) {
         let end = address + folio.size
-        try forEachPTE(address, end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+        try forEachPTE(address, end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
             let l = self.lock(forEntriesOf: s.table, level: .pmd)
             l.lock()
             let w = self.load(s)
@@ -71,7 +71,7 @@ extension AddressSpace {
                 guard vma.flags.contains(.mergeable), vma.isAnonymous else {
                     throw .wrongVMAKind(address: vma.start, reason: "KSM needs a VM_MERGEABLE private anonymous VMA")
                 }
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _, _ in .skip }) { (t, i, _) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)),
                           page.folio.isAnon, !page.folio.isLarge, !page.folio.isKSM, page.folio.mapcount == 1 else { return }
@@ -180,7 +180,7 @@ extension AddressSpace {
                 if kind == .softDirty { vma.flags.remove(.softDirty) }
                 if kind == .anonymous && !vma.isAnonymous { continue }
                 if kind == .file && vma.isAnonymous { continue }
-                try forEachPTE(vma.start, vma.end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+                try forEachPTE(vma.start, vma.end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
                     let w = self.load(s)
                     if kind == .softDirty {
                         if self.layout.isPresent(w, .pmd) {
@@ -307,7 +307,7 @@ extension AddressSpace {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
             for vma in try coveredVMAs(start, end, operation: "guard_remove") where !vma.isHugetlb {
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _ in .skip }) { (t, i, _) throws(ModelError) in
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _, _ in .skip }) { (t, i, _) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     guard w != 0, !layout.isPresent(w, .pte),
                           case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf, m.contains(.guardRegion) else { return }

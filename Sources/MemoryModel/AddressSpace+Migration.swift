@@ -42,7 +42,7 @@ extension AddressSpace {
             var done = Set<UInt64>()
             for vma in try coveredVMAs(start, end, operation: "migration") {
                 var found: [(Folio, UInt64)] = []
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a) throws(ModelError) -> PMDDecision in
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
                     if case .migration(_, let pfn, _, _)? = (self.load(s) == 0 ? nil : SoftLeafEntry(decoding: self.load(s), layout: self.layout).leaf),
                        !self.layout.isPresent(self.load(s), .pmd), let f = self.memory.folio(containing: pfn) {
                         found.append((f, a))
@@ -92,7 +92,7 @@ extension AddressSpace {
             let s = max(start, vma.start), e = min(end, vma.end)
             out += try anonFoliosFullyInside(vma, s, e) { !$0.isKSM && !$0.test(.zoneDevice) && !$0.test(.swapCache) }
             // File folios: only where this process holds every mapping.
-            try forEachPTE(s, e, pmd: { _, _ in .skip }) { (t, i, a) throws(ModelError) in
+            try forEachPTE(s, e, pmd: { _, _, _ in .skip }) { (t, i, a) throws(ModelError) in
                 let w = arena.entries(t)[i].load(ordering: .relaxed)
                 guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)),
                       !page.folio.isAnon, !page.folio.isLarge, page.folio.mapcount == 1,

@@ -56,7 +56,7 @@ extension AddressSpace {
     }
 
     private func changeProtection(_ vma: VMA) throws(ModelError) {
-        try forEachPTE(vma.start, vma.end, pmd: { (s, a) throws(ModelError) -> PMDDecision in
+        try forEachPTE(vma.start, vma.end, pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
             guard a % AddressSpace.pmdSize == 0, a + AddressSpace.pmdSize <= vma.end else { return .split }
             let l = self.lock(forEntriesOf: s.table, level: .pmd)
             l.lock()
@@ -142,7 +142,7 @@ extension AddressSpace {
 
     private func setMlocked(_ vma: VMA, _ on: Bool) throws(ModelError) {
         let flags: PageFlags = [.mlocked, .unevictable]
-        try forEachPTE(vma.start, vma.end, pmd: { (s, _) throws(ModelError) -> PMDDecision in
+        try forEachPTE(vma.start, vma.end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
             let w = self.load(s)
             if self.layout.isPresent(w, .pmd), let f = self.memory.folio(containing: self.layout.pfn(w)), !f.isZero {
                 f.setFlags(flags, on)

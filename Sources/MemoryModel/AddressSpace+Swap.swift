@@ -79,7 +79,7 @@ extension AddressSpace {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
             for vma in try coveredVMAs(start, end, operation: "swapin") {
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _ in .skip }) { (t, i, a) throws(ModelError) in
+                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _, _ in .skip }) { (t, i, a) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     guard w != 0, !layout.isPresent(w, .pte),
                           case .swap = SoftLeafEntry(decoding: w, layout: layout).leaf else { return }

@@ -75,37 +75,14 @@ extension AddressSpace {
     /// Zaps `[start, end)` inside one VMA (`zap_page_range_single()`).
     func zapRange(_ vma: VMA, _ start: UInt64, _ end: UInt64, dropMarkers: Bool) throws(ModelError) {
         if vma.isHugetlb { try zapHugetlb(vma, start, end); return }
-        var a = start
-        while a < end {
-            let next = geometry.entryEnd(a, at: .pmd, limit: end)
-            switch try lockPTETable(a, allocate: false) {
-            case .table(let t, let pmd):
-                let first = geometry.tableIndex(a, .pte)
-                for i in first..<(first + Int((next - a) >> 12)) {
-                    zapPTE(vma, t, i, dropMarkers: dropMarkers)
-                }
-                let empty = arena.usedEntries(t) == 0
-                arena.lock(t).unlock()
-                if empty { reclaimPTETableIfEmpty(pmd: pmd) }
-            case .pmdEntry(let s):
-                if a % AddressSpace.pmdSize == 0 && next - a == AddressSpace.pmdSize {
-                    zapPMD(s)
-                } else {
-                    try splitPMD(s)
-                    continue
-                }
-            case .blocked(let s):
-                // Nothing of a normal VMA lives above the PMD level; skip the
-                // blocking entry's range.
-                let size = geometry.entrySize(s.level)
-                a = geometry.skip(a, size, end)
-                continue
-            case .absent(let s):
-                let size = geometry.entrySize(s.level)
-                a = geometry.skip(a, size, end)
-                continue
-            }
-            a = next
+        try forEachPTE(start, end, pmd: { (s, a, next) throws(ModelError) -> PMDDecision in
+            guard a % AddressSpace.pmdSize == 0 && next - a == AddressSpace.pmdSize else { return .split }
+            self.zapPMD(s)
+            return .skip
+        }, afterTable: { (t, pmd) in
+            if self.arena.usedEntries(t) == 0 { self.reclaimPTETableIfEmpty(pmd: pmd) }
+        }) { (t, i, _) in
+            zapPTE(vma, t, i, dropMarkers: dropMarkers)
         }
     }
 
