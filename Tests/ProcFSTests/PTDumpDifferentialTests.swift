@@ -143,17 +143,16 @@ struct PTDumpRNG: RandomNumberGenerator {
          ("arm64", KernelLayout.arm64(kasan: false)), ("arm64 KASAN", KernelLayout.arm64(kasan: true))]
     }
 
-    @Test func standardLayoutsIdenticalAndFast() throws {
+    /// Speed is the benchmark's business; here the shortcuts must be taken,
+    /// which is what keeps the dump of the 16 TiB zero shadow cheap.
+    @Test func standardLayoutsIdenticalWithShortcuts() throws {
         for (name, layout) in try Self.standardLayouts() {
             let k = try layout.build(on: PhysicalMemory(budgetBytes: 256 << 20))
             var texts: [String] = []
             for walker in PTDump.Walker.allCases {
-                let t0 = DispatchTime.now().uptimeNanoseconds
                 var w = ProcWriter(ByteCollector())
                 let report = try PTDump.write(kernel: k, walker: walker, to: &w)
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 texts.append(w.finish().text)
-                #expect(seconds < 0.8, "\(name) \(walker) dump took \(seconds) s")
                 if layout.kasan != nil { #expect(report.zeroShadowShortcuts > 0, "\(name): zero shadow noted, not walked") }
                 if layout.espfix != nil { #expect(report.replayedTables > 0, "\(name): ESPfix tables replayed") }
                 let check = try PTDump.checkWX(kernel: k, walker: walker)
