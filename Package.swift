@@ -33,5 +33,7 @@ let package = Package(
         .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
         .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk"]),
+        // Runs the built ptwalk executable (found next to the test bundle).
+        .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot"]),
     ]
 )

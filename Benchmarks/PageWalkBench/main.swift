@@ -1,55 +1,83 @@
-import MemoryModel
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Resident set size of this process in bytes (`/proc/self/statm`).
-func residentBytes() -> Int {
-    guard let f = fopen("/proc/self/statm", "r") else { return 0 }
-    defer { fclose(f) }
-    var size = 0, resident = 0
-    withUnsafeMutablePointer(to: &size) { s in
-        withUnsafeMutablePointer(to: &resident) { r in
-            _ = withVaList([s, r]) { vfscanf(f, "%ld %ld", $0) }
+// pagewalk-bench: the callback walker, the range walker (batched and
+// unbatched) and the running kernel over the same page-table shapes, in one
+// run. See README.md ("Benchmark") for the method.
+
+let config = Config.parse(CommandLine.arguments)
+installCleanupHandlers()
+if config.wallClock { timingClock = CLOCK_MONOTONIC }
+let started = nanoseconds()
+let machine = machineInfo()
+let command = CommandLine.arguments.joined(separator: " ")
+#if DEBUG
+print("warning: debug build — run `swift run -c release pagewalk-bench` for meaningful figures")
+#endif
+print("pagewalk-bench: Linux \(machine.kernel), \(machine.cpus) CPUs (\(machine.cpuModel)), \(fmt(machine.memoryGiB, 1)) GiB, " +
+      "load \(machine.loadAverage.map { fmt($0, 2) }.joined(separator: " "))")
+print("method: \(config.warmup) warm-up run(s), \(config.reps) timed samples per figure (each ≥ \(fmt(config.minSampleMS, 0)) ms, " +
+      "short runs repeated inside a sample), walkers interleaved sample by sample, \(config.wallClock ? "wall clock" : "thread CPU time (user+system)"); median and ±half of (max−min)")
+
+var results: [WorkloadResult] = []
+for kind in config.workloads {
+    var r: WorkloadResult
+    do {
+        let wl = try buildModelWorkload(kind, config)
+        r = WorkloadResult(workload: kind.rawValue, title: kind.title, detail: wl.detail, pages: wl.pages,
+                           buildSeconds: wl.buildSeconds, populate: wl.populate)
+        if config.verify { r.verification = verifyWalkers(wl) }
+        let minNS = config.minSampleMS * 1e6
+        for work in config.works {
+            let sums = measureInterleaved(Walker.allCases.map { k in { modelRun(work, wl, k) } },
+                                          reps: config.reps, warmup: config.warmup, minSampleNS: minNS)
+            r.model[work.rawValue] = Dictionary(uniqueKeysWithValues: zip(Walker.allCases.map(\.rawValue), sums))
         }
+    } catch {
+        print("\n== \(kind.rawValue): could not build the model workload: \(error)")
+        continue
     }
-    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    // The model is gone before the kernel's turn (its arenas are mappings of
+    // this process too, and would be walked by /proc/self/smaps).
+    if config.kernel { r.kernel = runKernel(kind, config) }
+    printWorkload(r)
+    fflush(nil)
+    results.append(r)
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+let targets = evaluateTargets(results)
+printSummary(results, targets)
+let total = seconds(since: started)
+print("\ntotal \(fmt(total, 1)) s")
 
-/// Populate benchmark: a dense anonymous 4K mapping written page by page.
-func populateBenchmark(gib: UInt64) throws {
-    let bytes = gib << 30
-    let memory = try PhysicalMemory(budgetBytes: bytes + (64 << 20))
-    let mm = try AddressSpace(geometry: .x86_64, memory: memory)
-    let start: UInt64 = 0x7f00_0000_0000
-    try mm.mmap(start: start, end: start + bytes, access: [.read, .write])
-    let before = residentBytes()
-    let t0 = now()
-    try mm.fault(start, start + bytes, write: true)
-    let t1 = now()
-    let after = residentBytes()
-    let pages = Double(bytes / 4096)
-    print("populate dense anon 4K: \(gib) GiB, \(Int(pages)) pages")
-    let seconds: Double = t1 - t0
-    let rate: Double = pages / seconds / 1e6
-    print("  time \(seconds) s, \(rate) M pages/s")
-    let growth = Double(after - before)
-    let perPage = growth / pages
-    print("  memory \(perPage) bytes per mapped page (RSS growth \((after - before) >> 20) MiB)")
-    print("  counters: \(mm.counterSnapshot)")
+var rc: [String: [String: [String: Double]]] = [:]
+var ok: [String: [String: Double]] = [:]
+for r in results {
+    for w in Work.allCases {
+        for k in [Walker.rangeBatched, .rangeUnbatched] {
+            if let x = r.ratio(w, k) { rc[k.rawValue, default: [:]][w.rawValue, default: [:]][r.workload] = x }
+        }
+        if let x = r.oursOverKernel(w) { ok[w.rawValue, default: [:]][r.workload] = x }
+    }
 }
-
-let args = CommandLine.arguments
-let gib = args.firstIndex(of: "--populate-gib").flatMap { UInt64(args[$0 + 1]) } ?? 4
-do {
-    try populateBenchmark(gib: gib)
-} catch {
-    print("error: \(error)")
-    exit(1)
+let report = Report(command: command, machine: machine,
+                    method: "release build; per figure \(config.warmup) warm-up runs and \(config.reps) timed samples, walkers interleaved; timed by \(config.wallClock ? "the wall clock" : "the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: user + system, so the kernel's work inside read() counts and competing processes do not)"); median, min/max, quartiles in ns per run; per-page figures divide by the workload's virtual pages; kernel figures are whole-file reads of /proc/self/{smaps,smaps_rollup,numa_maps} minus, sample by sample, the same read of /proc/PID/... of a paused copy of the process forked before the workload was mapped (baseline), and pread of /proc/self/pagemap over the workload's ranges",
+                    reps: config.reps, warmup: config.warmup, minSampleMS: config.minSampleMS, totalSeconds: total,
+                    workloads: results, targets: targets, rangeOverCallback: rc, oursOverKernel: ok)
+if let path = config.jsonPath {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    do {
+        try enc.encode(report).write(to: URL(fileURLWithPath: path))
+        print("json: \(path)")
+    } catch { print("could not write \(path): \(error)") }
+}
+if let path = config.svgPath {
+    let svg = svgChart(results, targets, title: "pagewalk-bench — Linux \(machine.kernel), \(machine.cpus) CPUs, \(config.quick ? "quick" : "full") run")
+    do {
+        try svg.write(toFile: path, atomically: true, encoding: .utf8)
+        print("svg: \(path)")
+    } catch { print("could not write \(path): \(error)") }
 }

@@ -41,7 +41,9 @@ extension AddressSpace {
     public func fault(_ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "fault") {
+            let covered = try coveredVMAs(start, end, operation: "fault")
+            try checkPopulateBudget(covered, start, end, write: write, kind: .fault)
+            for vma in covered {
                 let s = max(start, vma.start), e = min(end, vma.end)
                 if write && !vma.flags.contains(.write) {
                     throw .wrongVMAKind(address: s, reason: "write fault on a VMA without write permission")
@@ -286,7 +288,16 @@ extension AddressSpace {
         }
         if let page, !page.folio.isZero, page.folio.isAnon, !page.folio.isKSM {
             let f = page.folio
-            let reusable = page.isAnonExclusive || (f.refcount == 1 && f.mapcount == 1 && !f.isLarge)
+            var reusable = page.isAnonExclusive
+            if !reusable && f.mapcount == 1 && !f.isLarge {
+                // wp_can_reuse_anon_folio(): a swap-cache reference does not
+                // prevent reuse when the swap can be freed (folio_free_swap()).
+                if f.test(.swapCache) && f.refcount == 2 && f.tryLock() {
+                    folioFreeSwap(f)
+                    f.unlock()
+                }
+                reusable = f.refcount == 1
+            }
             if reusable {
                 f.setPageFlags(page.index, .anonExclusive, true)
                 arena.entries(t)[i].store(dirtyBits(old), ordering: .releasing)

@@ -22,7 +22,10 @@ extension AddressSpace {
                     c.flags.subtract([.uffdWP, .uffdMissing, .uffdMinor, .locked, .lockOnFault])
                     child.vmaList.append(c)
                     if vma.flags.contains(.wipeOnFork) { c.hasAnonVMA = false; continue }
-                    guard vma.hasAnonVMA || vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap) else { continue }
+                    // vma_needs_copy(): anonymous pages, PFN maps, and VMAs that
+                    // may hold guard markers (VM_MAYBE_GUARD copies on fork).
+                    guard vma.hasAnonVMA || vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap)
+                            || vma.flags.contains(.maybeGuard) else { continue }
                     if vma.isHugetlb { try copyHugetlb(vma, into: child) } else { try copyPageTables(vma, into: child) }
                 }
             } catch let error as ModelError {

@@ -84,7 +84,11 @@ extension AddressSpace {
     public func populateTHP(_ start: UInt64, _ end: UInt64, write: Bool = true) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "thp") {
+            let covered = try coveredVMAs(start, end, operation: "thp")
+            if covered.allSatisfy({ $0.isAnonymous && !$0.isHugetlb }) {
+                try checkPopulateBudget(covered, start, end, write: write, kind: .thp)
+            }
+            for vma in covered {
                 guard vma.isAnonymous, !vma.isHugetlb else {
                     throw .wrongVMAKind(address: vma.start, reason: "THP needs a private anonymous VMA")
                 }
@@ -142,7 +146,11 @@ extension AddressSpace {
             throw .invalidArgument(name: "order", reason: "mTHP orders are 2…8, not \(order)")
         }
         try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "mthp") {
+            let covered = try coveredVMAs(start, end, operation: "mthp")
+            if covered.allSatisfy({ $0.isAnonymous && !$0.isHugetlb && $0.flags.contains(.write) }) {
+                try checkPopulateBudget(covered, start, end, write: true, kind: .largeFolios)
+            }
+            for vma in covered {
                 guard vma.isAnonymous, !vma.isHugetlb, vma.flags.contains(.write) else {
                     throw .wrongVMAKind(address: vma.start, reason: "mTHP needs a writable private anonymous VMA")
                 }
@@ -200,7 +208,9 @@ extension AddressSpace {
     public func populateHugetlb(_ start: UInt64, _ end: UInt64, write: Bool = true) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "hugetlb") {
+            let covered = try coveredVMAs(start, end, operation: "hugetlb")
+            if covered.allSatisfy(\.isHugetlb) { try checkPopulateBudget(covered, start, end, write: write, kind: .hugetlb) }
+            for vma in covered {
                 guard vma.isHugetlb else { throw .wrongVMAKind(address: vma.start, reason: "not a hugetlb VMA") }
                 try populateHugetlbLocked(vma, max(start, vma.start), min(end, vma.end), write: write)
             }

@@ -277,10 +277,7 @@ extension AddressSpace {
         // Linux 6.18 marks each VMA that may hold guard markers VM_MAYBE_GUARD
         // ("gu" in smaps) before installing them; the kernel sets the flag
         // atomically under the read lock, the model takes the write lock.
-        try withMmapWriteLock { (_) throws(ModelError) in
-            let vs = try coveredVMAs(start, end, operation: "guard_install")
-            if vs.allSatisfy(isValidGuardVMA) { for vma in vs { vma.flags.insert(.maybeGuard) } }
-        }
+        try markMaybeGuard(start, end)
         try withMmapReadLock { (_) throws(ModelError) in
             let vs = try coveredVMAs(start, end, operation: "guard_install")
             for vma in vs where !isValidGuardVMA(vma) {
@@ -298,6 +295,20 @@ extension AddressSpace {
                     }
                 }
             }
+        }
+    }
+
+    /// Marks the VMAs covering `[start, end)` VM_MAYBE_GUARD, as
+    /// `MADV_GUARD_INSTALL` does before installing markers (when every VMA
+    /// of the range may hold them). The flag is sticky and makes fork copy
+    /// the VMA's page tables, so the markers survive into the child. The
+    /// kernel sets it atomically under the mmap read lock; the model takes
+    /// the write lock (VMA flags are plain fields).
+    public func markMaybeGuard(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+        try checkAlive()
+        try withMmapWriteLock { (_) throws(ModelError) in
+            let vs = try coveredVMAs(start, end, operation: "guard_install")
+            if vs.allSatisfy(isValidGuardVMA) { for vma in vs { vma.flags.insert(.maybeGuard) } }
         }
     }
 

@@ -27,6 +27,10 @@ extension AddressSpace {
         guard start & 4095 == 0, end & 4095 == 0, start < end else {
             throw .invalidRange(start: start, end: end, reason: "munmap needs a page-aligned, non-empty range")
         }
+        // do_vmi_munmap(): -EINVAL beyond TASK_SIZE.
+        guard end <= geometry.userAddressLimit else {
+            throw .invalidRange(start: start, end: end, reason: "beyond the user address space (\(hex(geometry.userAddressLimit)))")
+        }
         for v in vmas(intersecting: start, end) where v.isHugetlb {
             if max(start, v.start) % v.hugePageSize != 0 || min(end, v.end) % v.hugePageSize != 0 {
                 throw .unaligned(name: "hugetlb munmap", value: start, alignment: v.hugePageSize)
@@ -94,7 +98,17 @@ extension AddressSpace {
         if layout.isPresent(old, .pte) {
             storePTE(t, i, 0)
             if !layout.isSpecialPTE(old), let page = memory.page(layout.pfn(old)) {
+                let f = page.folio
+                // The unmapped folio may be left in the swap cache with no
+                // swap entry referring to it: free_pages_and_swap_cache()
+                // then drops it from the cache. Hold it across the unmap.
+                let swapCached = f.isAnon && f.test(.swapCache)
+                if swapCached { f.addRef(1) }
                 unmapPage(page, old)
+                if swapCached {
+                    freeSwapCache(f)
+                    memory.put(f)
+                }
             }
             if !dropMarkers && vma.flags.contains(.uffdWP) && old & layout.uffdWP != 0 {
                 storePTE(t, i, (try? SoftLeafEntry(.marker(.uffdWP)).encode(layout)) ?? 0)
@@ -134,16 +148,54 @@ extension AddressSpace {
         let slot = Int(s.offset)
         memory.swap.adjust(slot, -1)
         // Under the PTL the folio lock can only be tried; a busy folio is
-        // being swapped out or in, and that path settles the cache.
+        // being swapped out or in, and that path settles the cache. A
+        // reference is held across (as __try_to_reclaim_swap() does), so
+        // that dropping the cache's reference cannot free the folio before
+        // it is unlocked.
         if memory.swap.count(slot) == 0, let pfn = memory.swap.cachedFolioPFN(slot), let p = memory.page(pfn),
-           p.folio.tryLock() {
-            defer { p.folio.unlock() }
-            if !p.folio.isMapped && memory.swap.cachedFolioPFN(slot) == pfn && memory.swap.count(slot) == 0 {
-                memory.swap.setCache(slot, nil)
-                if p.folio.pageCount == 1 { p.folio.setFlags(.swapCache, false) }
-                memory.put(p.folio)
+           p.folio.tryGet() {
+            let f = p.folio
+            if f.tryLock() {
+                if !f.isMapped && memory.swap.cachedFolioPFN(slot) == pfn && memory.swap.count(slot) == 0 {
+                    memory.swap.setCache(slot, nil)
+                    if f.pageCount == 1 { f.setFlags(.swapCache, false) }
+                    memory.put(f)
+                }
+                f.unlock()
             }
+            memory.put(f)
         }
+    }
+
+    /// `free_swap_cache()` / `folio_free_swap()`: an anonymous folio that is
+    /// no longer mapped and whose swap slots no swap entry refers to leaves
+    /// the swap cache. The caller holds a reference; the folio lock is only
+    /// tried (a busy folio is settled by whoever holds it).
+    func freeSwapCache(_ f: Folio) {
+        guard f.test(.swapCache), !f.isMapped, f.tryLock() else { return }
+        defer { f.unlock() }
+        guard !f.isMapped else { return }
+        folioFreeSwap(f)
+    }
+
+    /// `folio_free_swap()`: with the folio locked (and a reference held),
+    /// takes it out of the swap cache and frees its slots unless a swap
+    /// entry still refers to one of them. Returns whether it did.
+    @discardableResult
+    func folioFreeSwap(_ f: Folio) -> Bool {
+        guard f.test(.swapCache) else { return false }
+        var slots: [Int] = []
+        for k in 0..<f.pageCount {
+            guard let slot = memory.swap.cachedSlot(ofPFN: f.pfn + UInt64(k)) else { continue }
+            if memory.swap.count(slot) != 0 { return false }   // folio_swapped(): still referenced
+            slots.append(slot)
+        }
+        for slot in slots {
+            memory.swap.setCache(slot, nil)
+            memory.put(f)
+        }
+        f.setFlags(.swapCache, false)
+        return true
     }
 
     /// Clears a whole PMD-level leaf or migration entry (`zap_huge_pmd()`).

@@ -27,7 +27,7 @@ public final class Memmap: @unchecked Sendable {
 
     /// `directory[d][s]` is the section `d << 11 | s`, allocated on first use.
     private let directory: UnsafeMutablePointer<Atomic<UInt>>
-    private let growLock = Mutex<Void>(())
+    private let growLock = ModelMutex<Void>(())
     private let maxPFN: UInt64
 
     init(maxPFN: UInt64) {

@@ -25,10 +25,10 @@ public final class PhysicalMemory: @unchecked Sendable {
         var allocatedBytes: UInt64 = 0
         var folios = 0
     }
-    private let allocator: Mutex<AllocatorState>
-    private let files = Mutex<[FileKey: FileObject]>([:])
-    private let ksmStable = Mutex<[Int: UInt64]>([:])
-    private let spaces = Mutex<[WeakSpace]>([])
+    private let allocator: ModelMutex<AllocatorState>
+    private let files = ModelMutex<[FileKey: FileObject]>([:])
+    private let ksmStable = ModelMutex<[Int: UInt64]>([:])
+    private let spaces = ModelMutex<[WeakSpace]>([])
 
     /// First frame of node 0's simulated RAM.
     public static let firstDataPFN: UInt64 = 1 << 20
@@ -56,7 +56,7 @@ public final class PhysicalMemory: @unchecked Sendable {
         memmap = Memmap(maxPFN: PhysicalMemory.tableBasePFN - 1)
         tables = TableArena(basePFN: PhysicalMemory.tableBasePFN)
         swap = SwapSpace(slots: swapSlots)
-        allocator = Mutex(AllocatorState(
+        allocator = ModelMutex(AllocatorState(
             next: (0..<nodes).map { PhysicalMemory.firstDataPFN + UInt64($0) * PhysicalMemory.nodeSpanPFNs },
             free: Array(repeating: [], count: nodes * 19)))
         zeroPage = installFolio(pfn: zeroPagePFN, order: 0, node: 0, flags: [.zeroPage, .reserved, .uptodate], refcount: 1)

@@ -13,14 +13,15 @@ public final class SwapSpace: @unchecked Sendable {
         var next = 1
         var free: [Int] = []
         var used = 0
-        var cache: [Int: UInt64] = [:]      // slot -> folio head pfn
+        var cache: [Int: UInt64] = [:]      // slot -> pfn of the cached page
+        var slotOfPFN: [UInt64: Int] = [:]  // the reverse of `cache` (`folio->swap`)
     }
-    private let state: Mutex<State>
+    private let state: ModelMutex<State>
     static let hasCache: UInt32 = 1 << 31
 
     init(slots: Int) {
         self.slots = slots
-        state = Mutex(State(counts: []))
+        state = ModelMutex(State(counts: []))
     }
 
     /// Allocates `n` consecutive slots for the folio at `pfn`, which enters
@@ -41,6 +42,7 @@ public final class SwapSpace: @unchecked Sendable {
             for i in 0..<n {
                 s.counts[first + i] = SwapSpace.hasCache
                 s.cache[first + i] = pfn + UInt64(i)
+                s.slotOfPFN[pfn + UInt64(i)] = first + i
             }
             s.used += n
             return first
@@ -51,6 +53,9 @@ public final class SwapSpace: @unchecked Sendable {
     public func count(_ slot: Int) -> Int {
         state.withLock { s in slot < s.counts.count ? Int(s.counts[slot] & ~SwapSpace.hasCache) : 0 }
     }
+
+    /// The slot whose swap-cache entry is the page at `pfn` (`folio->swap`).
+    func cachedSlot(ofPFN pfn: UInt64) -> Int? { state.withLock { $0.slotOfPFN[pfn] } }
 
     /// Whether a folio for `slot` sits in the swap cache.
     public func cachedFolioPFN(_ slot: Int) -> UInt64? { state.withLock { $0.cache[slot] } }
@@ -74,6 +79,7 @@ public final class SwapSpace: @unchecked Sendable {
         state.withLock { s in
             if let existing = s.cache[slot] { return existing }
             s.cache[slot] = pfn
+            s.slotOfPFN[pfn] = slot
             s.counts[slot] |= SwapSpace.hasCache
             return nil
         }
@@ -83,7 +89,9 @@ public final class SwapSpace: @unchecked Sendable {
     func setCache(_ slot: Int, _ pfn: UInt64?) {
         state.withLock { s in
             let old = s.counts[slot]
+            if let previous = s.cache[slot], s.slotOfPFN[previous] == slot { s.slotOfPFN[previous] = nil }
             s.cache[slot] = pfn
+            if let pfn { s.slotOfPFN[pfn] = slot }
             if pfn != nil { s.counts[slot] |= SwapSpace.hasCache }
             else {
                 s.counts[slot] &= ~SwapSpace.hasCache
@@ -118,7 +126,7 @@ public final class FileObject: @unchecked Sendable, CustomStringConvertible {
     public let inode: UInt64
     /// shmem/tmpfs: pages are swap-backed and count as Shmem.
     public let isShmem: Bool
-    private let cache = Mutex<[UInt64: UInt64]>([:])   // page index -> pfn
+    private let cache = ModelMutex<[UInt64: UInt64]>([:])   // page index -> pfn
 
     init(path: String, device: DeviceNumber, inode: UInt64, isShmem: Bool) {
         self.path = path; self.device = device; self.inode = inode; self.isShmem = isShmem

@@ -39,7 +39,7 @@ public final class TableArena: @unchecked Sendable {
         var deferred: [UInt32] = []
         var live = 0
     }
-    private let state = Mutex(FreeState())
+    private let state = ModelMutex(FreeState())
     /// Walkers currently reading tables without holding their locks; freed
     /// tables are not reused while any is active (a grace period).
     let activeReaders = Atomic<Int>(0)

@@ -43,7 +43,9 @@ public struct FolioWalk: @unchecked Sendable {
 /// zero pages or migration entries. Requires the mmap lock (read).
 public func folioWalkStart(_ mm: AddressSpace, _ vma: VMA, _ address: UInt64,
                            flags: FolioWalkFlags = []) throws(PageWalkError) -> FolioWalk? {
+    guard !mm.isTornDown else { throw .model(.tornDown) }
     try assertWalkLock(mm, .read)
+    try checkOwner(mm, vma)
     let hugetlbVMA = vma.isHugetlb ? vma : nil
     hugetlbVMA?.hugetlbLock.lockRead()
     guard vma.contains(address),

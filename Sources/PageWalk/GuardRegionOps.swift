@@ -108,12 +108,18 @@ public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt
         throw .model(error)
     }
     let ops = GuardRegionOps.install(marker: marker)
+    // VM_MAYBE_GUARD first (it also makes fork copy the markers), as the
+    // model's own installGuardMarkers does; a range with holes is left to
+    // the walk below to report.
+    do throws(ModelError) {
+        try mm.markMaybeGuard(start, end)
+    } catch {
+        if case .tornDown = error { throw .model(error) }
+    }
     try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(PageWalkError) in
         guard GuardRegionOps.isValidGuardVMA(vma, allowLocked: false) else {
             throw .invalidVMA(address: vma.start, reason: "guard regions need a VMA that is not hugetlb, locked or special")
         }
-        // Markers make the range non-empty for fork: give it an anon_vma.
-        mm.prepareAnonVMA(vma)
         for _ in 0..<GuardRegionOps.maxRetries {
             var guarded: UInt64 = 0
             if try walkPageRangeMM(mm, s, e, ops: ops, private: &guarded) == 0 { return }

@@ -73,6 +73,11 @@ public struct RangeWalk: Sequence {
         @usableFromInline var ptEnd = 0
         @usableFromInline var ptBase: UInt64 = 0
         @usableFromInline var ptVMA: VMA?
+        /// `ptVMA` unretained, for the entries (no reference counting per PTE).
+        @usableFromInline var ptVMAPointer: UnsafeRawPointer?
+        /// The entry bits `attributes` decodes (a small copy, so decoding
+        /// does not copy the whole iterator).
+        @usableFromInline let attributeBits: AttributeBits
 
         init(_ walk: RangeWalk) {
             mm = walk.mm
@@ -88,8 +93,17 @@ public struct RangeWalk: Sequence {
             tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
             lockTables = !walk.mm.isKernel
             vmas = tablesOnly ? [] : walk.mm.vmas
+            // The first VMA ending above the start (binary search: a walk of
+            // one VMA among thousands must not scan the ones before it).
+            var lo = 0, hi = vmas.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if vmas[mid].end <= walk.start { lo = mid + 1 } else { hi = mid }
+            }
+            vmaIndex = lo
             zeroPFN = walk.mm.memory.zeroPage.pfn
             let l = walk.mm.geometry.layout
+            attributeBits = AttributeBits(l)
             var ignored: UInt64 = 0
             if walk.options.batching {
                 let r = walk.options.respect
@@ -196,6 +210,7 @@ public struct RangeWalk: Sequence {
                     ptEnd = ptIndex + Int((entryEnd - addr + 4095) >> 12)
                     ptBase = addr - UInt64(ptIndex) << 12
                     ptVMA = vma
+                    ptVMAPointer = vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
                     addr = entryEnd
                     return nil
                 }
@@ -205,18 +220,20 @@ public struct RangeWalk: Sequence {
         }
 
         /// A PMD/PUD leaf or non-present upper entry, from `addr` to `entryEnd`.
-        func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: VMA?, end entryEnd: UInt64) -> WalkEntry {
+        /// (`mutating` only so that the iterator is passed by reference, not
+        /// copied, on every call; the same for `content(of:offset:)`.)
+        mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: VMA?, end entryEnd: UInt64) -> WalkEntry {
             let pages = Int((entryEnd - addr) >> 12)
             let size = geometry.entrySize(level)
             let offset = (addr & (size - 1)) >> 12
             if layout.isPresent(w, level) {
                 let pfn = layout.pfn(w) + offset
                 let contiguous = w & layout.contiguous != 0
-                let attrs = attributes(w, firstPFN: pfn, folio: nil)
+                let attrs = attributeBits.decode(w, firstPFN: pfn, folio: nil)
                 if !tablesOnly || vma != nil || !mm.isKernel,
                    let f = memory.folio(containing: pfn), !(f.isZero && !options.zeroPageAsFolio) {
                     return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
-                                     vma: vma, raw: w, attributes: attributes(w, firstPFN: pfn, folio: f),
+                                     vma: vma, raw: w, attributes: attributeBits.decode(w, firstPFN: pfn, folio: f),
                                      content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
                 }
                 return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
@@ -224,7 +241,7 @@ public struct RangeWalk: Sequence {
             }
             let leaf = SoftLeafEntry(decoding: w, layout: layout)
             return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vma: vma, raw: w,
-                             attributes: swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: offset))
+                             attributes: Self.swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: offset))
         }
 
         // MARK: PTE level
@@ -240,7 +257,7 @@ public struct RangeWalk: Sequence {
                 if options.batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
                 ptIndex = i + n
                 let content: WalkContent = ptVMA == nil ? .hole(depth: geometry.realDepth(4)) : .none
-                return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vma: ptVMA, raw: 0,
+                return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: 0,
                                  attributes: [], content: content)
             }
             if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
@@ -279,13 +296,13 @@ public struct RangeWalk: Sequence {
                 let merged = w | (orBits & ignoredBits)
                 var level = EntryLevel.pte
                 if merged & layout.contiguous != 0 && n >= 16 && i & 15 == 0 { level = .contPTE }
-                return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vma: ptVMA, raw: w,
-                                 attributes: attributes(merged, firstPFN: pfn, folio: f),
+                return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vmaPointer: ptVMAPointer, raw: w,
+                                 attributes: attributeBits.decode(merged, firstPFN: pfn, folio: f),
                                  content: .folio(f, firstPage: page, pageCount: n))
             }
             ptIndex = i + 1
-            return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vma: ptVMA, raw: w,
-                             attributes: attributes(w, firstPFN: pfn, folio: nil), content: .pfn(pfn))
+            return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
+                             attributes: attributeBits.decode(w, firstPFN: pfn, folio: nil), content: .pfn(pfn))
         }
 
         @usableFromInline
@@ -311,8 +328,8 @@ public struct RangeWalk: Sequence {
                 }
             }
             ptIndex = i + n
-            return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vma: ptVMA, raw: w,
-                             attributes: swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
+            return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
+                             attributes: Self.swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
         }
 
         // MARK: Hugetlb
@@ -365,15 +382,15 @@ public struct RangeWalk: Sequence {
                 var merged = w
                 for k in 1..<count { merged |= (s + k).pointee.load(ordering: .relaxed) & (layout.young | layout.dirty) }
                 if let f = memory.folio(containing: pfn) {
-                    attrs = attributes(merged, firstPFN: pfn, folio: f)
+                    attrs = attributeBits.decode(merged, firstPFN: pfn, folio: f)
                     content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> 12))
                 } else {
-                    attrs = attributes(merged, firstPFN: pfn, folio: nil)
+                    attrs = attributeBits.decode(merged, firstPFN: pfn, folio: nil)
                     content = .pfn(pfn)
                 }
             } else {
                 let leaf = SoftLeafEntry(decoding: w, layout: layout)
-                attrs = swapAttributes(leaf.bits)
+                attrs = Self.swapAttributes(leaf.bits)
                 content = self.content(of: leaf.leaf, offset: offset)
             }
             let e = WalkEntry(start: addr, end: blockEnd, level: entryLevel, count: covered, vma: vma, raw: w,
@@ -386,24 +403,11 @@ public struct RangeWalk: Sequence {
 
         @inlinable @inline(__always)
         func attributes(_ w: UInt64, firstPFN: UInt64, folio: Folio?) -> EntryAttributes {
-            var a: EntryAttributes = []
-            if w & layout.write != 0 { a.insert(.writable) }
-            if w & layout.dirty != 0 || (layout.readOnly != 0 && w & layout.write != 0 && w & layout.readOnly == 0) {
-                a.insert(.dirty)
-            }
-            if w & layout.young != 0 { a.insert(.young) }
-            if w & layout.softDirty != 0 { a.insert(.softDirty) }
-            if w & layout.uffdWP != 0 { a.insert(.uffdWP) }
-            if w & layout.special != 0 { a.insert(.special) }
-            if w & layout.valid == 0 { a.insert(.protNone) }
-            if let f = folio, f.isAnon, f.pageFlags(Int(firstPFN &- f.pfn)).contains(.anonExclusive) {
-                a.insert(.anonExclusive)
-            }
-            return a
+            attributeBits.decode(w, firstPFN: firstPFN, folio: folio)
         }
 
         @usableFromInline
-        func swapAttributes(_ bits: SwapPTEBits) -> EntryAttributes {
+        static func swapAttributes(_ bits: SwapPTEBits) -> EntryAttributes {
             var a: EntryAttributes = []
             if bits.contains(.exclusive) { a.insert(.anonExclusive) }
             if bits.contains(.softDirty) { a.insert(.softDirty) }
@@ -412,7 +416,7 @@ public struct RangeWalk: Sequence {
         }
 
         @usableFromInline
-        func content(of leaf: SoftLeaf, offset: UInt64) -> WalkContent {
+        mutating func content(of leaf: SoftLeaf, offset: UInt64) -> WalkContent {
             switch leaf {
             case .swap(let s): return .swap(SwapEntry(type: s.type, offset: s.offset + offset))
             case .migration(let kind, let pfn, _, _):
@@ -425,6 +429,61 @@ public struct RangeWalk: Sequence {
             case .marker(let m): return .marker(m)
             }
         }
+    }
+}
+
+/// The entry bits the range walker decodes into `EntryAttributes`.
+@usableFromInline
+struct AttributeBits {
+    @usableFromInline let write, dirty, readOnly, young, softDirty, uffdWP, special, valid: UInt64
+    /// `PageFlags.anon` and `.anonExclusive` (read once, not per entry).
+    @usableFromInline let anon, anonExclusive: UInt32
+
+    @usableFromInline
+    init(_ l: EntryLayout) {
+        write = l.write; dirty = l.dirty; readOnly = l.readOnly; young = l.young
+        softDirty = l.softDirty; uffdWP = l.uffdWP; special = l.special; valid = l.valid
+        anon = PageFlags.anon.rawValue; anonExclusive = PageFlags.anonExclusive.rawValue
+    }
+
+    /// The attributes of entry word `w` whose first page is `firstPFN` of
+    /// `folio` (anon-exclusive is a page flag).
+    @inlinable @inline(__always)
+    func decode(_ w: UInt64, firstPFN: UInt64, folio: Folio?) -> EntryAttributes {
+        var a: EntryAttributes = []
+        if w & write != 0 { a.insert(.writable) }
+        if w & dirty != 0 || (readOnly != 0 && w & write != 0 && w & readOnly == 0) {
+            a.insert(.dirty)
+        }
+        if w & young != 0 { a.insert(.young) }
+        if w & softDirty != 0 { a.insert(.softDirty) }
+        if w & uffdWP != 0 { a.insert(.uffdWP) }
+        if w & special != 0 { a.insert(.special) }
+        if w & valid == 0 { a.insert(.protNone) }
+        if let f = folio, f.flags.rawValue & anon != 0,
+           f.pageFlags(Int(firstPFN &- f.pfn)).rawValue & anonExclusive != 0 {
+            a.insert(.anonExclusive)
+        }
+        return a
+    }
+}
+
+extension WalkEntry {
+    /// Whether the entry lies in `vma` (nil: outside any VMA), compared by
+    /// identity without reference counting: loops that keep per-VMA values
+    /// test this per entry and read `vma` only when it changes.
+    @inlinable
+    public func isInVMA(_ vma: VMA?) -> Bool {
+        vmaPointer == vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
+    }
+
+    /// An entry whose VMA is given unretained (the walker keeps it alive).
+    @inlinable
+    init(start: UInt64, end: UInt64, level: EntryLevel, count: Int, vmaPointer: UnsafeRawPointer?, raw: UInt64,
+         attributes: EntryAttributes, content: WalkContent) {
+        self.init(start: start, end: end, level: level, count: count, vma: nil, raw: raw,
+                  attributes: attributes, content: content)
+        self.vmaPointer = vmaPointer
     }
 }
 

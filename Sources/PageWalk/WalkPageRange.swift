@@ -15,6 +15,22 @@ func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkErr
     }
 }
 
+/// The checks every entry point makes before touching a table, as the range
+/// walker makes them: the address space is alive (its tables are freed once
+/// torn down), and the range is non-empty, page aligned and inside the
+/// address space (a table-only walk may run to the top, 2^64 - 1, as the
+/// kernel's walks to ~0UL do).
+func checkWalk(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, tablesOnly: Bool) throws(PageWalkError) {
+    guard !mm.isTornDown else { throw .model(.tornDown) }
+    let toTop = end == UInt64.max && (tablesOnly || mm.isKernel)
+    guard start < end, start & 4095 == 0, end & 4095 == 0 || toTop else {
+        throw .invalidRange(start: start, end: end)
+    }
+    if !mm.isKernel && !tablesOnly && end > mm.geometry.userAddressLimit + 4096 {
+        throw .invalidRange(start: start, end: end)
+    }
+}
+
 /// Turns a level function's `int` into the entry point's result.
 func finishWalk<Private>(_ err: Int32, _ walk: MMWalk<Private>) throws(PageWalkError) -> Int32 {
     if err < 0 { throw walk.failure ?? .handlerError(err) }
@@ -36,7 +52,7 @@ func withLocklessRead<R>(_ mm: AddressSpace, _ body: () -> R) -> R {
 package func walkPageRangeMM<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
                                       ops: MMWalkOps<Private>,
                                       private data: inout Private) throws(PageWalkError) -> Int32 {
-    guard start < end else { throw .invalidRange(start: start, end: end) }
+    try checkWalk(mm, start, end, tablesOnly: false)
     try assertWalkLock(mm, ops.walkLock)
     var walk = MMWalk(mm: mm, privateData: data)
     let walker = PageTableWalker(ops: ops, mm: mm)
@@ -75,7 +91,8 @@ func checkOwner(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
 public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: UInt64, _ end: UInt64,
                                       ops: MMWalkOps<Private>,
                                       private data: inout Private) throws(PageWalkError) -> Int32 {
-    guard start < end, start >= vma.start, end <= vma.end else { throw .invalidRange(start: start, end: end) }
+    try checkWalk(mm, start, end, tablesOnly: false)
+    guard start >= vma.start, end <= vma.end else { throw .invalidRange(start: start, end: end) }
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
     try checkOwner(mm, vma)
     try assertWalkLock(mm, ops.walkLock)
@@ -90,6 +107,7 @@ public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: U
 public func walkPageVMA<Private>(_ mm: AddressSpace, _ vma: VMA, ops: MMWalkOps<Private>,
                                  private data: inout Private) throws(PageWalkError) -> Int32 {
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    guard !mm.isTornDown else { throw .model(.tornDown) }
     try checkOwner(mm, vma)
     try assertWalkLock(mm, ops.walkLock)
     var walk = MMWalk(mm: mm, vma: vma, privateData: data)
@@ -150,9 +168,9 @@ public func walkPageMapping<Private>(_ memory: PhysicalMemory, _ file: FileObjec
 public func walkKernelPageTableRange<Private>(_ initMM: AddressSpace, _ start: UInt64, _ end: UInt64,
                                               ops: MMWalkOps<Private>, root: TableID? = nil,
                                               private data: inout Private) throws(PageWalkError) -> Int32 {
-    guard start < end else { throw .invalidRange(start: start, end: end) }
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
     guard initMM.isKernel else { throw .wrongAddressSpace("\(initMM) is not a kernel address space") }
+    try checkWalk(initMM, start, end, tablesOnly: true)
     try assertWalkLock(initMM, .read)
     var walk = MMWalk(mm: initMM, privateData: data, noVMA: true, root: root)
     let walker = PageTableWalker(ops: ops, mm: initMM)
@@ -170,8 +188,8 @@ public func walkPageRangeDebug<Private>(_ mm: AddressSpace, _ start: UInt64, _ e
                                         ops: MMWalkOps<Private>, root: TableID? = nil,
                                         private data: inout Private) throws(PageWalkError) -> Int32 {
     if mm.isKernel { return try walkKernelPageTableRange(mm, start, end, ops: ops, root: root, private: &data) }
-    guard start < end else { throw .invalidRange(start: start, end: end) }
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
+    try checkWalk(mm, start, end, tablesOnly: true)
     try assertWalkLock(mm, .write)
     var walk = MMWalk(mm: mm, privateData: data, noVMA: true, root: root)
     let walker = PageTableWalker(ops: ops, mm: mm)

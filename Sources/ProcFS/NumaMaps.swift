@@ -5,6 +5,9 @@ import Synchronization
 /// `/proc/PID/numa_maps` (fs/proc/task_mmu.c: show_numa_map(),
 /// gather_stats()): one line per VMA.
 public enum NumaMaps {
+    @_specialize(where S == CountingSink)
+    @_specialize(where S == ByteCollector)
+    @_specialize(where S == FileDescriptorSink)
     public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) in

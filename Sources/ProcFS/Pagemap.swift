@@ -13,12 +13,17 @@ public enum Pagemap {
     public static let file: UInt64 = 1 << 61
     public static let swap: UInt64 = 1 << 62
     public static let present: UInt64 = 1 << 63
+    /// The most output `words(_:_:privileged:options:)` collects in memory.
+    public static let maxCollectedBytes: UInt64 = 1 << 30
     /// `MAX_SWAPFILES_SHIFT`: a swap entry is `type | offset << 5`.
     static let swapTypeBits: UInt64 = 5
 
     /// Writes the words of the pages of `range` (page aligned; clipped to
     /// user space, as the kernel clips to `TASK_SIZE`). `privileged` is
     /// CAP_SYS_ADMIN: without it PFNs and swap entries read as zero.
+    @_specialize(where S == CountingSink)
+    @_specialize(where S == ByteCollector)
+    @_specialize(where S == FileDescriptorSink)
     public static func read<S: ProcSink>(_ mm: AddressSpace, _ range: Range<UInt64>, privileged: Bool,
                                          to w: inout ProcWriter<S>, options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         let start = range.lowerBound
@@ -40,6 +45,15 @@ public enum Pagemap {
     /// The words as an array (tests, comparisons).
     public static func words(_ mm: AddressSpace, _ range: Range<UInt64>, privileged: Bool,
                              options: ProcOptions = ProcOptions()) throws(PageWalkError) -> [UInt64] {
+        // The words are collected in memory: a range whose words could not be
+        // held (the whole of user space is 2^35 of them) is refused, not a
+        // crash; the kernel reads through a bounded buffer, `read(_:_:to:)`
+        // streams.
+        let end = Swift.min(range.upperBound, mm.geometry.userAddressLimit)
+        let wanted = end > range.lowerBound ? (end - range.lowerBound) / 4096 * 8 : 0
+        guard wanted <= Pagemap.maxCollectedBytes else {
+            throw .model(.outOfMemory(requestedBytes: wanted, budgetBytes: Pagemap.maxCollectedBytes))
+        }
         var w = ProcWriter(ByteCollector())
         try read(mm, range, privileged: privileged, to: &w, options: options)
         let bytes = w.finish().bytes
@@ -60,17 +74,18 @@ public enum Pagemap {
         @inline(__always)
         func vmaBits(_ vma: VMA?) -> UInt64 { vma?.flags.contains(.softDirty) == true ? Pagemap.softDirty : 0 }
 
-        /// `count` holes (none entries, missing tables, gaps, PFN maps).
-        func holes<S: ProcSink>(_ vma: VMA?, _ count: Int, _ w: inout ProcWriter<S>) {
-            let word = vmaBits(vma)
+        /// `count` holes (none entries, missing tables, gaps, PFN maps);
+        /// `vbits` is `vmaBits()` of their VMA (nil outside VMAs).
+        func holes<S: ProcSink>(_ vbits: UInt64, _ count: Int, _ w: inout ProcWriter<S>) {
+            let word = vbits
             for _ in 0..<count { w.writeLE64(word) }
         }
 
         /// Present PTEs mapping pages `first ..< first + count` of `folio`
         /// (nil: no normal page) from frame `pfn`.
-        func presentPTEs<S: ProcSink>(_ vma: VMA, pfn: UInt64, folio: Folio?, first: Int, count: Int,
+        func presentPTEs<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, folio: Folio?, first: Int, count: Int,
                                       softDirty: Bool, uffdWP: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.present | vmaBits(vma)
+            var flags = Pagemap.present | vbits
             if softDirty { flags |= Pagemap.softDirty }
             if uffdWP { flags |= Pagemap.uffdWP }
             if let f = folio, !f.test(.anon) { flags |= Pagemap.file }
@@ -84,9 +99,9 @@ public enum Pagemap {
 
         /// A PMD leaf seen from `pfn` (`count` pages). Linux 6.18 tests
         /// exclusivity on the PMD's first page for every page.
-        func presentPMD<S: ProcSink>(_ vma: VMA, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
+        func presentPMD<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
                                      uffdWP: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.present | vmaBits(vma)
+            var flags = Pagemap.present | vbits
             if softDirty { flags |= Pagemap.softDirty }
             if uffdWP { flags |= Pagemap.uffdWP }
             if let f = memory.folio(containing: basePFN) {
@@ -100,9 +115,9 @@ public enum Pagemap {
 
         /// Non-present entries: `type` and `offset` of the first, the page
         /// they name (pfn entries), the swap-PTE bits.
-        func swapEntries<S: ProcSink>(_ vma: VMA, type: Int, offset: UInt64, step: Bool, pagePFN: UInt64?, count: Int,
+        func swapEntries<S: ProcSink>(_ vbits: UInt64, type: Int, offset: UInt64, step: Bool, pagePFN: UInt64?, count: Int,
                                       softDirty: Bool, uffdWP: Bool, guardRegion: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.swap | vmaBits(vma)
+            var flags = Pagemap.swap | vbits
             if softDirty { flags |= Pagemap.softDirty }
             if uffdWP { flags |= Pagemap.uffdWP }
             if guardRegion { flags |= Pagemap.guardRegion }
@@ -118,9 +133,9 @@ public enum Pagemap {
         }
 
         /// One hugetlb page's part `[addr, next)` (`pagemap_hugetlb_range()`).
-        func hugetlb<S: ProcSink>(_ vma: VMA, present: Bool, pfn: UInt64, uffdWP: Bool, count: Int,
+        func hugetlb<S: ProcSink>(_ vbits: UInt64, present: Bool, pfn: UInt64, uffdWP: Bool, count: Int,
                                   _ w: inout ProcWriter<S>) {
-            var flags = vmaBits(vma)
+            var flags = vbits
             if present {
                 flags |= Pagemap.present
                 if let f = memory.folio(containing: pfn) {
@@ -141,21 +156,21 @@ public enum Pagemap {
 
         /// A decoded non-present PTE or PMD (`count` pages, the first at
         /// `offset` pages into the entry).
-        func softLeaf<S: ProcSink>(_ vma: VMA, raw: UInt64, _ entry: SoftLeafEntry, pageOffset: UInt64, count: Int,
+        func softLeaf<S: ProcSink>(_ vbits: UInt64, raw: UInt64, _ entry: SoftLeafEntry, pageOffset: UInt64, count: Int,
                                    _ w: inout ProcWriter<S>) {
             let sd = entry.bits.contains(.softDirty)
             var uffd = entry.bits.contains(.uffdWP)
             let type = swapType(raw)
             switch entry.leaf {
             case .swap(let s):
-                swapEntries(vma, type: type, offset: s.offset + pageOffset, step: true, pagePFN: nil, count: count,
+                swapEntries(vbits, type: type, offset: s.offset + pageOffset, step: true, pagePFN: nil, count: count,
                             softDirty: sd, uffdWP: uffd, guardRegion: false, &w)
             case .migration(_, let pfn, _, _), .devicePrivate(_, let pfn), .deviceExclusive(let pfn), .hwpoison(let pfn):
-                swapEntries(vma, type: type, offset: pfn + pageOffset, step: true, pagePFN: pfn + pageOffset, count: count,
+                swapEntries(vbits, type: type, offset: pfn + pageOffset, step: true, pagePFN: pfn + pageOffset, count: count,
                             softDirty: sd, uffdWP: uffd, guardRegion: false, &w)
             case .marker(let m):
                 if m.contains(.uffdWP) { uffd = true }
-                swapEntries(vma, type: type, offset: m.rawValue, step: false, pagePFN: nil, count: count,
+                swapEntries(vbits, type: type, offset: m.rawValue, step: false, pagePFN: nil, count: count,
                             softDirty: sd, uffdWP: uffd, guardRegion: m.contains(.guardRegion), &w)
             }
         }
@@ -172,19 +187,30 @@ public enum Pagemap {
                                        batching: Bool, _ enc: Encoder, _ w: inout ProcWriter<S>) throws(PageWalkError) {
         var opts = walkOptions
         opts.batching = batching
+        // Per-VMA values, read again only when the entries reach another VMA.
+        var vma: VMA? = nil
+        var vbits: UInt64 = 0
+        var huge = false
+        var first = true
         for e in try mm.walk(start..<end, lock: lock, options: opts) {
             let pages = e.pageCount
-            guard let vma = e.vma else { enc.holes(nil, pages, &w); continue }
-            if vma.isHugetlb {
+            if first || !e.isInVMA(vma) {
+                vma = e.vma
+                vbits = enc.vmaBits(vma)
+                huge = vma?.isHugetlb ?? false
+                first = false
+            }
+            guard vma != nil else { enc.holes(0, pages, &w); continue }
+            if huge {
                 switch e.content {
                 case .folio(let f, let first, _):
-                    enc.hugetlb(vma, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
                 case .pfn(let pfn):
-                    enc.hugetlb(vma, present: true, pfn: pfn, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: pfn, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
                 case .marker(let m):
-                    enc.hugetlb(vma, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.attributes.contains(.uffdWP), count: pages, &w)
                 default:
-                    enc.hugetlb(vma, present: false, pfn: 0, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
                 }
                 continue
             }
@@ -192,26 +218,26 @@ public enum Pagemap {
             let sd = e.attributes.contains(.softDirty), uffd = e.attributes.contains(.uffdWP)
             switch e.content {
             case .none, .hole:
-                enc.holes(vma, pages, &w)
+                enc.holes(vbits, pages, &w)
             case .folio(let f, let first, let n):
                 let pfn = f.pfn + UInt64(first)
                 if pmdLevel {
                     let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
-                    enc.presentPMD(vma, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
+                    enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
                 } else {
-                    enc.presentPTEs(vma, pfn: pfn, folio: f, first: first, count: n, softDirty: sd, uffdWP: uffd, &w)
+                    enc.presentPTEs(vbits, pfn: pfn, folio: f, first: first, count: n, softDirty: sd, uffdWP: uffd, &w)
                 }
             case .pfn(let pfn):
                 if pmdLevel {
                     let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
-                    enc.presentPMD(vma, pfn: pfn, basePFN: base, count: pages, softDirty: sd, uffdWP: uffd, &w)
+                    enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: pages, softDirty: sd, uffdWP: uffd, &w)
                 } else {
-                    enc.presentPTEs(vma, pfn: pfn, folio: nil, first: 0, count: pages, softDirty: sd, uffdWP: uffd, &w)
+                    enc.presentPTEs(vbits, pfn: pfn, folio: nil, first: 0, count: pages, softDirty: sd, uffdWP: uffd, &w)
                 }
             case .swap, .migration, .device, .hwpoison, .marker:
                 let entry = SoftLeafEntry(decoding: e.raw, layout: enc.layout)
                 let offset = pmdLevel ? (e.start & (enc.pmdSize - 1)) >> 12 : 0
-                enc.softLeaf(vma, raw: e.raw, entry, pageOffset: offset, count: pages, &w)
+                enc.softLeaf(vbits, raw: e.raw, entry, pageOffset: offset, count: pages, &w)
             }
         }
     }
@@ -223,7 +249,7 @@ public enum Pagemap {
         let layout = enc.layout
         var ops = MMWalkOps<ProcWriter<S>>()
         ops.pteHole = { s, e, _, walk in
-            enc.holes(walk.vma, Int((e - s) >> 12), &walk.privateData)
+            enc.holes(enc.vmaBits(walk.vma), Int((e - s) >> 12), &walk.privateData)
             return 0
         }
         ops.pmdEntry = { p, addr, next, walk in
@@ -236,10 +262,10 @@ public enum Pagemap {
             let offset = (addr & (enc.pmdSize - 1)) >> 12
             if layout.isPresent(raw, .pmd) {
                 let pmd = p.entry
-                enc.presentPMD(vma, pfn: layout.pfn(raw) + offset, basePFN: layout.pfn(raw), count: pages,
+                enc.presentPMD(enc.vmaBits(vma), pfn: layout.pfn(raw) + offset, basePFN: layout.pfn(raw), count: pages,
                                softDirty: pmd.isSoftDirty, uffdWP: pmd.isUffdWP, &walk.privateData)
             } else {
-                enc.softLeaf(vma, raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: offset, count: pages,
+                enc.softLeaf(enc.vmaBits(vma), raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: offset, count: pages,
                              &walk.privateData)
             }
             return 0
@@ -248,15 +274,15 @@ public enum Pagemap {
             let raw = p.rawValue
             let vma = walk.vma!
             if raw == 0 {
-                enc.holes(vma, 1, &walk.privateData)
+                enc.holes(enc.vmaBits(vma), 1, &walk.privateData)
             } else if layout.isPresent(raw, .pte) {
                 let pte = p.entry
                 let pfn = layout.pfn(raw)
                 let folio = raw & layout.special == 0 ? enc.memory.folio(containing: pfn) : nil
-                enc.presentPTEs(vma, pfn: pfn, folio: folio, first: folio.map { Int(pfn - $0.pfn) } ?? 0, count: 1,
+                enc.presentPTEs(enc.vmaBits(vma), pfn: pfn, folio: folio, first: folio.map { Int(pfn - $0.pfn) } ?? 0, count: 1,
                                 softDirty: pte.isSoftDirty, uffdWP: pte.isUffdWP, &walk.privateData)
             } else {
-                enc.softLeaf(vma, raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: 0, count: 1,
+                enc.softLeaf(enc.vmaBits(vma), raw: raw, SoftLeafEntry(decoding: raw, layout: layout), pageOffset: 0, count: 1,
                              &walk.privateData)
             }
             return 0
@@ -268,7 +294,7 @@ public enum Pagemap {
             let pages = Int((next - addr) >> 12)
             if layout.isPresent(raw, level) {
                 let pfn = layout.pfn(raw) + ((addr & ~hmask) >> 12)
-                enc.hugetlb(vma, present: true, pfn: pfn, uffdWP: raw & layout.uffdWP != 0, count: pages, &walk.privateData)
+                enc.hugetlb(enc.vmaBits(vma), present: true, pfn: pfn, uffdWP: raw & layout.uffdWP != 0, count: pages, &walk.privateData)
             } else {
                 var uffd = false
                 if raw != 0 {
@@ -276,7 +302,7 @@ public enum Pagemap {
                     uffd = leaf.bits.contains(.uffdWP)
                     if case .marker(let m) = leaf.leaf, m.contains(.uffdWP) { uffd = true }
                 }
-                enc.hugetlb(vma, present: false, pfn: 0, uffdWP: uffd, count: pages, &walk.privateData)
+                enc.hugetlb(enc.vmaBits(vma), present: false, pfn: 0, uffdWP: uffd, count: pages, &walk.privateData)
             }
             return 0
         }

@@ -9,6 +9,9 @@ import PageWalk
 /// `/proc/PID/smaps`.
 public enum Smaps {
     /// Writes the smaps of every VMA of `mm`, holding its mmap read lock.
+    @_specialize(where S == CountingSink)
+    @_specialize(where S == ByteCollector)
+    @_specialize(where S == FileDescriptorSink)
     public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) in
@@ -238,6 +241,9 @@ public enum SmapsRollup {
         }
     }
 
+    @_specialize(where S == CountingSink)
+    @_specialize(where S == ByteCollector)
+    @_specialize(where S == FileDescriptorSink)
     public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         let (mss, first, last) = try gather(mm, options: options)

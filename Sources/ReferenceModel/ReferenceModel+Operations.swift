@@ -387,6 +387,7 @@ extension ReferenceModel {
             set(p, a, nil)
             if case .folio(let f, _) = pp.target, !pp.attrs.contains(.special) {
                 if pp.attrs.contains(.dirty) && !folios[f]!.isAnon { folios[f]!.flags.insert(.dirty) }
+                freeSwapCache(f)
             }
             if !dropMarkers && vma.flags.contains(.uffdWP) && pp.attrs.contains(.uffdWP) { set(p, a, .marker(.uffdWP)) }
         case .marker(let m):
@@ -397,6 +398,26 @@ extension ReferenceModel {
         case .migration, .devicePrivate, .deviceExclusive, .hwpoison:
             set(p, a, nil)
         }
+    }
+
+    /// `AddressSpace.freeSwapCache`: an unmapped anonymous folio whose
+    /// swap-cache slots no swap entry refers to leaves the swap cache.
+    func freeSwapCache(_ f: ReferenceFolioID) {
+        guard let folio = folios[f], folio.isAnon, folio.mapcount == 0 else { return }
+        folioFreeSwap(f)
+    }
+
+    /// `AddressSpace.folioFreeSwap`: out of the swap cache unless a swap
+    /// entry still refers to one of its slots.
+    func folioFreeSwap(_ f: ReferenceFolioID) {
+        guard let folio = folios[f], folio.flags.contains(.swapCache) else { return }
+        let slots = swapCache.filter { $0.value.folio == f }.map(\.key)
+        guard slots.allSatisfy({ slotCounts[$0, default: 0] == 0 }) else { return }
+        for slot in slots {
+            swapCache[slot] = nil
+            folios[f]!.swapCacheRefs -= 1
+        }
+        folios[f]!.flags.remove(.swapCache)
     }
 
     /// `releaseSwapReference`: a slot left with only its cached, unmapped
@@ -606,7 +627,11 @@ extension ReferenceModel {
             return
         }
         if case .folio(let f, let i) = old.target, let fo = folios[f], fo.isAnon, !fo.isKSM {
-            if fo.exclusive[i] || (fo.refcount == 1 && fo.mapcount == 1 && !fo.isLarge) {
+            // wp_can_reuse_anon_folio(): the swap cache is freed first when it can be.
+            if !fo.exclusive[i] && fo.mapcount == 1 && !fo.isLarge && fo.flags.contains(.swapCache) && fo.refcount == 2 {
+                folioFreeSwap(f)
+            }
+            if fo.exclusive[i] || (folios[f]!.refcount == 1 && fo.mapcount == 1 && !fo.isLarge) {
                 folios[f]!.exclusive[i] = true
                 set(p, a, .present(reuse))
                 return
@@ -1195,7 +1220,8 @@ extension ReferenceModel {
             cv.flags.subtract([.uffdWP, .uffdMissing, .uffdMinor, .locked, .lockOnFault])
             c.vmas.append(cv)
             if vma.flags.contains(.wipeOnFork) { cv.hasAnonVMA = false; continue }
-            guard vma.hasAnonVMA || vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap) else { continue }
+            guard vma.hasAnonVMA || vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap)
+                    || vma.flags.contains(.maybeGuard) else { continue }   // VM_MAYBE_GUARD copies on fork
             if vma.isHugetlb { copyHugetlb(p, vma, c) } else { try copyTables(p, vma, c) }
         }
     }

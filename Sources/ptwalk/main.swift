@@ -1,5 +1,9 @@
-import MemoryModel
-import Scenario
+// ptwalk: the command-line face of PageWalk. It builds processes from a
+// scenario, a snapshot or the embedded default, and prints what the model's
+// /proc producers and walkers see (see `ptwalk --help`, docs/PTWALK.md).
 
-// The command-line tool grows with the other modules (see README).
-print("ptwalk: commands arrive with the walker and producer issues")
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(PTWalk.run(Array(CommandLine.arguments.dropFirst())))

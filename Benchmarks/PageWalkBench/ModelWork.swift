@@ -1,0 +1,206 @@
+import MemoryModel
+import PageWalk
+import ProcFS
+
+/// What is done over a workload.
+enum Work: String, CaseIterable, Codable {
+    case raw = "raw walk"
+    case smaps = "smaps"
+    case smapsRollup = "smaps_rollup"
+    case numaMaps = "numa_maps"
+    case pagemap = "pagemap"
+
+    /// The /proc producers (the kernel has no raw walk to time).
+    static let producers: [Work] = [.smaps, .smapsRollup, .numaMaps, .pagemap]
+}
+
+/// Who walks.
+enum Walker: String, CaseIterable, Codable {
+    case callback = "callback"
+    case rangeBatched = "range batched"
+    case rangeUnbatched = "range unbatched"
+
+    var procOptions: ProcOptions {
+        switch self {
+        case .callback: return ProcOptions(walker: .callback)
+        case .rangeBatched: return ProcOptions(walker: .range, batching: true)
+        case .rangeUnbatched: return ProcOptions(walker: .range, batching: false)
+        }
+    }
+}
+
+/// Pages counted by kind by the raw walks (`WalkContent` cases).
+struct KindCounts: Equatable, CustomStringConvertible {
+    var none = 0, folio = 0, pfn = 0, swap = 0, migration = 0, device = 0, hwpoison = 0, marker = 0, hole = 0
+
+    var total: Int { none + folio + pfn + swap + migration + device + hwpoison + marker + hole }
+    /// Everything but `hole` (the callback walker's `pte_hole` also reports
+    /// gaps between VMAs, which the range walker is not asked for).
+    var comparable: [Int] { [none, folio, pfn, swap, migration, device, hwpoison, marker] }
+    var description: String {
+        "none \(none) folio \(folio) pfn \(pfn) swap \(swap) migration \(migration) device \(device) hwpoison \(hwpoison) marker \(marker)"
+    }
+
+    @inline(__always)
+    mutating func add(_ leaf: SoftLeaf, _ n: Int) {
+        switch leaf {
+        case .swap: swap &+= n
+        case .migration: migration &+= n
+        case .devicePrivate, .deviceExclusive: device &+= n
+        case .hwpoison: hwpoison &+= n
+        case .marker: marker &+= n
+        }
+    }
+}
+
+// MARK: Raw walks
+
+/// The range walker's raw walk: a for-in adding `entry.pageCount` per kind.
+func rawRange(_ s: ModelSpace, batching: Bool) throws -> KindCounts {
+    // Attribute differences do not matter to a count: batch as far as folios allow.
+    let opts = RangeWalkOptions(batching: batching, respect: [])
+    return try s.mm.withMmapReadLock { lock in
+        var c = KindCounts()
+        for e in try s.mm.walk(s.span, lock: lock, options: opts) {
+            let n = e.pageCount
+            switch e.content {
+            case .none: c.none &+= n
+            case .hole: c.hole &+= n
+            case .folio: c.folio &+= n
+            case .pfn: c.pfn &+= n
+            case .swap: c.swap &+= n
+            case .migration: c.migration &+= n
+            case .device: c.device &+= n
+            case .hwpoison: c.hwpoison &+= n
+            case .marker: c.marker &+= n
+            }
+        }
+        return c
+    }
+}
+
+/// The callback walker's raw walk: `pmd_entry` counts PMD leaves,
+/// `pte_entry` classifies each PTE as the range walker would (a normal page
+/// is a folio, a special or folio-less one a pfn), `hugetlb_entry` the
+/// hugetlb leaves, `pte_hole` the empty parts.
+func rawCallback(_ s: ModelSpace) throws -> KindCounts {
+    let mm = s.mm
+    let layout = mm.geometry.layout
+    let memory = mm.memory
+    let pmdMask = mm.geometry.entrySize(.pmd) - 1
+    var ops = MMWalkOps<KindCounts>()
+    ops.pmdEntry = { p, addr, next, walk in
+        if p.hasTrivialEntries { return 0 }
+        let w = p.rawValue
+        if w == 0 || layout.isTable(w, .pmd) { return 0 }
+        walk.action = .continue
+        let n = Int((next - addr) >> 12)
+        if layout.isPresent(w, .pmd) {
+            let pfn = layout.pfn(w) + ((addr & pmdMask) >> 12)
+            if let f = memory.folio(containing: pfn), !f.isZero { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
+        } else {
+            walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, n)
+        }
+        return 0
+    }
+    ops.pteEntry = { p, _, _, walk in
+        let w = p.rawValue
+        if w == 0 { walk.privateData.none &+= 1; return 0 }
+        if layout.isPresent(w, .pte) {
+            if w & layout.special == 0, memory.folio(containing: layout.pfn(w)) != nil {
+                walk.privateData.folio &+= 1
+            } else {
+                walk.privateData.pfn &+= 1
+            }
+            return 0
+        }
+        walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, 1)
+        return 0
+    }
+    ops.pteHole = { addr, next, depth, walk in
+        if depth < 0 { walk.privateData.hole &+= Int((next - addr) >> 12) } else { walk.privateData.none &+= Int((next - addr) >> 12) }
+        return 0
+    }
+    ops.hugetlbEntry = { p, _, addr, next, walk in
+        let w = p.rawValue
+        let n = Int((next - addr) >> 12)
+        if w == 0 { walk.privateData.none &+= n; return 0 }
+        if layout.isPresent(w, p.slot.level) {
+            if memory.folio(containing: layout.pfn(w)) != nil { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
+        } else {
+            walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, n)
+        }
+        return 0
+    }
+    var counts = KindCounts()
+    try mm.withMmapReadLock { _ in
+        _ = try walkPageRange(mm, s.span.lowerBound, s.span.upperBound, ops: ops, private: &counts)
+    }
+    return counts
+}
+
+func rawWalk(_ s: ModelSpace, _ walker: Walker) throws -> KindCounts {
+    switch walker {
+    case .callback: return try rawCallback(s)
+    case .rangeBatched: return try rawRange(s, batching: true)
+    case .rangeUnbatched: return try rawRange(s, batching: false)
+    }
+}
+
+// MARK: Producers
+
+/// Runs one producer over one address space into `sink`; returns the bytes.
+func produce<S: ProcSink>(_ work: Work, _ s: ModelSpace, _ walker: Walker, into sink: S) throws -> S {
+    var w = ProcWriter(sink)
+    let o = walker.procOptions
+    switch work {
+    case .raw: break
+    case .smaps: try Smaps.write(s.mm, to: &w, options: o)
+    case .smapsRollup: try SmapsRollup.write(s.mm, to: &w, options: o)
+    case .numaMaps: try NumaMaps.write(s.mm, to: &w, options: o)
+    case .pagemap:
+        for r in s.ranges { try Pagemap.read(s.mm, r, privileged: true, to: &w, options: o) }
+    }
+    return w.finish()
+}
+
+/// One timed run of `work` by `walker` over the whole workload: a number
+/// that depends on the result (bytes written, pages counted).
+func modelRun(_ work: Work, _ wl: ModelWorkload, _ walker: Walker) -> Int {
+    var r = 0
+    do {
+        for s in wl.spaces {
+            if work == .raw {
+                r &+= try rawWalk(s, walker).total
+            } else {
+                r &+= try produce(work, s, walker, into: CountingSink()).count
+            }
+        }
+    } catch {
+        fail("\(wl.kind.rawValue) \(work.rawValue) \(walker.rawValue): \(error)")
+    }
+    return r
+}
+
+/// Checks, untimed, that the three walkers agree: the same page counts by
+/// kind and byte-identical producer output. Returns the problems found.
+func verifyWalkers(_ wl: ModelWorkload) -> [String] {
+    var problems: [String] = []
+    do {
+        for (i, s) in wl.spaces.enumerated() {
+            let raws = try Walker.allCases.map { try rawWalk(s, $0) }
+            for (k, r) in raws.enumerated().dropFirst() where r.comparable != raws[0].comparable {
+                problems.append("space \(i) raw walk: \(Walker.allCases[k].rawValue) counts \(r) vs callback \(raws[0])")
+            }
+            for work in Work.producers {
+                let outs = try Walker.allCases.map { try produce(work, s, $0, into: ByteCollector()).bytes }
+                for (k, o) in outs.enumerated().dropFirst() where o != outs[0] {
+                    problems.append("space \(i) \(work.rawValue): \(Walker.allCases[k].rawValue) output (\(o.count) B) differs from callback (\(outs[0].count) B)")
+                }
+            }
+        }
+    } catch {
+        problems.append("verification failed: \(error)")
+    }
+    return problems
+}

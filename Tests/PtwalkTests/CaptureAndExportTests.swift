@@ -1,0 +1,137 @@
+import Foundation
+import Glibc
+import Testing
+import KernelSnapshot
+import ProcFS
+import Scenario
+
+/// `capture` of a live child process, read back with --snapshot; and
+/// `export-proc` read by smem.
+@Suite("ptwalk capture and export-proc", .enabled(if: Ptwalk.available, "ptwalk executable not found next to the test bundle"))
+struct CaptureAndExportTests {
+    static let canCapture = getuid() == 0 && access("/proc/kpageflags", R_OK) == 0
+    static let smem = Ptwalk.which("smem")
+
+    @Test(.enabled(if: canCapture, "capture needs root and a readable /proc/kpageflags"))
+    func captureAChildThenReadItBack() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["30"]
+        try child.run()
+        // SIGKILL: the child inherits the test runner's signal mask, which may block SIGTERM.
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        usleep(100_000)   // let the loader finish mapping
+        let pid = child.processIdentifier
+        let dir = Ptwalk.tempDirectory("capture")
+        defer { Ptwalk.remove(dir) }
+        let out = dir + "/snap"
+
+        let cap = try Ptwalk.run(["capture", "--pid", String(pid), "--out", out])
+        #expect(cap.status == 0, "\(cap.stderr)")
+        #expect(cap.lines.first?.hasPrefix("captured 1 process(es) into \(out)") == true)
+        #expect(cap.lines.contains { $0.hasPrefix("  pid \(pid): ") && $0.contains(" VMAs, ") })
+        #expect(FileManager.default.fileExists(atPath: out + "/FORMAT"))
+
+        // smaps of the capture: the kernel's, but for the gate VMA (not part
+        // of the mm) and, for pages other processes map too, Pss and the
+        // shared/private split of clean pages: their mapcount moves between
+        // the kernel's smaps and kpagecount reads as processes start and exit
+        // (the tests run ptwalk processes in parallel).
+        let smaps = try Ptwalk.run(["--snapshot", out, "smaps", "--pid", String(pid)])
+        #expect(smaps.status == 0, "\(smaps.stderr)")
+        #expect(smaps.stderr.contains("warning: gateVMASkipped"))
+        let kernel = try Ptwalk.readText(out + "/proc/\(pid)/smaps").split(separator: "\n")
+        let vsyscall = kernel.firstIndex { $0.hasSuffix("[vsyscall]") }
+        let kernelLines = vsyscall.map { Array(kernel[..<$0]) + Array(kernel[$0...].drop(while: { !$0.hasPrefix("VmFlags:") }).dropFirst()) } ?? Array(kernel)
+        #expect(smaps.lines.count == kernelLines.count)
+        for (a, b) in zip(kernelLines, smaps.lines) where a != b {
+            let field = a.prefix { $0 != ":" }
+            #expect(["Pss", "Shared_Clean", "Private_Clean"].contains(field) && b.hasPrefix(field + ":"), "'\(a)' vs '\(b)'")
+        }
+        // pagemap as root saw it, word for word.
+        let pagemap = try Ptwalk.run(["--snapshot", out, "--quiet", "pagemap"])
+        #expect(pagemap.stdout == (try Ptwalk.read(out + "/proc/\(pid)/pagemap")))
+
+        // Capturing into the same (now non-empty) directory, or a pid that does not exist, is an input error.
+        let again = try Ptwalk.run(["capture", "--pid", String(pid), "--out", out])
+        #expect(again.status == 1 && again.stdout.isEmpty && again.stderr.contains("is not empty"))
+        let gone = try Ptwalk.run(["capture", "--pid", "4194303", "--out", dir + "/gone"])
+        #expect(gone.status == 1 && gone.stdout.isEmpty && gone.stderr.contains("4194303"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/gone"))
+    }
+
+    /// The tree export-proc writes for the default scenario.
+    @Test func exportProcTree() throws {
+        let dir = Ptwalk.tempDirectory("export")
+        defer { Ptwalk.remove(dir) }
+        let r = try Ptwalk.run(["export-proc", dir + "/out"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.text == "wrote \(dir)/out/proc: meminfo and 2 process(es): 1000 (python3), 1001 (python3)\n")
+        let proc = dir + "/out/proc"
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: proc)) == ["meminfo", "1000", "1001"])
+        let built = DefaultScenarioTests.built
+        for pid in [1000, 1001] {
+            let files = Set(try FileManager.default.contentsOfDirectory(atPath: proc + "/\(pid)"))
+            #expect(files == ["smaps", "smaps_rollup", "numa_maps", "maps", "cmdline", "status", "stat"])
+            let mm = built.addressSpace(pid: pid)!
+            let smaps = try Smaps.text(mm)
+            let exported = try Ptwalk.readText(proc + "/\(pid)/smaps")
+            #expect(Ptwalk.maskAnonInodes(exported) == Ptwalk.maskAnonInodes(smaps))
+            #expect(try Ptwalk.readText(proc + "/\(pid)/smaps_rollup") == (try SmapsRollup.text(mm)))
+            #expect(try Ptwalk.readText(proc + "/\(pid)/numa_maps") == (try NumaMaps.text(mm)))
+            let maps = try Ptwalk.readText(proc + "/\(pid)/maps").split(separator: "\n")
+            #expect(maps.count == mm.vmas.count)
+            let exportedHeaders = Set(exported.split(separator: "\n").filter { !$0.prefix { $0 != " " }.contains(":") })
+            for line in maps { #expect(exportedHeaders.contains(line)) }
+            #expect(try Ptwalk.readText(proc + "/\(pid)/stat").hasPrefix("\(pid) (python3) S \(pid == 1000 ? 1 : 1000) "))
+        }
+        let meminfo = try Ptwalk.readText(proc + "/meminfo")
+        #expect(meminfo.hasPrefix("MemTotal:          65536 kB\n"))   // the default scenario's 64M budget
+        #expect(meminfo.contains("\nSReclaimable:          0 kB\n"))
+    }
+
+    /// smem's per-process table for `tree`: pid → (uss, pss, rss).
+    static func smemTable(_ tree: String) throws -> [Int: [Int]] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: smem!)
+        p.arguments = ["--source", tree, "-c", "pid uss pss rss", "-H"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        var out: [Int: [Int]] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let f = line.split(separator: " ").compactMap { Int($0) }
+            if f.count == 4 { out[f[0]] = Array(f[1...]) }
+        }
+        return out
+    }
+
+    /// smem reads the exported tree; its USS, PSS and RSS per process equal
+    /// the sums of our smaps (Private_Clean + Private_Dirty, Pss, Rss).
+    @Test(.enabled(if: smem != nil, "smem is not installed (Debian: apt-get install smem)"))
+    func smemReadsTheExport() throws {
+        let dir = Ptwalk.tempDirectory("smem")
+        defer { Ptwalk.remove(dir) }
+        var sources: [(args: [String], tree: String)] = [([], dir + "/default")]
+        if let fixture = Ptwalk.pythonIdle { sources.append((["--snapshot", fixture, "--quiet"], dir + "/fixture")) }
+        try Ptwalk.write(ScenarioFileTests.json, to: dir + "/tiny.json")
+        sources.append((["--scenario", dir + "/tiny.json"], dir + "/tiny"))
+        for (args, tree) in sources {
+            let r = try Ptwalk.run(args + ["export-proc", tree])
+            #expect(r.status == 0, "\(r.stderr)")
+            let table = try Self.smemTable(tree)
+            let pids = try FileManager.default.contentsOfDirectory(atPath: tree + "/proc").compactMap { Int($0) }
+            #expect(Set(table.keys) == Set(pids), "smem saw \(table.keys.sorted()), exported \(pids.sorted())")
+            for pid in pids {
+                let smaps = try Ptwalk.run(args + ["smaps", "--pid", String(pid)])
+                let sums = Ptwalk.smapsSums(smaps.text)
+                let expected = [sums["Private_Clean", default: 0] + sums["Private_Dirty", default: 0],
+                                sums["Pss", default: 0], sums["Rss", default: 0]]
+                #expect(table[pid] == expected, "pid \(pid) in \(tree): smem \(table[pid] ?? []) vs smaps sums \(expected)")
+            }
+        }
+    }
+}
