@@ -66,6 +66,11 @@ public struct RangeWalk: Sequence {
         /// Entry bits whose differences a batch ignores (or-ing them).
         @usableFromInline let ignoredBits: UInt64
         @usableFromInline var vmaIndex = 0
+        // The deepest upper table of the last descent and the range it maps.
+        @usableFromInline var resumeTable = TableID(index: 0)
+        @usableFromInline var resumeLevel = 0
+        @usableFromInline var resumeStart: UInt64 = 0
+        @usableFromInline var resumeSize: UInt64 = 0
         @usableFromInline var addr: UInt64
         // The PTE table being walked (locked), if any.
         @usableFromInline var ptes: UnsafeMutablePointer<Atomic<UInt64>>?
@@ -166,7 +171,17 @@ public struct RangeWalk: Sequence {
         /// changed under it, or the PTE table is ready).
         mutating func descend(vma: VMA?, limit: UInt64) -> WalkEntry? {
             var table = mm.root
-            for level in levels {
+            var first = 0
+            // Resume below the root when the last descent's deepest upper
+            // table still covers `addr`, as the kernel's per-level loops
+            // stay in one table. Upper tables are never freed while the mmap
+            // lock is held (only PTE tables are reclaimed), so this is safe.
+            if resumeLevel > 0 && addr &- resumeStart < resumeSize {
+                table = resumeTable
+                first = resumeLevel
+            }
+            for li in first..<levels.count {
+                let level = levels[li]
                 let index = geometry.tableIndex(addr, level)
                 let slot = arena.entries(table) + index
                 let w = slot.pointee.load(ordering: .acquiring)
@@ -214,6 +229,11 @@ public struct RangeWalk: Sequence {
                     addr = entryEnd
                     return nil
                 }
+                let span = geometry.entrySize(level)
+                resumeTable = lower
+                resumeLevel = li + 1
+                resumeStart = addr & ~(span - 1)
+                resumeSize = span
                 table = lower
             }
             return nil
