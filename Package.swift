@@ -35,5 +35,7 @@ let package = Package(
         .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk"]),
         // Runs the built ptwalk executable (found next to the test bundle).
         .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot"]),
+        .testTarget(name: "ReliabilityTests",
+                    dependencies: ["MemoryModel", "PageWalk", "ProcFS", "ReferenceModel", "Scenario", "KernelSnapshot"]),
     ]
 )
