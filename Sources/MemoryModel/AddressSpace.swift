@@ -231,7 +231,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// The lock guarding an entry at `level` in `table`: the table's split
     /// lock for PTE and PMD entries (`pte_lockptr()`, `pmd_lockptr()`), the
     /// `page_table_lock` above (`pud_lockptr()`).
-    @inlinable
+    @inlinable @inline(__always)
     public func lock(forEntriesOf table: TableID, level: PageTableLevel) -> SpinLockRef {
         level <= .pmd ? arena.lock(table) : pageTableLock.ref
     }

@@ -188,5 +188,5 @@ public struct Page: Hashable, @unchecked Sendable {
 }
 
 extension RecordWord {
-    @usableFromInline static let wordsPerRecordInline = 4
+    @inlinable static var wordsPerRecordInline: Int { 4 }
 }

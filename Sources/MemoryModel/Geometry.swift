@@ -58,21 +58,23 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
 
     /// The address shift an entry at `level` translates (`PMD_SHIFT` …).
     /// A folded level shares the shift of the real level above it.
-    @inlinable
+    @inlinable @inline(__always)
     public func shift(_ level: PageTableLevel) -> Int {
-        if level == .pte { return 12 }
-        if isFolded(level) { return shift(level.upper!) }
+        // Levels fold from just below the pgd downwards, so a folded level's
+        // real upper level is the pgd, whose shift is below the folded
+        // level's own: the minimum of the two is right for every level.
+        let top = 12 + 9 * (levels - 1)
         switch level {
         case .pte: return 12
-        case .pmd: return 21
-        case .pud: return 30
-        case .p4d: return 39
-        case .pgd: return 12 + 9 * (levels - 1)
+        case .pmd: return Swift.min(21, top)
+        case .pud: return Swift.min(30, top)
+        case .p4d: return Swift.min(39, top)
+        case .pgd: return top
         }
     }
 
     /// Bytes an entry at `level` maps (`PMD_SIZE` …).
-    @inlinable public func entrySize(_ level: PageTableLevel) -> UInt64 { 1 << UInt64(shift(level)) }
+    @inlinable @inline(__always) public func entrySize(_ level: PageTableLevel) -> UInt64 { 1 << UInt64(shift(level)) }
 
     /// `PTRS_PER_x`: 1 for folded levels, 512 otherwise.
     @inlinable

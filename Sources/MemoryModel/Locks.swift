@@ -28,8 +28,12 @@ public struct SpinLockRef: @unchecked Sendable {
     @inlinable init(_ word: UnsafeMutablePointer<Atomic<UInt32>>) { self.word = word }
 
     @inlinable
-    public func lock() {
-        let me = currentThreadToken()
+    public func lock() { lock(owner: currentThreadToken()) }
+
+    /// Takes the lock for `me`, a `currentThreadToken()` the caller read
+    /// once (walkers lock a table per step and need not ask again).
+    @inlinable
+    public func lock(owner me: UInt32) {
         var spins = 0
         while true {
             if word.pointee.load(ordering: .relaxed) == 0,
@@ -65,8 +69,8 @@ public struct SpinLockRef: @unchecked Sendable {
 
 /// A spin lock that owns its word (`mm->page_table_lock`).
 public final class SpinLock: @unchecked Sendable {
-    private let storage: UnsafeMutablePointer<Atomic<UInt32>>
-    public var ref: SpinLockRef { SpinLockRef(storage) }
+    @usableFromInline let storage: UnsafeMutablePointer<Atomic<UInt32>>
+    @inlinable public var ref: SpinLockRef { SpinLockRef(storage) }
     public init() {
         storage = .allocate(capacity: 1)
         storage.initialize(to: Atomic(0))

@@ -19,11 +19,11 @@ import Glibc
 /// Sections hold 2^18 frames so that no folio (order ≤ 18) crosses one and a
 /// folio's records are contiguous.
 public final class Memmap: @unchecked Sendable {
-    public static let sectionShift = 18
-    @usableFromInline static let sectionFrames = 1 << sectionShift
-    @usableFromInline static let wordsPerRecord = 4
-    @usableFromInline static let directoryShift = 11
-    @usableFromInline static let directorySize = 1 << directoryShift
+    @inlinable public static var sectionShift: Int { 18 }
+    @inlinable static var sectionFrames: Int { 1 << sectionShift }
+    @inlinable static var wordsPerRecord: Int { 4 }
+    @inlinable static var directoryShift: Int { 11 }
+    @inlinable static var directorySize: Int { 1 << directoryShift }
 
     /// `directory[d][s]` is the section `d << 11 | s`, allocated on first use.
     private let directory: UnsafeMutablePointer<Atomic<UInt>>
@@ -103,11 +103,11 @@ public final class Memmap: @unchecked Sendable {
 /// Word indices and packing of a memmap record.
 @usableFromInline
 enum RecordWord {
-    @usableFromInline static let flags = 0
-    @usableFromInline static let mapcount = 1
+    @inlinable static var flags: Int { 0 }
+    @inlinable static var mapcount: Int { 1 }
     /// head: refcount; first tail: large mapcount; second tail: entire mapcount.
-    @usableFromInline static let counter = 2
-    @usableFromInline static let compound = 3
+    @inlinable static var counter: Int { 2 }
+    @inlinable static var compound: Int { 3 }
 
     @inlinable @inline(__always)
     static func compound(order: Int, node: Int, tailOffset: Int) -> UInt32 {

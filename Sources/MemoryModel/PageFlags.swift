@@ -4,43 +4,43 @@
 /// `hwpoison` and `anonExclusive` are per page.
 public struct PageFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    public static let locked = PageFlags(rawValue: 1 << 0)
-    public static let referenced = PageFlags(rawValue: 1 << 1)
-    public static let uptodate = PageFlags(rawValue: 1 << 2)
-    public static let dirty = PageFlags(rawValue: 1 << 3)
-    public static let lru = PageFlags(rawValue: 1 << 4)
-    public static let active = PageFlags(rawValue: 1 << 5)
-    public static let writeback = PageFlags(rawValue: 1 << 6)
-    public static let reclaim = PageFlags(rawValue: 1 << 7)
+    @inlinable public static var locked: PageFlags { PageFlags(rawValue: 1 << 0) }
+    @inlinable public static var referenced: PageFlags { PageFlags(rawValue: 1 << 1) }
+    @inlinable public static var uptodate: PageFlags { PageFlags(rawValue: 1 << 2) }
+    @inlinable public static var dirty: PageFlags { PageFlags(rawValue: 1 << 3) }
+    @inlinable public static var lru: PageFlags { PageFlags(rawValue: 1 << 4) }
+    @inlinable public static var active: PageFlags { PageFlags(rawValue: 1 << 5) }
+    @inlinable public static var writeback: PageFlags { PageFlags(rawValue: 1 << 6) }
+    @inlinable public static var reclaim: PageFlags { PageFlags(rawValue: 1 << 7) }
     /// Anonymous folio (`folio_test_anon()`: the mapping's anon bit).
-    public static let anon = PageFlags(rawValue: 1 << 8)
-    public static let swapBacked = PageFlags(rawValue: 1 << 9)
-    public static let swapCache = PageFlags(rawValue: 1 << 10)
-    public static let unevictable = PageFlags(rawValue: 1 << 11)
-    public static let mlocked = PageFlags(rawValue: 1 << 12)
-    public static let ksm = PageFlags(rawValue: 1 << 13)
-    public static let hwpoison = PageFlags(rawValue: 1 << 14)
-    public static let zeroPage = PageFlags(rawValue: 1 << 15)
-    public static let hugeZeroPage = PageFlags(rawValue: 1 << 16)
-    public static let reserved = PageFlags(rawValue: 1 << 17)
-    public static let zoneDevice = PageFlags(rawValue: 1 << 18)
+    @inlinable public static var anon: PageFlags { PageFlags(rawValue: 1 << 8) }
+    @inlinable public static var swapBacked: PageFlags { PageFlags(rawValue: 1 << 9) }
+    @inlinable public static var swapCache: PageFlags { PageFlags(rawValue: 1 << 10) }
+    @inlinable public static var unevictable: PageFlags { PageFlags(rawValue: 1 << 11) }
+    @inlinable public static var mlocked: PageFlags { PageFlags(rawValue: 1 << 12) }
+    @inlinable public static var ksm: PageFlags { PageFlags(rawValue: 1 << 13) }
+    @inlinable public static var hwpoison: PageFlags { PageFlags(rawValue: 1 << 14) }
+    @inlinable public static var zeroPage: PageFlags { PageFlags(rawValue: 1 << 15) }
+    @inlinable public static var hugeZeroPage: PageFlags { PageFlags(rawValue: 1 << 16) }
+    @inlinable public static var reserved: PageFlags { PageFlags(rawValue: 1 << 17) }
+    @inlinable public static var zoneDevice: PageFlags { PageFlags(rawValue: 1 << 18) }
     /// `PageAnonExclusive`: this mm is the only one that may map the page.
-    public static let anonExclusive = PageFlags(rawValue: 1 << 19)
-    public static let hugetlb = PageFlags(rawValue: 1 << 20)
+    @inlinable public static var anonExclusive: PageFlags { PageFlags(rawValue: 1 << 19) }
+    @inlinable public static var hugetlb: PageFlags { PageFlags(rawValue: 1 << 20) }
     /// `folio_test_young()` (page_idle's young bit).
-    public static let young = PageFlags(rawValue: 1 << 21)
-    public static let idle = PageFlags(rawValue: 1 << 22)
+    @inlinable public static var young: PageFlags { PageFlags(rawValue: 1 << 21) }
+    @inlinable public static var idle: PageFlags { PageFlags(rawValue: 1 << 22) }
     /// A device-private page (`ZONE_DEVICE` memory the CPU cannot access).
-    public static let devicePrivate = PageFlags(rawValue: 1 << 23)
-    public static let mappedToDisk = PageFlags(rawValue: 1 << 24)
-    public static let `private` = PageFlags(rawValue: 1 << 25)
+    @inlinable public static var devicePrivate: PageFlags { PageFlags(rawValue: 1 << 23) }
+    @inlinable public static var mappedToDisk: PageFlags { PageFlags(rawValue: 1 << 24) }
+    @inlinable public static var `private`: PageFlags { PageFlags(rawValue: 1 << 25) }
     /// Model bookkeeping: the frame belongs to an allocated folio.
-    public static let allocated = PageFlags(rawValue: 1 << 31)
+    @inlinable public static var allocated: PageFlags { PageFlags(rawValue: 1 << 31) }
 
     /// Flags that belong to one page, not to the whole folio.
-    public static let perPage: PageFlags = [.hwpoison, .anonExclusive]
+    @inlinable public static var perPage: PageFlags { [.hwpoison, .anonExclusive] }
 
     public var description: String {
         let names: [(PageFlags, String)] = [

@@ -42,7 +42,7 @@ public enum SoftLeaf: Hashable, Sendable {
     case marker(PTEMarker)
 
     /// Swap types the kernel reserves at the top of the 5-bit type space.
-    public static let maxSwapFiles = 24
+    @inlinable public static var maxSwapFiles: Int { 24 }
     static let hwpoisonType = 24
     static let migrationReadType = 25
     static let migrationReadExclusiveType = 26

@@ -26,13 +26,13 @@ public struct TableID: Hashable, Sendable, Comparable, CustomStringConvertible {
 public final class TableArena: @unchecked Sendable {
     /// First frame number of the page-table "zone".
     public let basePFN: UInt64
-    @usableFromInline static let chunkShift = 9
-    @usableFromInline static let tablesPerChunk = 1 << chunkShift
+    @inlinable static var chunkShift: Int { 9 }
+    @inlinable static var tablesPerChunk: Int { 1 << chunkShift }
     static let maxChunks = 1 << 16
-    static let metaWords = 4   // lock, used, level, shares
+    @inlinable static var metaWords: Int { 4 }   // lock, used, level, shares
 
-    private let chunks: UnsafeMutablePointer<Atomic<UInt>>
-    private let metaChunks: UnsafeMutablePointer<Atomic<UInt>>
+    @usableFromInline let chunks: UnsafeMutablePointer<Atomic<UInt>>
+    @usableFromInline let metaChunks: UnsafeMutablePointer<Atomic<UInt>>
     private struct FreeState {
         var next: UInt32 = 0
         var free: [UInt32] = []
@@ -78,10 +78,10 @@ public final class TableArena: @unchecked Sendable {
             + (Int(table.index) & (TableArena.tablesPerChunk - 1)) * 512
     }
 
-    @usableFromInline
+    @inlinable @inline(__always)
     func chunkBase(_ c: Int) -> UInt { chunks[c].load(ordering: .acquiring) }
 
-    @usableFromInline
+    @inlinable @inline(__always)
     func meta(_ table: TableID) -> UnsafeMutablePointer<Atomic<UInt32>> {
         let m = metaChunks[Int(table.index) >> TableArena.chunkShift].load(ordering: .acquiring)
         return UnsafeMutablePointer<Atomic<UInt32>>(bitPattern: m)!

@@ -1,30 +1,45 @@
 import MemoryModel
 import Synchronization
 
-/// Holds the locks a range walk has taken, so that they are dropped when
-/// the walk moves on — and when the `for` loop is left by `break`, `return`
-/// or a throw, as the iterator holding this object is destroyed.
+/// The locks a range walk holds at a time: at most one table lock (split
+/// PTE lock, PMD lock or `page_table_lock`) and the hugetlb VMA lock.
 @usableFromInline
-final class WalkLocks {
+struct HeldLocks {
     @usableFromInline var table: SpinLockRef?
     @usableFromInline var hugetlb: ReadWriteLock?
+}
+
+/// Owns the locks a range walk has taken, so that they are dropped when
+/// the walk moves on — and when the `for` loop is left by `break`, `return`
+/// or a throw, as the iterator holding this object is destroyed.
+///
+/// The state lives behind a pointer the iterator keeps: taking and dropping
+/// a lock per table is then a plain store, with no exclusivity check on a
+/// class property.
+@usableFromInline
+final class WalkLocks {
+    @usableFromInline let held: UnsafeMutablePointer<HeldLocks>
     @usableFromInline let arena: TableArena
 
     @usableFromInline
     init(arena: TableArena) {
         self.arena = arena
+        held = .allocate(capacity: 1)
+        held.initialize(to: HeldLocks())
         arena.beginLocklessRead()
     }
 
-    @inlinable @inline(__always)
-    func release() {
-        if let t = table { t.unlock(); table = nil }
-        if let h = hugetlb { h.unlockRead(); hugetlb = nil }
+    deinit {
+        WalkLocks.release(held)
+        held.deinitialize(count: 1)
+        held.deallocate()
+        arena.endLocklessRead()
     }
 
-    deinit {
-        release()
-        arena.endLocklessRead()
+    @inlinable @inline(__always)
+    static func release(_ held: UnsafeMutablePointer<HeldLocks>) {
+        if let t = held.pointee.table { t.unlock(); held.pointee.table = nil }
+        if let h = held.pointee.hugetlb { h.unlockRead(); held.pointee.hugetlb = nil }
     }
 }
 
@@ -52,13 +67,21 @@ public struct RangeWalk: Sequence {
     public struct Iterator: IteratorProtocol {
         @usableFromInline let mm: AddressSpace
         @usableFromInline let locks: WalkLocks
+        /// `locks.held`, read without going through the class.
+        @usableFromInline let held: UnsafeMutablePointer<HeldLocks>
+        /// This thread's lock-owner token, read once.
+        @usableFromInline let owner: UInt32
         @usableFromInline let arena: TableArena
         @usableFromInline let memory: PhysicalMemory
+        @usableFromInline var folios: MemmapCursor
         @usableFromInline let geometry: Geometry
         @usableFromInline let layout: EntryLayout
         @usableFromInline let levels: [PageTableLevel]
         @usableFromInline let vmas: [VMA]
         @usableFromInline let options: RangeWalkOptions
+        @usableFromInline let batching: Bool
+        @usableFromInline let zeroPageAsFolio: Bool
+        @usableFromInline let isKernel: Bool
         @usableFromInline let end: UInt64
         @usableFromInline let tablesOnly: Bool
         @usableFromInline let lockTables: Bool
@@ -77,9 +100,21 @@ public struct RangeWalk: Sequence {
         @usableFromInline var ptIndex = 0
         @usableFromInline var ptEnd = 0
         @usableFromInline var ptBase: UInt64 = 0
-        @usableFromInline var ptVMA: VMA?
-        /// `ptVMA` unretained, for the entries (no reference counting per PTE).
+        /// The VMA of the PTE table's entries, unretained (`vmas` keeps it
+        /// alive): no reference counting per entry.
         @usableFromInline var ptVMAPointer: UnsafeRawPointer?
+        // The VMA whose tables are being descended, and the part of it the
+        // walk covers: read once per VMA, not per table (every read of a
+        // VMA's fields is a class-property access).
+        @usableFromInline var inVMA: UnsafeRawPointer?
+        @usableFromInline var inVMAStart: UInt64 = 0
+        @usableFromInline var inVMALimit: UInt64 = 0
+        // The PMD leaf just yielded under its table's PMD lock: the next
+        // entries of that table up to `leafRunEnd` are read under the same
+        // hold while they are leaves too.
+        @usableFromInline var leafSlot: UnsafeMutablePointer<Atomic<UInt64>>?
+        @usableFromInline var leafRunEnd: UInt64 = 0
+        @usableFromInline var leafVMA: UnsafeRawPointer?
         /// The entry bits `attributes` decodes (a small copy, so decoding
         /// does not copy the whole iterator).
         @usableFromInline let attributeBits: AttributeBits
@@ -88,11 +123,17 @@ public struct RangeWalk: Sequence {
             mm = walk.mm
             arena = walk.mm.tables
             locks = WalkLocks(arena: arena)
+            held = locks.held
+            owner = currentThreadToken()
             memory = walk.mm.memory
+            folios = MemmapCursor(walk.mm.memory)
             geometry = walk.mm.geometry
             layout = walk.mm.geometry.layout
             levels = walk.mm.entryLevels
             options = walk.options
+            batching = walk.options.batching
+            zeroPageAsFolio = walk.options.zeroPageAsFolio
+            isKernel = walk.mm.isKernel
             end = walk.end
             addr = walk.start
             tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
@@ -121,24 +162,63 @@ public struct RangeWalk: Sequence {
             ignoredBits = ignored
         }
 
+        /// The next entry. Inlined into the caller's loop: the entries of a
+        /// locked PTE table come straight from it; everything else (moving
+        /// to the next table or VMA, upper-level leaves, hugetlb) is out of
+        /// line in `advance()`.
+        @inlinable @inline(__always)
         public mutating func next() -> WalkEntry? {
+            if let e = ptes, ptIndex < ptEnd { return pteEntry(e) }
+            return advance()
+        }
+
+        /// Drops the table's locks and finds the next entry past it.
+        @usableFromInline @inline(never)
+        mutating func advance() -> WalkEntry? {
             while true {
                 if let e = ptes {
                     if ptIndex < ptEnd { return pteEntry(e) }
                     ptes = nil
                 }
-                locks.release()
+                if let s = leafSlot, let e = nextPMDLeaf(after: s) { return e }
+                WalkLocks.release(held)
                 if addr >= end { return nil }
                 if let entry = step() { return entry }
             }
+        }
+
+        /// The PMD leaf after `slot` in the same table, read under the PMD
+        /// lock still held for `slot` (a run of THPs costs one lock hold per
+        /// table, as the PTEs of a table do); nil ends the run.
+        @inline(__always)
+        mutating func nextPMDLeaf(after slot: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry? {
+            leafSlot = nil
+            guard addr < leafRunEnd else { return nil }
+            let next = slot + 1
+            let w = next.pointee.load(ordering: .relaxed)
+            guard w != 0, !layout.isTable(w, .pmd) else { return nil }
+            let entryEnd = geometry.entryEnd(addr, at: .pmd, limit: leafRunEnd)
+            let e = upperLeafEntry(w, level: .pmd, vma: leafVMA, end: entryEnd)
+            addr = entryEnd
+            leafSlot = next
+            return e
+        }
+
+        /// Takes `lock` and records it as held, for `advance()` to drop.
+        @inlinable @inline(__always)
+        func take(_ lock: SpinLockRef) {
+            lock.lock(owner: owner)
+            held.pointee.table = lock
         }
 
         // MARK: VMAs
 
         /// Decides what the range at `addr` is: a gap, a skipped VMA, a
         /// hugetlb page, or page tables to descend.
+        @inline(__always)
         mutating func step() -> WalkEntry? {
             if tablesOnly { return descend(vma: nil, limit: end) }
+            if addr &- inVMAStart < inVMALimit &- inVMAStart { return descend(vma: inVMA, limit: inVMALimit) }
             while vmaIndex < vmas.count && vmas[vmaIndex].end <= addr { vmaIndex += 1 }
             let gapEnd = vmaIndex < vmas.count ? Swift.min(vmas[vmaIndex].start, end) : end
             if addr < gapEnd {
@@ -160,7 +240,10 @@ public struct RangeWalk: Sequence {
                 }
             }
             if vma.isHugetlb { return hugetlbEntry(vma, limit: limit) }
-            return descend(vma: vma, limit: limit)
+            inVMA = UnsafeRawPointer(Unmanaged.passUnretained(vma).toOpaque())
+            inVMAStart = addr
+            inVMALimit = limit
+            return descend(vma: inVMA, limit: limit)
         }
 
         // MARK: Upper levels
@@ -169,7 +252,8 @@ public struct RangeWalk: Sequence {
         /// and leaf entries of upper levels, or locks the PTE table and sets
         /// it up for `pteEntry`. Returns nil to be called again (a table
         /// changed under it, or the PTE table is ready).
-        mutating func descend(vma: VMA?, limit: UInt64) -> WalkEntry? {
+        @inline(__always)
+        mutating func descend(vma: UnsafeRawPointer?, limit: UInt64) -> WalkEntry? {
             var table = mm.root
             var first = 0
             // Resume below the root when the last descent's deepest upper
@@ -187,7 +271,7 @@ public struct RangeWalk: Sequence {
                 let w = slot.pointee.load(ordering: .acquiring)
                 let entryEnd = geometry.entryEnd(addr, at: level, limit: limit)
                 if w == 0 {
-                    let e = WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vma: vma,
+                    let e = WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vmaPointer: vma,
                                       raw: 0, attributes: [],
                                       content: vma == nil ? .hole(depth: geometry.realDepth(level.holeDepth)) : .none)
                     addr = entryEnd
@@ -197,11 +281,19 @@ public struct RangeWalk: Sequence {
                 if !layout.isTable(w, level) {
                     if lockTables {
                         let l = mm.lock(forEntriesOf: table, level: level)
-                        l.lock()
-                        if slot.pointee.load(ordering: .relaxed) != w { l.unlock(); return nil }
-                        locks.table = l
+                        take(l)
+                        // pmd_same(): the leaf may have been split or zapped.
+                        if slot.pointee.load(ordering: .relaxed) != w { WalkLocks.release(held); return nil }
                     }
                     let e = upperLeafEntry(w, level: level, vma: vma, end: entryEnd)
+                    if lockTables && level == .pmd && !geometry.isFolded(.pmd) {
+                        // The rest of this PMD table, within the VMA.
+                        let tableSpan = geometry.entrySize(.pmd) << 9
+                        let tableEnd = (addr & ~(tableSpan - 1)) &+ tableSpan
+                        leafRunEnd = tableEnd &- 1 < limit &- 1 ? tableEnd : limit
+                        leafSlot = slot
+                        leafVMA = vma
+                    }
                     addr = entryEnd
                     return e
                 }
@@ -214,18 +306,15 @@ public struct RangeWalk: Sequence {
                 }
                 if arena.level(lower) == .pte {
                     if lockTables {
-                        let l = arena.lock(lower)
-                        l.lock()
-                        if slot.pointee.load(ordering: .relaxed) != w { l.unlock(); return nil }
-                        locks.table = l
+                        take(arena.lock(lower))
+                        if slot.pointee.load(ordering: .relaxed) != w { WalkLocks.release(held); return nil }
                     }
                     ptes = arena.entries(lower)
                     ptIndex = geometry.tableIndex(addr, .pte)
                     // Rounded up: a walk to the top of the address space ends at 2^64 - 1.
                     ptEnd = ptIndex + Int((entryEnd - addr + 4095) >> 12)
                     ptBase = addr - UInt64(ptIndex) << 12
-                    ptVMA = vma
-                    ptVMAPointer = vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
+                    ptVMAPointer = vma
                     addr = entryEnd
                     return nil
                 }
@@ -242,25 +331,26 @@ public struct RangeWalk: Sequence {
         /// A PMD/PUD leaf or non-present upper entry, from `addr` to `entryEnd`.
         /// (`mutating` only so that the iterator is passed by reference, not
         /// copied, on every call; the same for `content(of:offset:)`.)
-        mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: VMA?, end entryEnd: UInt64) -> WalkEntry {
+        @inline(__always)
+        mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: UnsafeRawPointer?, end entryEnd: UInt64) -> WalkEntry {
             let pages = Int((entryEnd - addr) >> 12)
             let size = geometry.entrySize(level)
             let offset = (addr & (size - 1)) >> 12
             if layout.isPresent(w, level) {
                 let pfn = layout.pfn(w) + offset
-                let contiguous = w & layout.contiguous != 0
-                let attrs = attributeBits.decode(w, firstPFN: pfn, folio: nil)
-                if !tablesOnly || vma != nil || !mm.isKernel,
-                   let f = memory.folio(containing: pfn), !(f.isZero && !options.zeroPageAsFolio) {
-                    return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
-                                     vma: vma, raw: w, attributes: attributeBits.decode(w, firstPFN: pfn, folio: f),
-                                     content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
+                let entryLevel = EntryLevel(level, contiguous: w & layout.contiguous != 0)
+                let attrs = attributeBits.decode(w)
+                // Kernel mappings have no folios to report (ptdump reads them as PFNs).
+                if !tablesOnly || vma != nil || !isKernel,
+                   let f = folios.folio(containing: pfn), !(f.isZero && !zeroPageAsFolio) {
+                    return WalkEntry(start: addr, end: entryEnd, level: entryLevel, count: 1, vmaPointer: vma, raw: w,
+                                     attributes: attrs, content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
                 }
-                return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level, contiguous: contiguous), count: 1,
-                                 vma: vma, raw: w, attributes: attrs, content: .pfn(pfn))
+                return WalkEntry(start: addr, end: entryEnd, level: entryLevel, count: 1,
+                                 vmaPointer: vma, raw: w, attributes: attrs, content: .pfn(pfn))
             }
             let leaf = SoftLeafEntry(decoding: w, layout: layout)
-            return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vma: vma, raw: w,
+            return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vmaPointer: vma, raw: w,
                              attributes: Self.swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: offset))
         }
 
@@ -272,16 +362,41 @@ public struct RangeWalk: Sequence {
             let i = ptIndex
             let w = e[i].load(ordering: .relaxed)
             let a = ptBase &+ UInt64(i) << 12
-            if w == 0 {
-                var n = 1
-                if options.batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
-                ptIndex = i + n
-                let content: WalkContent = ptVMA == nil ? .hole(depth: geometry.realDepth(4)) : .none
-                return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: 0,
-                                 attributes: [], content: content)
-            }
+            if w == 0 { return nonePTEs(e, i, a) }
             if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
+            if attributeBits.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
             return nonPresentPTE(e, i, w, a)
+        }
+
+        /// Swap entries from `i`: with batching, `swap_pte_batch()` — the
+        /// following PTEs that are the same word but for the next offsets.
+        @inlinable @inline(__always)
+        mutating func swapPTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+            var n = 1
+            if batching {
+                let step = attributeBits.swapOffsetStep
+                var expected = w
+                while i + n < ptEnd {
+                    expected &+= step
+                    if e[i + n].load(ordering: .relaxed) != expected { break }
+                    n += 1
+                }
+            }
+            ptIndex = i + n
+            return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
+                             attributes: attributeBits.swapAttributes(w),
+                             content: .swap(SwapEntry(type: attributeBits.swapType(w), offset: attributeBits.swapOffset(w))))
+        }
+
+        /// A run of none PTEs from `i`.
+        @inlinable @inline(__always)
+        mutating func nonePTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ a: UInt64) -> WalkEntry {
+            var n = 1
+            if batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
+            ptIndex = i + n
+            let content: WalkContent = ptVMAPointer == nil ? .hole(depth: geometry.realDepth(4)) : .none
+            return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: 0,
+                             attributes: [], content: content)
         }
 
         /// The end of `n` pages from `a`; the walk's end when they reach the
@@ -295,41 +410,52 @@ public struct RangeWalk: Sequence {
         @inlinable @inline(__always)
         mutating func presentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
             let pfn = layout.pfn(w)
-            if w & layout.special == 0 || (pfn == zeroPFN && options.zeroPageAsFolio),
-               !(mm.isKernel), let f = memory.folio(containing: pfn) {
+            // vm_normal_page(): special entries have no page, except the zero
+            // page when asked for as a folio; kernel mappings have none.
+            if w & layout.special == 0 || (pfn == zeroPFN && zeroPageAsFolio), !isKernel,
+               let f = folios.folio(containing: pfn) {
                 let page = Int(pfn &- f.pfn)
                 var n = 1
                 var orBits = w
-                if options.batching && f.isLarge {
-                    let limit = Swift.min(ptEnd - i, f.pageCount - page)
-                    let keep = ~ignoredBits
-                    var expected = w
-                    while n < limit {
-                        expected &+= 1 << 12
-                        let w2 = e[i + n].load(ordering: .relaxed)
-                        if (w2 ^ expected) & keep != 0 { break }
-                        orBits |= w2
-                        n += 1
-                    }
-                }
+                if batching && f.isLarge { (n, orBits) = folioPTEBatch(e, i, w, limit: f.pageCount - page) }
                 ptIndex = i + n
                 let merged = w | (orBits & ignoredBits)
                 var level = EntryLevel.pte
                 if merged & layout.contiguous != 0 && n >= 16 && i & 15 == 0 { level = .contPTE }
                 return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vmaPointer: ptVMAPointer, raw: w,
-                                 attributes: attributeBits.decode(merged, firstPFN: pfn, folio: f),
+                                 attributes: attributeBits.decode(merged),
                                  content: .folio(f, firstPage: page, pageCount: n))
             }
             ptIndex = i + 1
             return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
-                             attributes: attributeBits.decode(w, firstPFN: pfn, folio: nil), content: .pfn(pfn))
+                             attributes: attributeBits.decode(w), content: .pfn(pfn))
+        }
+
+        /// `folio_pte_batch()`: how many PTEs from `i` map the next pages of
+        /// the same folio (at most `limit`) with no difference but the
+        /// ignored bits, and those bits or-ed over the run.
+        @usableFromInline
+        func folioPTEBatch(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, limit folioLeft: Int) -> (Int, UInt64) {
+            let limit = Swift.min(ptEnd - i, folioLeft)
+            let keep = ~ignoredBits
+            var expected = w
+            var orBits = w
+            var n = 1
+            while n < limit {
+                expected &+= 1 << 12
+                let w2 = e[i + n].load(ordering: .relaxed)
+                if (w2 ^ expected) & keep != 0 { break }
+                orBits |= w2
+                n += 1
+            }
+            return (n, orBits)
         }
 
         @usableFromInline
         mutating func nonPresentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
             let leaf = SoftLeafEntry(decoding: w, layout: layout)
             var n = 1
-            if options.batching {
+            if batching {
                 switch leaf.leaf {
                 case .swap(let s):
                     // swap_pte_batch(): consecutive offsets, same type and bits.
@@ -368,7 +494,7 @@ public struct RangeWalk: Sequence {
             let blockStart = addr & ~(size - 1)
             let blockEnd = Swift.min(blockStart + size, limit)
             vma.hugetlbLock.lockRead()
-            locks.hugetlb = vma.hugetlbLock
+            held.pointee.hugetlb = vma.hugetlbLock
             // Find the first entry of the huge page.
             var table = mm.root
             var slot: UnsafeMutablePointer<Atomic<UInt64>>? = nil
@@ -388,8 +514,7 @@ public struct RangeWalk: Sequence {
                 return e
             }
             let l = (count > 1 || level == .pud) ? mm.pageTableLock.ref : mm.lock(forEntriesOf: table, level: level)
-            l.lock()
-            locks.table = l
+            take(l)
             let w = s.pointee.load(ordering: .relaxed)
             let offset = (addr - blockStart) >> 12
             let content: WalkContent
@@ -401,11 +526,10 @@ public struct RangeWalk: Sequence {
                 // Contiguous runs: young and dirty of the whole run count.
                 var merged = w
                 for k in 1..<count { merged |= (s + k).pointee.load(ordering: .relaxed) & (layout.young | layout.dirty) }
-                if let f = memory.folio(containing: pfn) {
-                    attrs = attributeBits.decode(merged, firstPFN: pfn, folio: f)
+                attrs = attributeBits.decode(merged)
+                if let f = folios.folio(containing: pfn) {
                     content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> 12))
                 } else {
-                    attrs = attributeBits.decode(merged, firstPFN: pfn, folio: nil)
                     content = .pfn(pfn)
                 }
             } else {
@@ -421,11 +545,6 @@ public struct RangeWalk: Sequence {
 
         // MARK: Decoding
 
-        @inlinable @inline(__always)
-        func attributes(_ w: UInt64, firstPFN: UInt64, folio: Folio?) -> EntryAttributes {
-            attributeBits.decode(w, firstPFN: firstPFN, folio: folio)
-        }
-
         @usableFromInline
         static func swapAttributes(_ bits: SwapPTEBits) -> EntryAttributes {
             var a: EntryAttributes = []
@@ -440,11 +559,11 @@ public struct RangeWalk: Sequence {
             switch leaf {
             case .swap(let s): return .swap(SwapEntry(type: s.type, offset: s.offset + offset))
             case .migration(let kind, let pfn, _, _):
-                return .migration(kind, pfn: pfn + offset, folio: memory.folio(containing: pfn))
+                return .migration(kind, pfn: pfn + offset, folio: folios.folio(containing: pfn))
             case .devicePrivate(let w, let pfn):
-                return .device(exclusive: false, writable: w, pfn: pfn, folio: memory.folio(containing: pfn))
+                return .device(exclusive: false, writable: w, pfn: pfn, folio: folios.folio(containing: pfn))
             case .deviceExclusive(let pfn):
-                return .device(exclusive: true, writable: false, pfn: pfn, folio: memory.folio(containing: pfn))
+                return .device(exclusive: true, writable: false, pfn: pfn, folio: folios.folio(containing: pfn))
             case .hwpoison(let pfn): return .hwpoison(pfn: pfn)
             case .marker(let m): return .marker(m)
             }
@@ -456,20 +575,50 @@ public struct RangeWalk: Sequence {
 @usableFromInline
 struct AttributeBits {
     @usableFromInline let write, dirty, readOnly, young, softDirty, uffdWP, special, valid: UInt64
-    /// `PageFlags.anon` and `.anonExclusive` (read once, not per entry).
-    @usableFromInline let anon, anonExclusive: UInt32
+    // The swap-entry format (`__swp_type()`, `__swp_offset()`, the swap PTE bits).
+    @usableFromInline let swapTypeShift, swapOffsetShift, swapOffsetMask: UInt64
+    @usableFromInline let swapOffsetInverted: Bool
+    @usableFromInline let swapExclusive, swapSoftDirty, swapUffdWP: UInt64
+    /// What adding one to a swap offset adds to the word (the offset is
+    /// stored inverted on x86-64).
+    @usableFromInline let swapOffsetStep: UInt64
 
     @usableFromInline
     init(_ l: EntryLayout) {
         write = l.write; dirty = l.dirty; readOnly = l.readOnly; young = l.young
         softDirty = l.softDirty; uffdWP = l.uffdWP; special = l.special; valid = l.valid
-        anon = PageFlags.anon.rawValue; anonExclusive = PageFlags.anonExclusive.rawValue
+        swapTypeShift = UInt64(l.swapTypeShift); swapOffsetShift = UInt64(l.swapOffsetShift)
+        swapOffsetMask = (1 << UInt64(l.swapOffsetBits)) - 1
+        swapOffsetInverted = l.swapOffsetInverted
+        swapExclusive = l.swapExclusive; swapSoftDirty = l.swapSoftDirty; swapUffdWP = l.swapUffdWP
+        swapOffsetStep = l.swapOffsetInverted ? 0 &- (1 << swapOffsetShift) : 1 << swapOffsetShift
     }
 
-    /// The attributes of entry word `w` whose first page is `firstPFN` of
-    /// `folio` (anon-exclusive is a page flag).
+    /// The softleaf type of a non-present, non-none word (0 ..< 24: swap).
     @inlinable @inline(__always)
-    func decode(_ w: UInt64, firstPFN: UInt64, folio: Folio?) -> EntryAttributes {
+    func swapType(_ w: UInt64) -> Int { Int(truncatingIfNeeded: (w >> swapTypeShift) & 31) }
+
+    /// The swap offset of a swap word.
+    @inlinable @inline(__always)
+    func swapOffset(_ w: UInt64) -> UInt64 {
+        let field = w >> swapOffsetShift
+        return (swapOffsetInverted ? ~field : field) & swapOffsetMask
+    }
+
+    /// The attributes of a swap-format word (`pte_swp_exclusive()`, …).
+    @inlinable @inline(__always)
+    func swapAttributes(_ w: UInt64) -> EntryAttributes {
+        var a: EntryAttributes = []
+        if w & swapExclusive != 0 { a.insert(.anonExclusive) }
+        if swapSoftDirty != 0 && w & swapSoftDirty != 0 { a.insert(.softDirty) }
+        if w & swapUffdWP != 0 { a.insert(.uffdWP) }
+        return a
+    }
+
+    /// The attributes of present entry word `w`. (Anon-exclusive is a page
+    /// flag, read by `WalkEntry.attributes` when asked for.)
+    @inlinable @inline(__always)
+    func decode(_ w: UInt64) -> EntryAttributes {
         var a: EntryAttributes = []
         if w & write != 0 { a.insert(.writable) }
         if w & dirty != 0 || (readOnly != 0 && w & write != 0 && w & readOnly == 0) {
@@ -480,10 +629,6 @@ struct AttributeBits {
         if w & uffdWP != 0 { a.insert(.uffdWP) }
         if w & special != 0 { a.insert(.special) }
         if w & valid == 0 { a.insert(.protNone) }
-        if let f = folio, f.flags.rawValue & anon != 0,
-           f.pageFlags(Int(firstPFN &- f.pfn)).rawValue & anonExclusive != 0 {
-            a.insert(.anonExclusive)
-        }
         return a
     }
 }

@@ -6,24 +6,24 @@ public struct EntryAttributes: OptionSet, Hashable, Sendable {
     public let rawValue: UInt16
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
     /// `pte_write()`.
-    public static let writable = EntryAttributes(rawValue: 1 << 0)
+    @inlinable public static var writable: EntryAttributes { EntryAttributes(rawValue: 1 << 0) }
     /// `pte_dirty()`.
-    public static let dirty = EntryAttributes(rawValue: 1 << 1)
+    @inlinable public static var dirty: EntryAttributes { EntryAttributes(rawValue: 1 << 1) }
     /// `pte_young()`.
-    public static let young = EntryAttributes(rawValue: 1 << 2)
+    @inlinable public static var young: EntryAttributes { EntryAttributes(rawValue: 1 << 2) }
     /// `pte_soft_dirty()` / `pte_swp_soft_dirty()`.
-    public static let softDirty = EntryAttributes(rawValue: 1 << 3)
+    @inlinable public static var softDirty: EntryAttributes { EntryAttributes(rawValue: 1 << 3) }
     /// `pte_uffd_wp()` / `pte_swp_uffd_wp()`.
-    public static let uffdWP = EntryAttributes(rawValue: 1 << 4)
+    @inlinable public static var uffdWP: EntryAttributes { EntryAttributes(rawValue: 1 << 4) }
     /// `PageAnonExclusive()` of the first page, or `pte_swp_exclusive()`.
-    public static let anonExclusive = EntryAttributes(rawValue: 1 << 5)
+    @inlinable public static var anonExclusive: EntryAttributes { EntryAttributes(rawValue: 1 << 5) }
     /// `pte_special()`.
-    public static let special = EntryAttributes(rawValue: 1 << 6)
+    @inlinable public static var special: EntryAttributes { EntryAttributes(rawValue: 1 << 6) }
     /// PROT_NONE: present without the hardware valid bit.
-    public static let protNone = EntryAttributes(rawValue: 1 << 7)
+    @inlinable public static var protNone: EntryAttributes { EntryAttributes(rawValue: 1 << 7) }
 
     /// The attributes a batch can be told to respect.
-    public static let batchable: EntryAttributes = [.writable, .dirty, .young, .softDirty, .uffdWP]
+    @inlinable public static var batchable: EntryAttributes { [.writable, .dirty, .young, .softDirty, .uffdWP] }
 }
 
 /// Where an entry really lives: the level of its page-table entries, and
@@ -110,15 +110,30 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
     @usableFromInline var vmaPointer: UnsafeRawPointer?
     /// The raw word of the first entry.
     public var raw: UInt64
-    public var attributes: EntryAttributes
+    /// The attributes the entry words carry: all of `attributes` but the
+    /// anon-exclusive flag of a present folio's page, which is a page flag
+    /// (read from the memmap by `attributes`). Producers that test entry
+    /// bits (dirty, young, soft-dirty, uffd-wp) read these.
+    public var entryAttributes: EntryAttributes
     public var content: WalkContent
+
+    /// The decoded attributes. For present pages of an anonymous folio,
+    /// anon-exclusive is `PageAnonExclusive()` of the first page, read when
+    /// asked (while the walk holds the entry's lock, as for any folio state):
+    /// walks that never look at it do not pay a memmap read per entry.
+    @inlinable
+    public var attributes: EntryAttributes {
+        guard case .folio(let f, let first, _) = content,
+              f.test(.anon), f.pageFlags(first).contains(.anonExclusive) else { return entryAttributes }
+        return entryAttributes.union(.anonExclusive)
+    }
 
     @inlinable
     init(start: UInt64, end: UInt64, level: EntryLevel, count: Int, vma: VMA?, raw: UInt64,
          attributes: EntryAttributes, content: WalkContent) {
         self.start = start; self.end = end; self.level = level; self.count = count
         self.vmaPointer = vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
-        self.raw = raw; self.attributes = attributes; self.content = content
+        self.raw = raw; self.entryAttributes = attributes; self.content = content
     }
 
     /// Bytes covered.

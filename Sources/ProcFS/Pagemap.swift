@@ -77,8 +77,7 @@ public enum Pagemap {
         /// `count` holes (none entries, missing tables, gaps, PFN maps);
         /// `vbits` is `vmaBits()` of their VMA (nil outside VMAs).
         func holes<S: ProcSink>(_ vbits: UInt64, _ count: Int, _ w: inout ProcWriter<S>) {
-            let word = vbits
-            for _ in 0..<count { w.writeLE64(word) }
+            w.writeLE64(count: count) { _ in vbits }
         }
 
         /// Present PTEs mapping pages `first ..< first + count` of `folio`
@@ -88,12 +87,15 @@ public enum Pagemap {
             var flags = Pagemap.present | vbits
             if softDirty { flags |= Pagemap.softDirty }
             if uffdWP { flags |= Pagemap.uffdWP }
-            if let f = folio, !f.test(.anon) { flags |= Pagemap.file }
-            for k in 0..<count {
-                var word = flags
-                if let f = folio, f.pageMapcount(first + k) == 1 { word |= Pagemap.exclusive }
-                if privileged { word |= (pfn + UInt64(k)) & Pagemap.pfnMask }
-                w.writeLE64(word)
+            let pfnMask = privileged ? Pagemap.pfnMask : 0
+            guard let f = folio else {
+                w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
+                return
+            }
+            if !f.test(.anon) { flags |= Pagemap.file }
+            w.writeLE64(count: count) { k in
+                let exclusive = f.pageMapcount(first &+ k) == 1 ? Pagemap.exclusive : 0
+                return flags | exclusive | ((pfn &+ UInt64(k)) & pfnMask)
             }
         }
 
@@ -108,9 +110,8 @@ public enum Pagemap {
                 if !f.test(.anon) { flags |= Pagemap.file }
                 if f.pageMapcount(Int(basePFN - f.pfn)) == 1 { flags |= Pagemap.exclusive }
             }
-            for k in 0..<count {
-                w.writeLE64(privileged ? flags | ((pfn + UInt64(k)) & Pagemap.pfnMask) : flags)
-            }
+            let pfnMask = privileged ? Pagemap.pfnMask : 0
+            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
         }
 
         /// Non-present entries: `type` and `offset` of the first, the page
@@ -122,13 +123,10 @@ public enum Pagemap {
             if uffdWP { flags |= Pagemap.uffdWP }
             if guardRegion { flags |= Pagemap.guardRegion }
             if let pfn = pagePFN, let f = memory.folio(containing: pfn), !f.test(.anon) { flags |= Pagemap.file }
-            for k in 0..<count {
-                var word = flags
-                if privileged {
-                    let off = offset &+ (step ? UInt64(k) : 0)
-                    word |= (UInt64(type) | off << Pagemap.swapTypeBits) & Pagemap.pfnMask
-                }
-                w.writeLE64(word)
+            guard privileged else { w.writeLE64(count: count) { _ in flags }; return }
+            let stride: UInt64 = step ? 1 : 0
+            w.writeLE64(count: count) { k in
+                flags | ((UInt64(type) | (offset &+ UInt64(k) &* stride) << Pagemap.swapTypeBits) & Pagemap.pfnMask)
             }
         }
 
@@ -145,9 +143,8 @@ public enum Pagemap {
                 }
             }
             if uffdWP { flags |= Pagemap.uffdWP }
-            for k in 0..<count {
-                w.writeLE64(privileged && present ? flags | ((pfn + UInt64(k)) & Pagemap.pfnMask) : flags)
-            }
+            let pfnMask = privileged && present ? Pagemap.pfnMask : 0
+            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
         }
 
         /// The swap type field of a swap-format word.
@@ -204,18 +201,18 @@ public enum Pagemap {
             if huge {
                 switch e.content {
                 case .folio(let f, let first, _):
-                    enc.hugetlb(vbits, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
                 case .pfn(let pfn):
-                    enc.hugetlb(vbits, present: true, pfn: pfn, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: pfn, uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
                 case .marker(let m):
-                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.entryAttributes.contains(.uffdWP), count: pages, &w)
                 default:
-                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: e.attributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
                 }
                 continue
             }
             let pmdLevel = e.level.tableLevel != .pte
-            let sd = e.attributes.contains(.softDirty), uffd = e.attributes.contains(.uffdWP)
+            let sd = e.entryAttributes.contains(.softDirty), uffd = e.entryAttributes.contains(.uffdWP)
             switch e.content {
             case .none, .hole:
                 enc.holes(vbits, pages, &w)

@@ -78,15 +78,7 @@ extension ProcWriter {
     /// Writes a 64-bit word little-endian (pagemap entries).
     @inlinable
     mutating func writeLE64(_ word: UInt64) {
-        guard capacity >= 8 else { withUnsafeBytes(of: word.littleEndian) { write($0) }; return }
-        // As write(_:) does for 8 bytes, without going through a buffer
-        // pointer (this runs once per page).
-        if buffer.count &+ 8 > capacity { flush() }
-        var w = word
-        for _ in 0..<8 {
-            buffer.append(UInt8(truncatingIfNeeded: w))
-            w &>>= 8
-        }
+        writeLE64(count: 1) { _ in word }
     }
 }
 

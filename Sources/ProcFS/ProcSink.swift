@@ -41,16 +41,19 @@ public struct CountingSink: ProcSink {
 
 /// A page-sized output buffer in front of a sink (`struct seq_file`'s
 /// buffer): text is formatted into it and flushed when it fills.
+///
+/// The buffer is allocated once at its full size and filled up to `used`,
+/// so a write is a copy into place, not an append per byte.
 public struct ProcWriter<Sink: ProcSink> {
     public var sink: Sink
     @usableFromInline var buffer: [UInt8]
+    @usableFromInline var used = 0
     @usableFromInline let capacity: Int
 
     public init(_ sink: Sink, capacity: Int = 4096) {
         self.sink = sink
-        self.capacity = capacity
-        buffer = []
-        buffer.reserveCapacity(capacity)
+        self.capacity = Swift.max(capacity, 1)
+        buffer = [UInt8](repeating: 0, count: self.capacity)
     }
 
     @inlinable
@@ -61,22 +64,52 @@ public struct ProcWriter<Sink: ProcSink> {
 
     @inlinable
     public mutating func write(_ bytes: UnsafeRawBufferPointer) {
-        if buffer.count + bytes.count > capacity { flush() }
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        if used &+ bytes.count > capacity { flush() }
         if bytes.count >= capacity { sink.write(bytes); return }
-        buffer.append(contentsOf: bytes)
+        let at = used
+        buffer.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: at).copyMemory(from: source, byteCount: bytes.count) }
+        used = at &+ bytes.count
     }
 
     @inlinable
     public mutating func write(byte: UInt8) {
-        if buffer.count == capacity { flush() }
-        buffer.append(byte)
+        if used == capacity { flush() }
+        buffer[used] = byte
+        used &+= 1
+    }
+
+    /// Writes `count` little-endian 64-bit words, the `k`th being `word(k)`
+    /// (pagemap entries: one per page, so a run is written in place, a
+    /// buffer's worth at a time).
+    @inlinable
+    mutating func writeLE64(count: Int, _ word: (Int) -> UInt64) {
+        guard capacity >= 8 else {
+            for k in 0..<count { withUnsafeBytes(of: word(k).littleEndian) { write($0) } }
+            return
+        }
+        var k = 0
+        while k < count {
+            if used &+ 8 > capacity { flush() }
+            let n = Swift.min(count &- k, (capacity &- used) >> 3)
+            let at = used
+            let first = k
+            buffer.withUnsafeMutableBytes { dst in
+                for i in 0..<n {
+                    dst.storeBytes(of: word(first &+ i).littleEndian, toByteOffset: at &+ i << 3, as: UInt64.self)
+                }
+            }
+            used = at &+ n << 3
+            k &+= n
+        }
     }
 
     /// Hands what is buffered to the sink.
     public mutating func flush() {
-        guard !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { sink.write($0) }
-        buffer.removeAll(keepingCapacity: true)
+        guard used > 0 else { return }
+        let n = used
+        buffer.withUnsafeBytes { sink.write(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+        used = 0
     }
 
     /// Flushes and returns the sink.
