@@ -619,17 +619,18 @@ struct AttributeBits {
     /// flag, read by `WalkEntry.attributes` when asked for.)
     @inlinable @inline(__always)
     func decode(_ w: UInt64) -> EntryAttributes {
-        var a: EntryAttributes = []
-        if w & write != 0 { a.insert(.writable) }
-        if w & dirty != 0 || (readOnly != 0 && w & write != 0 && w & readOnly == 0) {
-            a.insert(.dirty)
-        }
-        if w & young != 0 { a.insert(.young) }
-        if w & softDirty != 0 { a.insert(.softDirty) }
-        if w & uffdWP != 0 { a.insert(.uffdWP) }
-        if w & special != 0 { a.insert(.special) }
-        if w & valid == 0 { a.insert(.protNone) }
-        return a
+        // Branch-free: one bit test per attribute.
+        let writable = w & write != 0
+        // arm64 keeps "dirty" as writable-and-not-read-only too (pte_hw_dirty()).
+        let isDirty = w & dirty != 0 || (readOnly != 0 && writable && w & readOnly == 0)
+        var r: UInt16 = writable ? EntryAttributes.writable.rawValue : 0
+        r |= isDirty ? EntryAttributes.dirty.rawValue : 0
+        r |= w & young != 0 ? EntryAttributes.young.rawValue : 0
+        r |= w & softDirty != 0 ? EntryAttributes.softDirty.rawValue : 0
+        r |= w & uffdWP != 0 ? EntryAttributes.uffdWP.rawValue : 0
+        r |= w & special != 0 ? EntryAttributes.special.rawValue : 0
+        r |= w & valid == 0 ? EntryAttributes.protNone.rawValue : 0
+        return EntryAttributes(rawValue: r)
     }
 }
 

@@ -76,31 +76,47 @@ public enum Pagemap {
 
         /// `count` holes (none entries, missing tables, gaps, PFN maps);
         /// `vbits` is `vmaBits()` of their VMA (nil outside VMAs).
+        @inline(__always)
         func holes<S: ProcSink>(_ vbits: UInt64, _ count: Int, _ w: inout ProcWriter<S>) {
             w.writeLE64(count: count) { _ in vbits }
         }
 
         /// Present PTEs mapping pages `first ..< first + count` of `folio`
         /// (nil: no normal page) from frame `pfn`.
+        @inline(__always)
         func presentPTEs<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, folio: Folio?, first: Int, count: Int,
                                       softDirty: Bool, uffdWP: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.present | vbits
-            if softDirty { flags |= Pagemap.softDirty }
-            if uffdWP { flags |= Pagemap.uffdWP }
-            let pfnMask = privileged ? Pagemap.pfnMask : 0
+            let flags = presentFlags(vbits, folio: folio, softDirty: softDirty, uffdWP: uffdWP)
             guard let f = folio else {
+                let pfnMask = privileged ? Pagemap.pfnMask : 0
                 w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
                 return
             }
-            if !f.test(.anon) { flags |= Pagemap.file }
-            w.writeLE64(count: count) { k in
-                let exclusive = f.pageMapcount(first &+ k) == 1 ? Pagemap.exclusive : 0
-                return flags | exclusive | ((pfn &+ UInt64(k)) & pfnMask)
-            }
+            w.writeLE64(count: count) { k in presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(k)) }
+        }
+
+        /// The bits every present page of a run shares (`pte_to_pagemap_entry()`
+        /// of a present PTE, before the per-page exclusive bit and the PFN).
+        @inline(__always)
+        func presentFlags(_ vbits: UInt64, folio: Folio?, softDirty: Bool, uffdWP: Bool) -> UInt64 {
+            var flags = Pagemap.present | vbits
+            if softDirty { flags |= Pagemap.softDirty }
+            if uffdWP { flags |= Pagemap.uffdWP }
+            if let f = folio, !f.test(.anon) { flags |= Pagemap.file }
+            return flags
+        }
+
+        /// The word of page `page` of `f`, frame `pfn`: exclusive when that
+        /// page is mapped once (`page_mapcount() == 1`).
+        @inline(__always)
+        func presentWord(_ flags: UInt64, folio f: Folio, page: Int, pfn: UInt64) -> UInt64 {
+            let exclusive = f.pageMapcount(page) == 1 ? Pagemap.exclusive : 0
+            return flags | exclusive | (privileged ? pfn & Pagemap.pfnMask : 0)
         }
 
         /// A PMD leaf seen from `pfn` (`count` pages). Linux 6.18 tests
         /// exclusivity on the PMD's first page for every page.
+        @inline(__always)
         func presentPMD<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
                                      uffdWP: Bool, _ w: inout ProcWriter<S>) {
             var flags = Pagemap.present | vbits
@@ -222,7 +238,9 @@ public enum Pagemap {
                     let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
                     enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
                 } else {
-                    enc.presentPTEs(vbits, pfn: pfn, folio: f, first: first, count: n, softDirty: sd, uffdWP: uffd, &w)
+                    // presentPTEs(), spelled out so that the page loop is compiled into this one.
+                    let flags = enc.presentFlags(vbits, folio: f, softDirty: sd, uffdWP: uffd)
+                    w.writeLE64(count: n) { k in enc.presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(k)) }
                 }
             case .pfn(let pfn):
                 if pmdLevel {

@@ -39,21 +39,34 @@ public struct CountingSink: ProcSink {
     public mutating func write(_ chunk: UnsafeRawBufferPointer) { count += chunk.count }
 }
 
+/// The bytes of a `ProcWriter`'s buffer, freed with the last writer.
+@usableFromInline
+final class ProcBuffer {
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline init(capacity: Int) { base = .allocate(byteCount: capacity, alignment: 16) }
+    deinit { base.deallocate() }
+}
+
 /// A page-sized output buffer in front of a sink (`struct seq_file`'s
 /// buffer): text is formatted into it and flushed when it fills.
 ///
 /// The buffer is allocated once at its full size and filled up to `used`,
-/// so a write is a copy into place, not an append per byte.
+/// so a write is a copy into place, with no per-byte append. A writer is
+/// used in place (`inout`), as a `seq_file` is: copies of one share its
+/// buffer.
 public struct ProcWriter<Sink: ProcSink> {
     public var sink: Sink
-    @usableFromInline var buffer: [UInt8]
+    @usableFromInline let storage: ProcBuffer
+    /// `storage.base`, read without going through the object.
+    @usableFromInline let base: UnsafeMutableRawPointer
     @usableFromInline var used = 0
     @usableFromInline let capacity: Int
 
     public init(_ sink: Sink, capacity: Int = 4096) {
         self.sink = sink
         self.capacity = Swift.max(capacity, 1)
-        buffer = [UInt8](repeating: 0, count: self.capacity)
+        storage = ProcBuffer(capacity: self.capacity)
+        base = storage.base
     }
 
     @inlinable
@@ -67,22 +80,21 @@ public struct ProcWriter<Sink: ProcSink> {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return }
         if used &+ bytes.count > capacity { flush() }
         if bytes.count >= capacity { sink.write(bytes); return }
-        let at = used
-        buffer.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: at).copyMemory(from: source, byteCount: bytes.count) }
-        used = at &+ bytes.count
+        (base + used).copyMemory(from: source, byteCount: bytes.count)
+        used &+= bytes.count
     }
 
     @inlinable
     public mutating func write(byte: UInt8) {
         if used == capacity { flush() }
-        buffer[used] = byte
+        base.storeBytes(of: byte, toByteOffset: used, as: UInt8.self)
         used &+= 1
     }
 
     /// Writes `count` little-endian 64-bit words, the `k`th being `word(k)`
     /// (pagemap entries: one per page, so a run is written in place, a
     /// buffer's worth at a time).
-    @inlinable
+    @inlinable @inline(__always)
     mutating func writeLE64(count: Int, _ word: (Int) -> UInt64) {
         guard capacity >= 8 else {
             for k in 0..<count { withUnsafeBytes(of: word(k).littleEndian) { write($0) } }
@@ -92,14 +104,11 @@ public struct ProcWriter<Sink: ProcSink> {
         while k < count {
             if used &+ 8 > capacity { flush() }
             let n = Swift.min(count &- k, (capacity &- used) >> 3)
-            let at = used
-            let first = k
-            buffer.withUnsafeMutableBytes { dst in
-                for i in 0..<n {
-                    dst.storeBytes(of: word(first &+ i).littleEndian, toByteOffset: at &+ i << 3, as: UInt64.self)
-                }
+            let out = base + used
+            for i in 0..<n {
+                out.storeBytes(of: word(k &+ i).littleEndian, toByteOffset: i &<< 3, as: UInt64.self)
             }
-            used = at &+ n << 3
+            used &+= n &<< 3
             k &+= n
         }
     }
@@ -107,8 +116,7 @@ public struct ProcWriter<Sink: ProcSink> {
     /// Hands what is buffered to the sink.
     public mutating func flush() {
         guard used > 0 else { return }
-        let n = used
-        buffer.withUnsafeBytes { sink.write(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+        sink.write(UnsafeRawBufferPointer(start: base, count: used))
         used = 0
     }
 
