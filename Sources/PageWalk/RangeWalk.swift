@@ -169,6 +169,7 @@ public struct RangeWalk: Sequence {
         @inlinable @inline(__always)
         public mutating func next() -> WalkEntry? {
             if let e = ptes, ptIndex < ptEnd { return pteEntry(e) }
+            if let s = leafSlot, let e = nextPMDLeaf(after: s) { return e }
             return advance()
         }
 
@@ -190,7 +191,7 @@ public struct RangeWalk: Sequence {
         /// The PMD leaf after `slot` in the same table, read under the PMD
         /// lock still held for `slot` (a run of THPs costs one lock hold per
         /// table, as the PTEs of a table do); nil ends the run.
-        @inline(__always)
+        @inlinable @inline(__always)
         mutating func nextPMDLeaf(after slot: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry? {
             leafSlot = nil
             guard addr < leafRunEnd else { return nil }
@@ -331,7 +332,7 @@ public struct RangeWalk: Sequence {
         /// A PMD/PUD leaf or non-present upper entry, from `addr` to `entryEnd`.
         /// (`mutating` only so that the iterator is passed by reference, not
         /// copied, on every call; the same for `content(of:offset:)`.)
-        @inline(__always)
+        @inlinable @inline(__always)
         mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: UnsafeRawPointer?, end entryEnd: UInt64) -> WalkEntry {
             let pages = Int((entryEnd - addr) >> 12)
             let size = geometry.entrySize(level)
