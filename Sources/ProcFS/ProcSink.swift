@@ -100,6 +100,12 @@ public struct ProcWriter<Sink: ProcSink> {
             for k in 0..<count { withUnsafeBytes(of: word(k).littleEndian) { write($0) } }
             return
         }
+        // One page's word (order-0 folios): no run bookkeeping.
+        if count == 1 && used &+ 8 <= capacity {
+            base.storeBytes(of: word(0).littleEndian, toByteOffset: used, as: UInt64.self)
+            used &+= 8
+            return
+        }
         var k = 0
         while k < count {
             if used &+ 8 > capacity { flush() }
