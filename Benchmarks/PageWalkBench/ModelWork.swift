@@ -1,4 +1,5 @@
 import MemoryModel
+import Synchronization
 import PageWalk
 import ProcFS
 
@@ -203,4 +204,44 @@ func verifyWalkers(_ wl: ModelWorkload) -> [String] {
         problems.append("verification failed: \(error)")
     }
     return problems
+}
+
+// MARK: The floor
+
+/// What any walk that resolves each page's folio must read, and nothing
+/// else: for each present PTE of the span, its memmap record (through
+/// `MemmapCursor`, as the range walker does). No entries, no locks, no
+/// batching: a bare loop over the tables. Its time per page is the floor a
+/// per-page walk of this shape cannot go below on this machine; the raw
+/// walks are compared with it.
+func rawFloor(_ s: ModelSpace) -> Int {
+    let mm = s.mm
+    let g = mm.geometry
+    let layout = g.layout
+    let levels = mm.entryLevels
+    var folios = MemmapCursor(mm.memory)
+    var found = 0
+    let pmdSpan = g.entrySize(.pmd)
+    var a = s.span.lowerBound
+    while a < s.span.upperBound {
+        // Descend to the PTE table of `a` (upper tables are not timed apart:
+        // one descent per 512 pages).
+        var table = mm.root
+        var ptes: UnsafeMutablePointer<Atomic<UInt64>>? = nil
+        for level in levels.dropLast() {
+            let w = mm.tables.entries(table)[g.tableIndex(a, level)].load(ordering: .relaxed)
+            guard layout.isTable(w, level) else { break }
+            table = mm.lowerTable(w)
+            if mm.tables.level(table) == .pte { ptes = mm.tables.entries(table); break }
+        }
+        let next = Swift.min((a & ~(pmdSpan - 1)) &+ pmdSpan, s.span.upperBound)
+        if let e = ptes {
+            for i in g.tableIndex(a, .pte)..<(g.tableIndex(a, .pte) + Int((next - a) >> 12)) {
+                let w = e[i].load(ordering: .relaxed)
+                if layout.isPresent(w, .pte) && folios.folio(containing: layout.pfn(w)) != nil { found &+= 1 }
+            }
+        }
+        a = next
+    }
+    return found
 }

@@ -9,6 +9,8 @@ struct WorkloadResult: Codable {
     var pages: Int
     var buildSeconds: Double
     var populate: PopulateFigures?
+    /// The bare-loop floor (`rawFloor()`): dense 4K only.
+    var floor: Summary?
     /// work → walker → per-run times.
     var model: [String: [String: Summary]] = [:]
     var kernel: KernelResult?
@@ -108,7 +110,9 @@ func evaluateTargets(_ results: [WorkloadResult]) -> [TargetResult] {
     one("ours/kernel smaps dense 4K <= 0.5", 0.5, dense?.oursOverKernel(.smaps), "range batched vs /proc/self/smaps, ns per page")
     one("ours/kernel smaps mTHP 64K <= 0.1", 0.1, m64?.oursOverKernel(.smaps), "range batched vs /proc/self/smaps, ns per page")
     one("ours/kernel pagemap dense 4K <= 0.25", 0.25, dense?.oursOverKernel(.pagemap), "range batched vs pread /proc/self/pagemap, ns per page")
-    one("raw range walk (batched) dense 4K <= 1 ns/page", 1.0, dense?.nsPerPage(.raw, .rangeBatched), "median ns per page")
+    let floor = dense?.floor.map { $0.medianNS / Double(max(dense!.pages, 1)) }
+    one("raw range walk (batched) dense 4K <= 1 ns/page", 1.0, dense?.nsPerPage(.raw, .rangeBatched),
+        "median ns per page" + (floor.map { "; bare-loop floor \(fmtNS($0)) ns/page" } ?? ""))
     return out
 }
 
@@ -160,6 +164,10 @@ func printWorkload(_ r: WorkloadResult) {
             + pad(r.ratio(w, .rangeUnbatched).map { fmt($0, 2) } ?? "-", 7, right: true)
             + pad(r.oursOverKernel(w).map { fmt($0, 3) } ?? "-", 10, right: true)
         print("   " + line)
+    }
+    if let f = r.floor {
+        print("   floor: \(fmtNS(f.medianNS / Double(max(r.pages, 1)))) ns/page ±\(fmt(f.spread * 50, 0))% — a bare loop reading each present PTE " +
+              "and its memmap record, no entries, no locks (what any walk resolving each page's folio must read)")
     }
     if let p = r.populate {
         print("   populate: \(p.pages) pages in \(fmt(p.seconds, 3)) s = \(fmt(p.pagesPerSecond / 1e6, 2)) M pages/s; " +

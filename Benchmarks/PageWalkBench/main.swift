@@ -35,6 +35,10 @@ for kind in config.workloads {
                                           reps: config.reps, warmup: config.warmup, minSampleNS: minNS)
             r.model[work.rawValue] = Dictionary(uniqueKeysWithValues: zip(Walker.allCases.map(\.rawValue), sums))
         }
+        if kind == .dense && config.works.contains(.raw) {
+            r.floor = measureInterleaved([{ wl.spaces.reduce(0) { $0 &+ rawFloor($1) } }],
+                                         reps: config.reps, warmup: config.warmup, minSampleNS: minNS).first
+        }
     } catch {
         print("\n== \(kind.rawValue): could not build the model workload: \(error)")
         continue
