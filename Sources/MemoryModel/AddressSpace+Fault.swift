@@ -163,8 +163,14 @@ extension AddressSpace {
                 try faultNone(vma, t, i, address, write: write, uffdWP: true)
             case .swap:
                 try swapInPTE(vma, t, i, address, write: write)
-                // do_swap_page() finishes a write fault with do_wp_page().
-                if write { try faultPTE(vma, t, i, address, write: true) }
+                // do_swap_page() finishes a write fault with do_wp_page(),
+                // once the entry is mapped: a swap-in that met a busy folio
+                // left it for the fault to be retried, and recursing into
+                // the same swap entry with the PTL held would spin here (or
+                // deadlock against the holder, which may need this PTL).
+                if write && layout.isPresent(arena.entries(t)[i].load(ordering: .relaxed), .pte) {
+                    try faultPTE(vma, t, i, address, write: true)
+                }
             case .devicePrivate(_, let pfn):
                 try restoreDevicePrivate(vma, t, i, address, pfn: pfn, bits: leaf.bits)
                 if write { try faultPTE(vma, t, i, address, write: true) }

@@ -48,10 +48,31 @@ extension AddressSpace {
         }
     }
 
-    /// The address spaces that may map an anonymous folio at the same
-    /// address as this one: the fork family (the model's anon_vma tree).
-    func anonFamilyMembers() -> [AddressSpace] {
-        memory.addressSpaces.filter { $0.anonFamily == anonFamily && !$0.isTornDown }
+    /// A reverse-map walk in progress (`rmap_walk()`): the address spaces
+    /// that may map the folio at the same address, and the anon_vma lock
+    /// held for read until `end()`.
+    struct RmapWalk {
+        let spaces: [AddressSpace]
+        let lock: ReadWriteLock?
+        /// Drops the anon_vma lock. The walk keeps its spaces referenced
+        /// until then: the last reference to a space going inside the walk
+        /// would tear it down, which takes the anon_vma lock for write.
+        func end() { lock?.unlockRead() }
+    }
+
+    /// Starts a reverse-map walk for `folio`. For an anonymous folio it
+    /// covers the live members of the fork family (the model's anon_vma
+    /// tree), with the family's anon_vma lock taken for read
+    /// (`anon_vma_lock_read()`): until `end()`, no member's VMAs change and
+    /// no member is unlinked (nor its tables freed), so the walk may read
+    /// the VMAs of processes whose mmap lock it does not hold. A file folio
+    /// is walked in this process alone. The caller holds the folio lock, and
+    /// no page-table lock; `end()` is due even if the folio is freed meanwhile.
+    func beginRmapWalk(_ folio: Folio) -> RmapWalk {
+        guard folio.isAnon else { return RmapWalk(spaces: [self], lock: nil) }
+        anonVMALock.lockRead()
+        return RmapWalk(spaces: memory.addressSpaces.filter { $0.anonFamily == anonFamily && !$0.isTornDown },
+                        lock: anonVMALock)
     }
 
     /// Runs `body` for every PTE of `mm` at `address` mapping page `pfn`,

@@ -145,9 +145,10 @@ extension AddressSpace {
             }
             let folio = page.folio
             folio.setPageFlags(0, .hwpoison, true)
-            let spaces = folio.isAnon ? anonFamilyMembers() : [self]
+            let walk = beginRmapWalk(folio)
+            defer { walk.end() }
             folio.addRef(1)
-            for mm in spaces {
+            for mm in walk.spaces {
                 try withPTEMapping(in: mm, page4k, pfn: pfn) { (t, i, w) throws(ModelError) in
                     mm.storePTE(t, i, try SoftLeafEntry(.hwpoison(pfn: pfn)).encode(mm.layout))
                     folio.addPTEMappings(first: 0, count: 1, delta: -1)

@@ -111,8 +111,9 @@ extension AddressSpace {
     /// Replaces every mapping of `folio` by migration entries; the folio
     /// keeps one reference per entry.
     func installMigrationEntries(_ folio: Folio, at address: UInt64) throws(ModelError) {
-        let spaces = folio.isAnon ? anonFamilyMembers() : [self]
-        for mm in spaces {
+        let walk = beginRmapWalk(folio)
+        defer { walk.end() }
+        for mm in walk.spaces {
             // A PMD mapping becomes one PMD migration entry.
             if folio.order == 9, address % AddressSpace.pmdSize == 0, mm.hasEntries(at: .pmd),
                case .slot(let s)? = try? mm.slot(address, at: .pmd, allocate: false) {
@@ -153,9 +154,10 @@ extension AddressSpace {
     /// `target` (the same folio, or its copy), moving references and page
     /// cache slots, and frees `folio` when it was replaced.
     func removeMigrationEntries(_ folio: Folio, at address: UInt64, onto target: Folio) throws(ModelError) {
-        let spaces = folio.isAnon ? anonFamilyMembers() : [self]
+        let walk = beginRmapWalk(folio)
+        defer { walk.end() }
         let moving = folio != target
-        for mm in spaces {
+        for mm in walk.spaces {
             guard let vma = mm.vma(containing: address) else { continue }
             let attrsFor = { (kind: MigrationKind, young: Bool, dirty: Bool, bits: SwapPTEBits) -> LeafAttributes in
                 var a: LeafAttributes = [.user]

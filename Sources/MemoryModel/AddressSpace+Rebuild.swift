@@ -128,7 +128,8 @@ extension AddressSpace {
         let vma = VMA(start: start, end: end, flags: flags, backing: backing, name: name, policy: policy,
                       protectionKey: protectionKey, hugePageSize: flags.contains(.hugetlb) ? hugePageSize : 0,
                       hasAnonVMA: hasAnonVMA)
-        vmaList.insert(vma, at: firstVMAIndex(endingAfter: start))
+        let i = firstVMAIndex(endingAfter: start)
+        changeVMAs { $0.insert(vma, at: i) }
         return vma
     }
 

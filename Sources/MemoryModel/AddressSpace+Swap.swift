@@ -46,7 +46,9 @@ extension AddressSpace {
         let first = try memory.swap.allocate(n, folioPFN: folio.pfn)
         folio.setFlags(.swapCache, true)
         folio.addRef(n)   // the swap cache's references
-        for mm in anonFamilyMembers() {
+        let walk = beginRmapWalk(folio)
+        defer { walk.end() }
+        for mm in walk.spaces {
             for k in 0..<n {
                 try withPTEMapping(in: mm, address + UInt64(k) * 4096, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
                     var bits: SwapPTEBits = []
@@ -97,30 +99,40 @@ extension AddressSpace {
         let leaf = SoftLeafEntry(decoding: old, layout: layout)
         guard case .swap(let entry) = leaf.leaf else { return }
         let slot = Int(entry.offset)
-        let page: Page
-        if let pfn = memory.swap.cachedFolioPFN(slot), let p = memory.page(pfn) {
+        // swap_cache_get_folio(): a cached folio comes with a reference, so
+        // that it can be neither freed nor its frame reused for another
+        // folio between the lookup and the folio lock (a lock bit set on a
+        // freed frame would end up on, or clear, the next owner's lock).
+        if let page = memory.swap.cachedPage(slot, getting: memory) {
+            let folio = page.folio
+            defer { memory.put(folio) }
             // do_swap_page() locks the folio; under the PTL only a trylock
             // is allowed, and a busy folio means the fault is retried later.
-            guard p.folio.tryLock() else { return }
-            defer { p.folio.unlock() }
-            guard memory.swap.cachedFolioPFN(slot) == pfn,
+            guard folio.tryLock() else { return }
+            defer { folio.unlock() }
+            // Re-check under the lock: the folio may have left the swap
+            // cache (and the entry have changed) since the lookup.
+            guard memory.swap.cachedFolioPFN(slot) == page.pfn,
                   arena.entries(t)[i].load(ordering: .relaxed) == old else { return }
-            page = p
             try finishSwapIn(vma, t, i, address, write: write, leaf: leaf, slot: slot, page: page)
             return
-        } else {
-            let f = try memory.allocateFolio(order: 0, node: node(for: vma, address),
-                                             flags: [.anon, .swapBacked, .uptodate, .lru, .swapCache, .locked], refcount: 1)
-            guard memory.swap.insertCache(slot, f.pfn) == nil else {
-                // Another swap-in of this slot won; retry through the cache.
-                f.unlock()
-                memory.put(f)
-                return
-            }
-            defer { f.unlock() }
-            page = f.page(0)
         }
-        try finishSwapIn(vma, t, i, address, write: write, leaf: leaf, slot: slot, page: page)
+        let f = try memory.allocateFolio(order: 0, node: node(for: vma, address),
+                                         flags: [.anon, .swapBacked, .uptodate, .lru, .swapCache, .locked], refcount: 1)
+        guard memory.swap.insertCache(slot, f.pfn) == nil else {
+            // Another swap-in of this slot won; retry through the cache.
+            f.unlock()
+            memory.put(f)
+            return
+        }
+        // The new folio stays locked until its PTE is in place, as
+        // do_swap_page() keeps it: until then it sits in the swap cache
+        // unmapped, holding only the cache's reference, and the lock is what
+        // keeps free_swap_and_cache() (a zap of another swap entry of this
+        // slot, in a forked process) from deleting it from the cache and
+        // freeing it under us.
+        defer { f.unlock() }
+        try finishSwapIn(vma, t, i, address, write: write, leaf: leaf, slot: slot, page: f.page(0))
     }
 
     private func finishSwapIn(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, write: Bool,

@@ -93,7 +93,7 @@ extension AddressSpace {
         let vma = VMA(start: start, end: end, flags: flags, backing: backing, name: name, policy: policy,
                       protectionKey: protectionKey, hugePageSize: hugeSize)
         let i = firstVMAIndex(endingAfter: start)
-        vmaList.insert(vma, at: i)
+        changeVMAs { $0.insert(vma, at: i) }
         return vma
     }
 
@@ -114,7 +114,7 @@ extension AddressSpace {
         try splitLeafStraddling(address)
         let a = v.copy(start: v.start, end: address)
         let b = v.copy(start: address, end: v.end)
-        vmaList.replaceSubrange(i...i, with: [a, b])
+        changeVMAs { $0.replaceSubrange(i...i, with: [a, b]) }
     }
 
     /// Splits VMAs so that `[start, end)` is covered by whole VMAs, and
@@ -147,7 +147,7 @@ extension AddressSpace {
             if canMerge(a, b) {
                 let m = a.copy(start: a.start, end: b.end)
                 m.hasAnonVMA = a.hasAnonVMA || b.hasAnonVMA
-                vmaList.replaceSubrange(i...(i + 1), with: [m])
+                changeVMAs { $0.replaceSubrange(i...(i + 1), with: [m]) }
             } else {
                 i += 1
             }

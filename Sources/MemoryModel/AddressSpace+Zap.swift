@@ -38,7 +38,7 @@ extension AddressSpace {
         }
         let vs = Array(try isolateVMAs(start, end))
         for vma in vs { try zapRange(vma, vma.start, vma.end, dropMarkers: true) }
-        vmaList.removeAll { v in vs.contains { $0 === v } }
+        changeVMAs { list in list.removeAll { v in vs.contains { $0 === v } } }
         freeEmptyTables(start, end)
     }
 
@@ -51,11 +51,15 @@ extension AddressSpace {
         }
     }
 
-    /// Unmaps everything and frees all tables, root included.
+    /// Unmaps everything and frees all tables, root included. Marked torn
+    /// down first, the space drops out of later reverse-map walks; one
+    /// already walking it may still meet its entries (under their PTLs)
+    /// while they are zapped, and the VMAs go (`unlink_anon_vmas()`, under
+    /// the anon_vma lock) only once it is done, before any table is freed.
     func releaseEverything() {
         guard !tornDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for vma in vmaList { try? zapRange(vma, vma.start, vma.end, dropMarkers: true) }
-        vmaList.removeAll()
+        changeVMAs { $0.removeAll() }
         freeAllTables(root, level: tableLevels[0])
         arena.free(root)
     }
@@ -148,15 +152,15 @@ extension AddressSpace {
         let slot = Int(s.offset)
         memory.swap.adjust(slot, -1)
         // Under the PTL the folio lock can only be tried; a busy folio is
-        // being swapped out or in, and that path settles the cache. A
-        // reference is held across (as __try_to_reclaim_swap() does), so
-        // that dropping the cache's reference cannot free the folio before
-        // it is unlocked.
-        if memory.swap.count(slot) == 0, let pfn = memory.swap.cachedFolioPFN(slot), let p = memory.page(pfn),
-           p.folio.tryGet() {
-            let f = p.folio
+        // being swapped out or in, and that path settles the cache. The
+        // reference the swap-cache lookup takes is held across (as
+        // __try_to_reclaim_swap() does), so that the folio cannot be freed
+        // between the lookup and the trylock, nor by dropping the cache's
+        // reference before it is unlocked.
+        if memory.swap.count(slot) == 0, let page = memory.swap.cachedPage(slot, getting: memory) {
+            let f = page.folio
             if f.tryLock() {
-                if !f.isMapped && memory.swap.cachedFolioPFN(slot) == pfn && memory.swap.count(slot) == 0 {
+                if !f.isMapped && memory.swap.cachedFolioPFN(slot) == page.pfn && memory.swap.count(slot) == 0 {
                     memory.swap.setCache(slot, nil)
                     if f.pageCount == 1 { f.setFlags(.swapCache, false) }
                     memory.put(f)

@@ -68,8 +68,15 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// Fork family: address spaces that may share anonymous folios at the
     /// same addresses (the model's anon_vma root).
     let anonFamily: Int
+    /// The family's root `anon_vma` lock, shared with every fork. Reverse-map
+    /// walks of an anonymous folio (`rmap_walk_anon()`) hold it for read
+    /// while they visit the other members, whose mmap locks they do not
+    /// hold; linking and unlinking a member's VMAs (mmap, split, merge,
+    /// munmap, fork, and the unlink at teardown) holds it for write.
+    let anonVMALock: ReadWriteLock
 
-    /// VMAs ordered by start; changed only under the mmap write lock.
+    /// VMAs ordered by start; changed only under the mmap write lock, and
+    /// through `changeVMAs` (which also takes the anon_vma lock).
     var vmaList: [VMA] = []
     private let counters: UnsafeMutablePointer<Atomic<Int>>
     static let counterSlots = 9
@@ -94,6 +101,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         counters = .allocate(capacity: AddressSpace.counterSlots)
         for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
         anonFamily = AddressSpace.familySource.add(1, ordering: .relaxed).newValue
+        anonVMALock = ReadWriteLock()
         memory.register(self)
     }
 
@@ -111,6 +119,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         counters = .allocate(capacity: AddressSpace.counterSlots)
         for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
         anonFamily = parent.anonFamily
+        anonVMALock = parent.anonVMALock
         memory.register(self)
     }
 
@@ -162,6 +171,17 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// The VMAs, ordered by address. Read them under the mmap lock.
     public var vmas: [VMA] { vmaList }
+
+    /// Changes the VMA list, holding the family's anon_vma lock for write as
+    /// the kernel links and unlinks VMAs under it: a reverse-map walk from a
+    /// sibling process reads this list without this process's mmap lock.
+    /// The caller holds the mmap write lock, and no folio or page-table
+    /// lock (an rmap walk holds the anon_vma lock under a folio lock).
+    func changeVMAs<R>(_ body: (inout [VMA]) -> R) -> R {
+        anonVMALock.lockWrite()
+        defer { anonVMALock.unlockWrite() }
+        return body(&vmaList)
+    }
 
     /// `find_vma()`-style lookup: the VMA containing `address`, in O(log n).
     public func vma(containing address: UInt64) -> VMA? {

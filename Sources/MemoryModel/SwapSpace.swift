@@ -60,6 +60,24 @@ public final class SwapSpace: @unchecked Sendable {
     /// Whether a folio for `slot` sits in the swap cache.
     public func cachedFolioPFN(_ slot: Int) -> UInt64? { state.withLock { $0.cache[slot] } }
 
+    /// `swap_cache_get_folio()`: the page cached for `slot`, with a
+    /// reference taken on its folio, or nil. The kernel finds the folio
+    /// under RCU, takes a speculative reference (`folio_try_get()`) and
+    /// re-checks that the slot still holds it. Here the lookup and the
+    /// try-get happen under the swap map's lock: while the slot names the
+    /// folio, a reference keeps it alive (the cache's own, which every path
+    /// drops only after deleting the entry; or, while swap-out is adding it,
+    /// the reclaimer's), so the reference is never taken on a freed frame,
+    /// nor on one reused as a tail page, whose counter word holds a mapcount. The folio may still leave the cache
+    /// afterwards: callers re-check under the folio lock, and put the
+    /// reference.
+    func cachedPage(_ slot: Int, getting memory: PhysicalMemory) -> Page? {
+        state.withLock { s in
+            guard let pfn = s.cache[slot], let page = memory.page(pfn), page.folio.tryGet() else { return nil }
+            return page
+        }
+    }
+
     /// Adds `delta` swap references (`swap_duplicate()` / `swap_free()`);
     /// a slot with neither references nor a cached folio is freed.
     func adjust(_ slot: Int, _ delta: Int) {

@@ -291,20 +291,12 @@ import ProcFS
         let elapsed = Date().timeIntervalSince(started)
         #expect(finished, "deadlock or livelock: \(threads.stillRunning) threads did not stop within 60 s of the stop request")
         let v = stats.violations.withLock { $0 }
-        // KNOWN, UNFIXED (pre-existing; see the reliability report): under
-        // concurrent swap-out/swap-in/fork/teardown a swap-cached anonymous
-        // folio is occasionally freed while a PTE still maps it and the swap
-        // cache still names it (roughly one run in ten). When the run ends
-        // with such dangling frames, the violations are recorded as a known
-        // intermittent issue; every other run is held to zero violations.
+        #expect(v.isEmpty, "\(v.count) violations: \(v.prefix(8).joined(separator: "\n"))")
+        // No PTE of A may map a freed frame: a folio freed while still
+        // mapped (and still named by the swap cache) is what the swap-in /
+        // free_swap_and_cache() race once produced.
         let dangling = finished ? Self.danglingFrames(mm, memory, L.a) : []
-        if dangling.isEmpty {
-            #expect(v.isEmpty, "\(v.count) violations: \(v.prefix(8).joined(separator: "\n"))")
-        } else {
-            withKnownIssue("swap-cached folio freed while still mapped: \(dangling.prefix(4))", isIntermittent: true) {
-                Issue.record("\(v.count) violations: \(v.prefix(8).joined(separator: "\n"))")
-            }
-        }
+        #expect(dangling.isEmpty, "PTEs mapping freed frames: \(dangling.prefix(4))")
         let ops = stats.ops.load(ordering: .relaxed), walks = stats.walks.load(ordering: .relaxed)
         let runs = stats.producerRuns.load(ordering: .relaxed)
         print("""
@@ -339,11 +331,7 @@ import ProcFS
                 if let pfn = memory.swap.cachedFolioPFN(slot) {
                     orphans += 1
                     let folio = memory.page(pfn)?.folio
-                    if folio == nil {   // the known use-after-free, seen from the swap cache
-                        withKnownIssue("swap cache slot \(slot) names freed frame \(hx(pfn))", isIntermittent: true) {
-                            Issue.record("swap cache slot \(slot) names freed frame \(hx(pfn))")
-                        }
-                    }
+                    #expect(folio != nil, "swap cache slot \(slot) names freed frame \(hx(pfn))")
                     #expect(folio?.isMapped != true, "swap-cached page \(hx(pfn)) is still mapped")
                 }
             }
@@ -352,9 +340,87 @@ import ProcFS
         if orphans > 0 { print("[stress \(geometry)] \(orphans) unmapped, unreferenced folios left in the swap cache for reclaim (the model has no reclaim)") }
     }
 
-    /// Present PTEs of `range` naming a frame that holds no folio, and swap
-    /// cache entries naming such a frame: the symptom of the known
-    /// use-after-free.
+    /// The swap-in / `free_swap_and_cache()` race on its own: after fork
+    /// and swap-out, parent and child hold swap entries for the same slots.
+    /// The parent swaps them in (each new folio enters the swap cache, and
+    /// stays there while the child's entry refers to the slot) while the
+    /// child's teardown drops its entries, each of which tries to delete the
+    /// slot's unmapped folio from the cache. The new folio must stay locked
+    /// until its PTE is in place, or the teardown frees it under the swap-in
+    /// and the PTE maps a freed frame. Every round is checked at rest, then
+    /// a write fault takes the folios out of the swap cache (so that the
+    /// next round swaps them out again).
+    @Test func swapInAgainstForkedTeardown() throws {
+        let memory = try PhysicalMemory(budgetBytes: 256 << 20, nodes: 1, swapSlots: 1 << 16)
+        let mm = try AddressSpace(geometry: .x86_64, memory: memory, options: AddressSpaceOptions(pid: 700))
+        let r = UInt64(0x4000_0000)..<(0x4000_0000 + mb2)
+        try mm.mmap(start: r.lowerBound, end: r.upperBound, access: [.read, .write], extraFlags: [.noHugePage])
+        try mm.fault(r.lowerBound, r.upperBound, write: true)
+        let rounds = Knobs.int("PAGEWALK_SWAPIN_RACE_ROUNDS") ?? (Knobs.underTSan ? 8 : 40)
+        /// Pages of `r` that are not mapped once, by a live folio holding one
+        /// reference per mapping plus the swap cache's (`cacheAllowed`).
+        func problems(cacheAllowed: Bool) -> [String] {
+            var out: [String] = []
+            var seen = Set<UInt64>()
+            for a in stride(from: r.lowerBound, to: r.upperBound, by: Int(page)) {
+                guard case .present(_, _, let pfn) = mm.translate(a) else { out.append("\(hx(a)) is not present"); continue }
+                guard let f = memory.folio(containing: pfn) else { out.append("\(hx(a)) -> freed frame \(hx(pfn))"); continue }
+                if !seen.insert(pfn).inserted { out.append("\(hx(a)) -> \(hx(pfn)), mapped twice") }
+                let cached = f.test(.swapCache)
+                if f.mapcount != 1 || f.refcount != (cached ? 2 : 1) || (cached && !cacheAllowed) {
+                    out.append("\(hx(a)) -> \(f)")
+                }
+            }
+            return out
+        }
+        for round in 0..<rounds {
+            let child = try mm.fork(childPID: 701 + round)
+            try mm.swapOut(r.lowerBound, r.upperBound)
+            let errors = Mutex<[String]>([])
+            let finished = Self.race([
+                { do { try mm.swapIn(r.lowerBound, r.upperBound) } catch { errors.withLock { $0.append("swapIn: \(error)") } } },
+                { do { try child.tearDown() } catch { errors.withLock { $0.append("child teardown: \(error)") } } },
+            ], deadline: 60)
+            #expect(finished, "round \(round): the swap-in or the teardown did not finish within 60 s")
+            guard finished else { return }
+            let e = errors.withLock { $0 }
+            #expect(e.isEmpty, "round \(round): \(e)")
+            var p = problems(cacheAllowed: true)
+            #expect(p.isEmpty, "round \(round), after the race: \(p.count) bad pages: \(p.prefix(4))")
+            guard p.isEmpty else { return }
+            // do_wp_page(): nothing else refers to the slots, so each folio
+            // leaves the swap cache and is reused in place.
+            try mm.fault(r.lowerBound, r.upperBound, write: true)
+            p = problems(cacheAllowed: false)
+            #expect(p.isEmpty, "round \(round), after the write fault: \(p.count) bad pages: \(p.prefix(4))")
+            guard p.isEmpty else { return }
+        }
+        try mm.tearDown()
+        #expect(memory.folioCount == 0, "\(memory.folioCount) folios left after teardown")
+        #expect(memory.swap.usedSlots == 0, "\(memory.swap.usedSlots) swap slots left after teardown")
+    }
+
+    /// Runs each body once on its own thread, all released together, and
+    /// waits for them (up to `deadline` seconds, a watchdog): false on a hang.
+    static func race(_ bodies: [@Sendable () -> Void], deadline: Double) -> Bool {
+        let ready = Atomic<Int>(0)
+        let group = DispatchGroup()
+        for body in bodies {
+            group.enter()
+            let t = Thread {
+                ready.add(1, ordering: .acquiringAndReleasing)
+                while ready.load(ordering: .acquiring) < bodies.count {}
+                body()
+                group.leave()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+        return group.wait(timeout: .now() + deadline) == .success
+    }
+
+    /// Present PTEs of `range` naming a frame that holds no folio: a folio
+    /// freed while still mapped (a reference dropped once too often).
     static func danglingFrames(_ mm: AddressSpace, _ memory: PhysicalMemory, _ range: Range<UInt64>) -> [String] {
         var out: [String] = []
         for a in stride(from: range.lowerBound, to: range.upperBound, by: Int(page)) {
