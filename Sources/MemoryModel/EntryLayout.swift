@@ -82,6 +82,34 @@ public struct EntryLayout: Sendable, Hashable {
     /// Whether the architecture tracks soft-dirty (`CONFIG_HAVE_ARCH_SOFT_DIRTY`).
     @inlinable public var supportsSoftDirty: Bool { softDirty != 0 }
 
+    /// The softleaf type of a non-present, non-none word (`__swp_type()`):
+    /// 0 ..< `SoftLeaf.maxSwapFiles` for swap entries, the reserved types above.
+    @inlinable @inline(__always)
+    public func swapType(_ raw: UInt64) -> Int { Int(truncatingIfNeeded: (raw >> UInt64(swapTypeShift)) & 31) }
+
+    /// The offset field of a non-present word (`__swp_offset()`).
+    @inlinable @inline(__always)
+    public func swapOffset(_ raw: UInt64) -> UInt64 {
+        let field = raw >> UInt64(swapOffsetShift)
+        return (swapOffsetInverted ? ~field : field) & ((1 << UInt64(swapOffsetBits)) - 1)
+    }
+
+    /// What one more in the offset adds to the word (`pte_next_swp_offset()`;
+    /// the offset is stored inverted on x86-64).
+    @inlinable public var swapOffsetStep: UInt64 {
+        swapOffsetInverted ? 0 &- (1 << UInt64(swapOffsetShift)) : 1 << UInt64(swapOffsetShift)
+    }
+
+    /// The swap-PTE bits of a non-present word (`pte_swp_exclusive()`, …).
+    @inlinable @inline(__always)
+    public func swapBits(_ raw: UInt64) -> SwapPTEBits {
+        var bits: SwapPTEBits = []
+        if raw & swapExclusive != 0 { bits.insert(.exclusive) }
+        if swapSoftDirty != 0 && raw & swapSoftDirty != 0 { bits.insert(.softDirty) }
+        if raw & swapUffdWP != 0 { bits.insert(.uffdWP) }
+        return bits
+    }
+
     /// The bits a table (non-leaf) entry carries besides the frame number:
     /// x86 `_PAGE_TABLE` (user) / `_KERNPG_TABLE`; arm64 `PMD_TYPE_TABLE`.
     @inlinable

@@ -70,6 +70,17 @@ public final class Memmap: @unchecked Sendable {
         return base + Int(truncatingIfNeeded: pfn & UInt64(Memmap.sectionFrames - 1)) * Memmap.wordsPerRecord
     }
 
+    /// The folio whose frame `pfn` has record `r` (`page_folio()`): nil for
+    /// a frame in no folio.
+    @inlinable @inline(__always)
+    static func folio(_ pfn: UInt64, record r: UnsafeMutablePointer<Atomic<UInt32>>) -> Folio? {
+        let flags = r[RecordWord.flags].load(ordering: .relaxed)
+        let compound = r[RecordWord.compound].load(ordering: .relaxed)
+        guard flags & PageFlags.allocated.rawValue != 0 || compound & (1 << 11) != 0 else { return nil }
+        let back = Int(compound >> 12)
+        return Folio(pfn: pfn &- UInt64(back), head: r - back &* RecordWord.wordsPerRecordInline)
+    }
+
     @usableFromInline
     func directoryLoad(_ d: Int) -> UInt { directory[d].load(ordering: .acquiring) }
 

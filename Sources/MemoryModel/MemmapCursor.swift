@@ -27,11 +27,7 @@ public struct MemmapCursor {
         if s != section { moveTo(s) }
         guard let b = base else { return nil }
         let r = b + Int(truncatingIfNeeded: pfn & UInt64(Memmap.sectionFrames - 1)) &* RecordWord.wordsPerRecordInline
-        let flags = r[RecordWord.flags].load(ordering: .relaxed)
-        let compound = r[RecordWord.compound].load(ordering: .relaxed)
-        guard flags & PageFlags.allocated.rawValue != 0 || compound & (1 << 11) != 0 else { return nil }
-        let back = Int(compound >> 12)
-        return Folio(pfn: pfn &- UInt64(back), head: r - back &* RecordWord.wordsPerRecordInline)
+        return Memmap.folio(pfn, record: r)
     }
 
     /// Moves to section `s` (out of line: once per 2^18 frames).

@@ -69,11 +69,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     @inlinable
     public func folio(containing pfn: UInt64) -> Folio? {
         guard let r = memmap.existingRecord(pfn) else { return nil }
-        let flags = r[RecordWord.flags].load(ordering: .relaxed)
-        let compound = r[RecordWord.compound].load(ordering: .relaxed)
-        guard flags & PageFlags.allocated.rawValue != 0 || compound & (1 << 11) != 0 else { return nil }
-        let back = Int(compound >> 12)
-        return Folio(pfn: pfn - UInt64(back), head: r - back * RecordWord.wordsPerRecordInline)
+        return Memmap.folio(pfn, record: r)
     }
 
     /// The page for frame `pfn`.

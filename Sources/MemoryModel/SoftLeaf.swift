@@ -3,7 +3,7 @@ public struct SwapEntry: Hashable, Sendable, Comparable, CustomStringConvertible
     /// Swap device index, `0 ..< SoftLeaf.maxSwapFiles`.
     public var type: Int
     public var offset: UInt64
-    public init(type: Int, offset: UInt64) { self.type = type; self.offset = offset }
+    @inlinable public init(type: Int, offset: UInt64) { self.type = type; self.offset = offset }
     public static func < (a: Self, b: Self) -> Bool { (a.type, a.offset) < (b.type, b.offset) }
     public var description: String { "swap(\(type):\(hex(offset)))" }
 }
@@ -103,10 +103,10 @@ public enum SoftLeaf: Hashable, Sendable {
 /// (`_PAGE_SWP_EXCLUSIVE`, `_PAGE_SWP_SOFT_DIRTY`, `_PAGE_SWP_UFFD_WP`).
 public struct SwapPTEBits: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let exclusive = SwapPTEBits(rawValue: 1 << 0)
-    public static let softDirty = SwapPTEBits(rawValue: 1 << 1)
-    public static let uffdWP = SwapPTEBits(rawValue: 1 << 2)
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public static var exclusive: SwapPTEBits { SwapPTEBits(rawValue: 1 << 0) }
+    @inlinable public static var softDirty: SwapPTEBits { SwapPTEBits(rawValue: 1 << 1) }
+    @inlinable public static var uffdWP: SwapPTEBits { SwapPTEBits(rawValue: 1 << 2) }
 }
 
 /// A decoded non-present entry: its softleaf plus the swap-PTE bits.
@@ -124,16 +124,7 @@ public struct SoftLeafEntry: Hashable, Sendable, CustomStringConvertible {
     /// nor present.
     @inlinable
     public init(decoding raw: UInt64, layout l: EntryLayout) {
-        var bits: SwapPTEBits = []
-        if raw & l.swapExclusive != 0 { bits.insert(.exclusive) }
-        if l.swapSoftDirty != 0 && raw & l.swapSoftDirty != 0 { bits.insert(.softDirty) }
-        if raw & l.swapUffdWP != 0 { bits.insert(.uffdWP) }
-        let type = Int(truncatingIfNeeded: (raw >> UInt64(l.swapTypeShift)) & 31)
-        let offsetMask: UInt64 = (1 << UInt64(l.swapOffsetBits)) - 1
-        var field = raw >> UInt64(l.swapOffsetShift)
-        if l.swapOffsetInverted { field = ~field }
-        let offset = field & offsetMask
-        self.init(SoftLeaf(type: type, offset: offset, pfnBits: l.swapPFNBits), bits: bits)
+        self.init(SoftLeaf(type: l.swapType(raw), offset: l.swapOffset(raw), pfnBits: l.swapPFNBits), bits: l.swapBits(raw))
     }
 
     /// Encodes into a swap-format word (`swp_entry_to_pte()` plus the

@@ -365,7 +365,7 @@ public struct RangeWalk: Sequence {
             let a = ptBase &+ UInt64(i) << 12
             if w == 0 { return nonePTEs(e, i, a) }
             if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
-            if attributeBits.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
+            if layout.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
             return nonPresentPTE(e, i, w, a)
         }
 
@@ -375,7 +375,7 @@ public struct RangeWalk: Sequence {
         mutating func swapPTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
             var n = 1
             if batching {
-                let step = attributeBits.swapOffsetStep
+                let step = layout.swapOffsetStep
                 var expected = w
                 while i + n < ptEnd {
                     expected &+= step
@@ -385,8 +385,8 @@ public struct RangeWalk: Sequence {
             }
             ptIndex = i + n
             return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
-                             attributes: attributeBits.swapAttributes(w),
-                             content: .swap(SwapEntry(type: attributeBits.swapType(w), offset: attributeBits.swapOffset(w))))
+                             attributes: Self.swapAttributes(layout.swapBits(w)),
+                             content: .swap(SwapEntry(type: layout.swapType(w), offset: layout.swapOffset(w))))
         }
 
         /// A run of none PTEs from `i`.
@@ -546,7 +546,7 @@ public struct RangeWalk: Sequence {
 
         // MARK: Decoding
 
-        @usableFromInline
+        @inlinable
         static func swapAttributes(_ bits: SwapPTEBits) -> EntryAttributes {
             var a: EntryAttributes = []
             if bits.contains(.exclusive) { a.insert(.anonExclusive) }
@@ -576,44 +576,10 @@ public struct RangeWalk: Sequence {
 @usableFromInline
 struct AttributeBits {
     @usableFromInline let write, dirty, readOnly, young, softDirty, uffdWP, special, valid: UInt64
-    // The swap-entry format (`__swp_type()`, `__swp_offset()`, the swap PTE bits).
-    @usableFromInline let swapTypeShift, swapOffsetShift, swapOffsetMask: UInt64
-    @usableFromInline let swapOffsetInverted: Bool
-    @usableFromInline let swapExclusive, swapSoftDirty, swapUffdWP: UInt64
-    /// What adding one to a swap offset adds to the word (the offset is
-    /// stored inverted on x86-64).
-    @usableFromInline let swapOffsetStep: UInt64
-
     @usableFromInline
     init(_ l: EntryLayout) {
         write = l.write; dirty = l.dirty; readOnly = l.readOnly; young = l.young
         softDirty = l.softDirty; uffdWP = l.uffdWP; special = l.special; valid = l.valid
-        swapTypeShift = UInt64(l.swapTypeShift); swapOffsetShift = UInt64(l.swapOffsetShift)
-        swapOffsetMask = (1 << UInt64(l.swapOffsetBits)) - 1
-        swapOffsetInverted = l.swapOffsetInverted
-        swapExclusive = l.swapExclusive; swapSoftDirty = l.swapSoftDirty; swapUffdWP = l.swapUffdWP
-        swapOffsetStep = l.swapOffsetInverted ? 0 &- (1 << swapOffsetShift) : 1 << swapOffsetShift
-    }
-
-    /// The softleaf type of a non-present, non-none word (0 ..< 24: swap).
-    @inlinable @inline(__always)
-    func swapType(_ w: UInt64) -> Int { Int(truncatingIfNeeded: (w >> swapTypeShift) & 31) }
-
-    /// The swap offset of a swap word.
-    @inlinable @inline(__always)
-    func swapOffset(_ w: UInt64) -> UInt64 {
-        let field = w >> swapOffsetShift
-        return (swapOffsetInverted ? ~field : field) & swapOffsetMask
-    }
-
-    /// The attributes of a swap-format word (`pte_swp_exclusive()`, …).
-    @inlinable @inline(__always)
-    func swapAttributes(_ w: UInt64) -> EntryAttributes {
-        var a: EntryAttributes = []
-        if w & swapExclusive != 0 { a.insert(.anonExclusive) }
-        if swapSoftDirty != 0 && w & swapSoftDirty != 0 { a.insert(.softDirty) }
-        if w & swapUffdWP != 0 { a.insert(.uffdWP) }
-        return a
     }
 
     /// The attributes of present entry word `w`. (Anon-exclusive is a page

@@ -163,17 +163,13 @@ public enum Pagemap {
             w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
         }
 
-        /// The swap type field of a swap-format word.
-        @inline(__always)
-        func swapType(_ raw: UInt64) -> Int { Int((raw >> UInt64(layout.swapTypeShift)) & 31) }
-
         /// A decoded non-present PTE or PMD (`count` pages, the first at
         /// `offset` pages into the entry).
         func softLeaf<S: ProcSink>(_ vbits: UInt64, raw: UInt64, _ entry: SoftLeafEntry, pageOffset: UInt64, count: Int,
                                    _ w: inout ProcWriter<S>) {
             let sd = entry.bits.contains(.softDirty)
             var uffd = entry.bits.contains(.uffdWP)
-            let type = swapType(raw)
+            let type = layout.swapType(raw)
             switch entry.leaf {
             case .swap(let s):
                 swapEntries(vbits, type: type, offset: s.offset + pageOffset, step: true, pagePFN: nil, count: count,
