@@ -9,7 +9,7 @@ public enum Architecture: String, Sendable, Hashable, CaseIterable, CustomString
     public var description: String { rawValue }
 
     /// The entry bit layout of this architecture.
-    @inlinable
+    @inlinable @inline(always)
     public var layout: EntryLayout {
         switch self {
         case .x86_64: return .x86_64

@@ -54,8 +54,49 @@ public struct EntryLayout: Sendable, Hashable {
     /// offset; the bits above it hold the young and dirty bits.
     public let swapPFNBits: Int
 
+    /// Memberwise, inlinable so that the two layouts below are constants.
+    @inlinable @inline(always)
+    init(architecture: Architecture, valid: UInt64, presentInvalid: UInt64, write: UInt64, readOnly: UInt64,
+         user: UInt64, young: UInt64, dirty: UInt64, huge: UInt64, tableBit: UInt64, global: UInt64,
+         noExecute: UInt64, privilegedNoExecute: UInt64, special: UInt64, devmap: UInt64, softDirty: UInt64,
+         uffdWP: UInt64, contiguous: UInt64, writeThrough: UInt64, cacheDisable: UInt64, pfnMask: UInt64,
+         swapExclusive: UInt64, swapSoftDirty: UInt64, swapUffdWP: UInt64, swapTypeShift: Int, swapOffsetShift: Int,
+         swapOffsetInverted: Bool, swapOffsetBits: Int, swapPFNBits: Int) {
+        self.architecture = architecture
+        self.valid = valid
+        self.presentInvalid = presentInvalid
+        self.write = write
+        self.readOnly = readOnly
+        self.user = user
+        self.young = young
+        self.dirty = dirty
+        self.huge = huge
+        self.tableBit = tableBit
+        self.global = global
+        self.noExecute = noExecute
+        self.privilegedNoExecute = privilegedNoExecute
+        self.special = special
+        self.devmap = devmap
+        self.softDirty = softDirty
+        self.uffdWP = uffdWP
+        self.contiguous = contiguous
+        self.writeThrough = writeThrough
+        self.cacheDisable = cacheDisable
+        self.pfnMask = pfnMask
+        self.swapExclusive = swapExclusive
+        self.swapSoftDirty = swapSoftDirty
+        self.swapUffdWP = swapUffdWP
+        self.swapTypeShift = swapTypeShift
+        self.swapOffsetShift = swapOffsetShift
+        self.swapOffsetInverted = swapOffsetInverted
+        self.swapOffsetBits = swapOffsetBits
+        self.swapPFNBits = swapPFNBits
+    }
+
     /// x86-64 (`arch/x86/include/asm/pgtable_types.h`, `pgtable_64.h`).
-    public static let x86_64 = EntryLayout(
+    /// (Computed and always inlined, as `arm64` is: where the architecture
+    /// is known its bits are constants, and no lazy global is read.)
+    @inlinable @inline(always) public static var x86_64: EntryLayout { EntryLayout(
         architecture: .x86_64,
         valid: 1 << 0, presentInvalid: 1 << 8, write: 1 << 1, readOnly: 0, user: 1 << 2,
         young: 1 << 5, dirty: (1 << 6) | (1 << 57), huge: 1 << 7, tableBit: 0, global: 1 << 8,
@@ -64,11 +105,11 @@ public struct EntryLayout: Sendable, Hashable {
         cacheDisable: 1 << 4, pfnMask: 0x000F_FFFF_FFFF_F000,
         swapExclusive: 1 << 3, swapSoftDirty: 1 << 1, swapUffdWP: 1 << 2,
         swapTypeShift: 59, swapOffsetShift: 9, swapOffsetInverted: true, swapOffsetBits: 50,
-        swapPFNBits: 40)
+        swapPFNBits: 40) }
 
     /// arm64 with a 4K granule (`arch/arm64/include/asm/pgtable-hwdef.h`,
     /// `pgtable-prot.h`, `pgtable.h`). arm64 has no soft-dirty support.
-    public static let arm64 = EntryLayout(
+    @inlinable @inline(always) public static var arm64: EntryLayout { EntryLayout(
         architecture: .arm64,
         valid: 1 << 0, presentInvalid: 1 << 11, write: 1 << 51, readOnly: 1 << 7, user: 1 << 6,
         young: 1 << 10, dirty: 1 << 55, huge: 0, tableBit: 1 << 1, global: 0,
@@ -77,18 +118,18 @@ public struct EntryLayout: Sendable, Hashable {
         cacheDisable: 0, pfnMask: 0x0000_FFFF_FFFF_F000,
         swapExclusive: 1 << 2, swapSoftDirty: 0, swapUffdWP: 1 << 3,
         swapTypeShift: 6, swapOffsetShift: 12, swapOffsetInverted: false, swapOffsetBits: 50,
-        swapPFNBits: 36)
+        swapPFNBits: 36) }
 
     /// Whether the architecture tracks soft-dirty (`CONFIG_HAVE_ARCH_SOFT_DIRTY`).
     @inlinable public var supportsSoftDirty: Bool { softDirty != 0 }
 
     /// The softleaf type of a non-present, non-none word (`__swp_type()`):
     /// 0 ..< `SoftLeaf.maxSwapFiles` for swap entries, the reserved types above.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func swapType(_ raw: UInt64) -> Int { Int(truncatingIfNeeded: (raw >> UInt64(swapTypeShift)) & 31) }
 
     /// The offset field of a non-present word (`__swp_offset()`).
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func swapOffset(_ raw: UInt64) -> UInt64 {
         let field = raw >> UInt64(swapOffsetShift)
         return (swapOffsetInverted ? ~field : field) & ((1 << UInt64(swapOffsetBits)) - 1)
@@ -101,7 +142,7 @@ public struct EntryLayout: Sendable, Hashable {
     }
 
     /// The swap-PTE bits of a non-present word (`pte_swp_exclusive()`, …).
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func swapBits(_ raw: UInt64) -> SwapPTEBits {
         var bits: SwapPTEBits = []
         if raw & swapExclusive != 0 { bits.insert(.exclusive) }

@@ -18,9 +18,11 @@ public struct Folio: Hashable, @unchecked Sendable, CustomStringConvertible {
     public static func == (a: Folio, b: Folio) -> Bool { a.pfn == b.pfn }
     public func hash(into h: inout Hasher) { h.combine(pfn) }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func word(_ page: Int, _ w: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
-        head + (page * RecordWord.wordsPerRecordInline + w)
+        // Wrapping: `page` is within the folio (at most 2^18 pages), and
+        // a checked multiply cost an overflow test per record read.
+        head + (page &* RecordWord.wordsPerRecordInline &+ w)
     }
 
     /// `folio_order()`.
@@ -125,19 +127,19 @@ public struct Folio: Hashable, @unchecked Sendable, CustomStringConvertible {
 
     // MARK: Mutation (model-internal; callers hold the right locks)
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func setFlags(_ f: PageFlags, _ on: Bool) {
         if on { _ = word(0, RecordWord.flags).pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
         else { _ = word(0, RecordWord.flags).pointee.bitwiseAnd(~f.rawValue, ordering: .relaxed) }
     }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func setPageFlags(_ i: Int, _ f: PageFlags, _ on: Bool) {
         if on { _ = word(i, RecordWord.flags).pointee.bitwiseOr(f.rawValue, ordering: .relaxed) }
         else { _ = word(i, RecordWord.flags).pointee.bitwiseAnd(~f.rawValue, ordering: .relaxed) }
     }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func addRef(_ n: Int) {
         _ = word(0, RecordWord.counter).pointee.wrappingAdd(UInt32(bitPattern: Int32(n)), ordering: .relaxed)
     }

@@ -58,7 +58,7 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
 
     /// The address shift an entry at `level` translates (`PMD_SHIFT` …).
     /// A folded level shares the shift of the real level above it.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func shift(_ level: PageTableLevel) -> Int {
         // Levels fold from just below the pgd downwards, so a folded level's
         // real upper level is the pgd, whose shift is below the folded
@@ -74,7 +74,7 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Bytes an entry at `level` maps (`PMD_SIZE` …).
-    @inlinable @inline(__always) public func entrySize(_ level: PageTableLevel) -> UInt64 { 1 << UInt64(shift(level)) }
+    @inlinable @inline(always) public func entrySize(_ level: PageTableLevel) -> UInt64 { 1 << UInt64(shift(level)) }
 
     /// `PTRS_PER_x`: 1 for folded levels, 512 otherwise.
     @inlinable

@@ -56,7 +56,7 @@ public final class Memmap: @unchecked Sendable {
     public private(set) var sectionCount = 0
 
     /// The record words of `pfn`, or nil if its section was never populated.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func existingRecord(_ pfn: UInt64) -> UnsafeMutablePointer<Atomic<UInt32>>? {
         let section = Int(truncatingIfNeeded: pfn >> UInt64(Memmap.sectionShift))
         let d = section >> Memmap.directoryShift
@@ -72,13 +72,22 @@ public final class Memmap: @unchecked Sendable {
 
     /// The folio whose frame `pfn` has record `r` (`page_folio()`): nil for
     /// a frame in no folio.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     static func folio(_ pfn: UInt64, record r: UnsafeMutablePointer<Atomic<UInt32>>) -> Folio? {
+        folioAndSize(pfn, record: r)?.folio
+    }
+
+    /// `folio(_:record:)`, and whether the folio is large
+    /// (`folio_test_large()`) from the same record read: a tail page's
+    /// folio always is; a head's order is in its own record.
+    @inlinable @inline(always)
+    static func folioAndSize(_ pfn: UInt64, record r: UnsafeMutablePointer<Atomic<UInt32>>) -> (folio: Folio, isLarge: Bool)? {
         let flags = r[RecordWord.flags].load(ordering: .relaxed)
         let compound = r[RecordWord.compound].load(ordering: .relaxed)
         guard flags & PageFlags.allocated.rawValue != 0 || compound & (1 << 11) != 0 else { return nil }
         let back = Int(compound >> 12)
-        return Folio(pfn: pfn &- UInt64(back), head: r - back &* RecordWord.wordsPerRecordInline)
+        return (Folio(pfn: pfn &- UInt64(back), head: r - back &* RecordWord.wordsPerRecordInline),
+                compound & ((1 << 11) | 31) != 0)
     }
 
     @usableFromInline
@@ -120,7 +129,7 @@ enum RecordWord {
     @inlinable static var counter: Int { 2 }
     @inlinable static var compound: Int { 3 }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     static func compound(order: Int, node: Int, tailOffset: Int) -> UInt32 {
         UInt32(order) | UInt32(node) << 5 | (tailOffset > 0 ? 1 << 11 : 0) | UInt32(tailOffset) << 12
     }

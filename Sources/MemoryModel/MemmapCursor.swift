@@ -21,13 +21,26 @@ public struct MemmapCursor {
     public init(_ memory: PhysicalMemory) { memmap = memory.memmap }
 
     /// The folio containing frame `pfn`, as `PhysicalMemory.folio(containing:)`.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public mutating func folio(containing pfn: UInt64) -> Folio? {
+        guard let r = record(pfn) else { return nil }
+        return Memmap.folio(pfn, record: r)
+    }
+
+    /// `folio(containing:)` and `folio_test_large()` of it, from one read
+    /// of the frame's record.
+    @inlinable @inline(always)
+    public mutating func folioAndSize(containing pfn: UInt64) -> (folio: Folio, isLarge: Bool)? {
+        guard let r = record(pfn) else { return nil }
+        return Memmap.folioAndSize(pfn, record: r)
+    }
+
+    @inlinable @inline(always)
+    mutating func record(_ pfn: UInt64) -> UnsafeMutablePointer<Atomic<UInt32>>? {
         let s = pfn >> UInt64(Memmap.sectionShift)
         if s != section { moveTo(s) }
         guard let b = base else { return nil }
-        let r = b + Int(truncatingIfNeeded: pfn & UInt64(Memmap.sectionFrames - 1)) &* RecordWord.wordsPerRecordInline
-        return Memmap.folio(pfn, record: r)
+        return b + Int(truncatingIfNeeded: pfn & UInt64(Memmap.sectionFrames - 1)) &* RecordWord.wordsPerRecordInline
     }
 
     /// Moves to section `s` (out of line: once per 2^18 frames).

@@ -9,7 +9,7 @@ public protocol PageTableEntry: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension PageTableEntry {
-    @inlinable public var layout: EntryLayout { architecture.layout }
+    @inlinable @inline(always) public var layout: EntryLayout { architecture.layout }
 
     /// `p?d_none()`: the entry is empty.
     @inlinable public var isNone: Bool { rawValue == 0 }

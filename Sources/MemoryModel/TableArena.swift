@@ -71,17 +71,17 @@ public final class TableArena: @unchecked Sendable {
     public var liveTables: Int { state.withLock { $0.live } }
 
     /// The 512 entry words of `table`.
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func entries(_ table: TableID) -> UnsafeMutablePointer<Atomic<UInt64>> {
         let c = chunkBase(Int(table.index) >> TableArena.chunkShift)
         return UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: c)!
             + (Int(table.index) & (TableArena.tablesPerChunk - 1)) * 512
     }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func chunkBase(_ c: Int) -> UInt { chunks[c].load(ordering: .acquiring) }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     func meta(_ table: TableID) -> UnsafeMutablePointer<Atomic<UInt32>> {
         let m = metaChunks[Int(table.index) >> TableArena.chunkShift].load(ordering: .acquiring)
         return UnsafeMutablePointer<Atomic<UInt32>>(bitPattern: m)!
@@ -113,7 +113,7 @@ public final class TableArena: @unchecked Sendable {
         return TableID(index: UInt32(pfn - basePFN))
     }
     /// The table at `pfn`, without the bounds check (entries written by the model).
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     public func uncheckedTable(atPFN pfn: UInt64) -> TableID { TableID(index: UInt32(truncatingIfNeeded: pfn &- basePFN)) }
 
     /// Allocates a zeroed table for `level`.

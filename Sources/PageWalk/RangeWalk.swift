@@ -36,7 +36,7 @@ final class WalkLocks {
         arena.endLocklessRead()
     }
 
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     static func release(_ held: UnsafeMutablePointer<HeldLocks>) {
         if let t = held.pointee.table { t.unlock(); held.pointee.table = nil }
         if let h = held.pointee.hugetlb { h.unlockRead(); held.pointee.hugetlb = nil }
@@ -115,9 +115,8 @@ public struct RangeWalk: Sequence {
         @usableFromInline var leafSlot: UnsafeMutablePointer<Atomic<UInt64>>?
         @usableFromInline var leafRunEnd: UInt64 = 0
         @usableFromInline var leafVMA: UnsafeRawPointer?
-        /// The entry bits `attributes` decodes (a small copy, so decoding
-        /// does not copy the whole iterator).
-        @usableFromInline let attributeBits: AttributeBits
+        /// How present entry words' attributes read (the architecture).
+        @usableFromInline let presentSource: AttributeWord.Source
 
         init(_ walk: RangeWalk) {
             mm = walk.mm
@@ -149,7 +148,7 @@ public struct RangeWalk: Sequence {
             vmaIndex = lo
             zeroPFN = walk.mm.memory.zeroPage.pfn
             let l = walk.mm.geometry.layout
-            attributeBits = AttributeBits(l)
+            presentSource = AttributeWord.Source(l.architecture)
             var ignored: UInt64 = 0
             if walk.options.batching {
                 let r = walk.options.respect
@@ -166,7 +165,12 @@ public struct RangeWalk: Sequence {
         /// locked PTE table come straight from it; everything else (moving
         /// to the next table or VMA, upper-level leaves, hugetlb) is out of
         /// line in `advance()`.
-        @inlinable @inline(__always)
+        ///
+        /// The hot path is marked `@inline(always)` (SE-0496), which is a
+        /// guarantee: `@inline(__always)` is only a hint that the inliner
+        /// drops for functions it finds large, and it dropped this one and
+        /// the attribute tests of `WalkEntry` into calls per entry.
+        @inlinable @inline(always)
         public mutating func next() -> WalkEntry? {
             if let e = ptes, ptIndex < ptEnd { return pteEntry(e) }
             if let s = leafSlot, let e = nextPMDLeaf(after: s) { return e }
@@ -191,7 +195,7 @@ public struct RangeWalk: Sequence {
         /// The PMD leaf after `slot` in the same table, read under the PMD
         /// lock still held for `slot` (a run of THPs costs one lock hold per
         /// table, as the PTEs of a table do); nil ends the run.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func nextPMDLeaf(after slot: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry? {
             leafSlot = nil
             guard addr < leafRunEnd else { return nil }
@@ -206,7 +210,7 @@ public struct RangeWalk: Sequence {
         }
 
         /// Takes `lock` and records it as held, for `advance()` to drop.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         func take(_ lock: SpinLockRef) {
             lock.lock(owner: owner)
             held.pointee.table = lock
@@ -216,7 +220,7 @@ public struct RangeWalk: Sequence {
 
         /// Decides what the range at `addr` is: a gap, a skipped VMA, a
         /// hugetlb page, or page tables to descend.
-        @inline(__always)
+        @inline(always)
         mutating func step() -> WalkEntry? {
             if tablesOnly { return descend(vma: nil, limit: end) }
             if addr &- inVMAStart < inVMALimit &- inVMAStart { return descend(vma: inVMA, limit: inVMALimit) }
@@ -253,7 +257,7 @@ public struct RangeWalk: Sequence {
         /// and leaf entries of upper levels, or locks the PTE table and sets
         /// it up for `pteEntry`. Returns nil to be called again (a table
         /// changed under it, or the PTE table is ready).
-        @inline(__always)
+        @inline(always)
         mutating func descend(vma: UnsafeRawPointer?, limit: UInt64) -> WalkEntry? {
             var table = mm.root
             var first = 0
@@ -332,7 +336,7 @@ public struct RangeWalk: Sequence {
         /// A PMD/PUD leaf or non-present upper entry, from `addr` to `entryEnd`.
         /// (`mutating` only so that the iterator is passed by reference, not
         /// copied, on every call; the same for `content(of:offset:)`.)
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: UnsafeRawPointer?, end entryEnd: UInt64) -> WalkEntry {
             let pages = Int((entryEnd - addr) >> 12)
             let size = geometry.entrySize(level)
@@ -340,15 +344,15 @@ public struct RangeWalk: Sequence {
             if layout.isPresent(w, level) {
                 let pfn = layout.pfn(w) + offset
                 let entryLevel = EntryLevel(level, contiguous: w & layout.contiguous != 0)
-                let attrs = attributeBits.decode(w)
+                let attrs = AttributeWord(presentWord: w, presentSource)
                 // Kernel mappings have no folios to report (ptdump reads them as PFNs).
                 if !tablesOnly || vma != nil || !isKernel,
                    let f = folios.folio(containing: pfn), !(f.isZero && !zeroPageAsFolio) {
                     return WalkEntry(start: addr, end: entryEnd, level: entryLevel, count: 1, vmaPointer: vma, raw: w,
-                                     attributes: attrs, content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
+                                     attributeWord: attrs, content: .folio(f, firstPage: Int(pfn - f.pfn), pageCount: pages))
                 }
                 return WalkEntry(start: addr, end: entryEnd, level: entryLevel, count: 1,
-                                 vmaPointer: vma, raw: w, attributes: attrs, content: .pfn(pfn))
+                                 vmaPointer: vma, raw: w, attributeWord: attrs, content: .pfn(pfn))
             }
             let leaf = SoftLeafEntry(decoding: w, layout: layout)
             return WalkEntry(start: addr, end: entryEnd, level: EntryLevel(level), count: 1, vmaPointer: vma, raw: w,
@@ -358,7 +362,7 @@ public struct RangeWalk: Sequence {
         // MARK: PTE level
 
         /// The next entry of the locked PTE table: a batch starting at `ptIndex`.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
             let i = ptIndex
             let w = e[i].load(ordering: .relaxed)
@@ -371,7 +375,7 @@ public struct RangeWalk: Sequence {
 
         /// Swap entries from `i`: with batching, `swap_pte_batch()` — the
         /// following PTEs that are the same word but for the next offsets.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func swapPTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
             var n = 1
             if batching {
@@ -390,7 +394,7 @@ public struct RangeWalk: Sequence {
         }
 
         /// A run of none PTEs from `i`.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func nonePTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ a: UInt64) -> WalkEntry {
             var n = 1
             if batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
@@ -402,41 +406,46 @@ public struct RangeWalk: Sequence {
 
         /// The end of `n` pages from `a`; the walk's end when they reach the
         /// top of the address space.
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         func runEnd(_ a: UInt64, _ n: Int) -> UInt64 {
             let e = a &+ UInt64(n) << 12
             return e == 0 ? end : e
         }
 
-        @inlinable @inline(__always)
+        @inlinable @inline(always)
         mutating func presentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
             let pfn = layout.pfn(w)
             // vm_normal_page(): special entries have no page, except the zero
             // page when asked for as a folio; kernel mappings have none.
             if w & layout.special == 0 || (pfn == zeroPFN && zeroPageAsFolio), !isKernel,
-               let f = folios.folio(containing: pfn) {
+               let (f, isLarge) = folios.folioAndSize(containing: pfn) {
                 let page = Int(pfn &- f.pfn)
                 var n = 1
-                var orBits = w
-                if batching && f.isLarge { (n, orBits) = folioPTEBatch(e, i, w, limit: f.pageCount - page) }
+                var merged = w
+                if batching && isLarge {
+                    let (count, orBits) = folioPTEBatch(e, i, w, limit: f.pageCount - page)
+                    n = count
+                    merged = w | (orBits & ignoredBits)
+                }
                 ptIndex = i + n
-                let merged = w | (orBits & ignoredBits)
-                var level = EntryLevel.pte
-                if merged & layout.contiguous != 0 && n >= 16 && i & 15 == 0 { level = .contPTE }
+                // A whole aligned arm64 contiguous run (only a batch can be one).
+                let level: EntryLevel = n >= 16 && i & 15 == 0 && merged & layout.contiguous != 0 ? .contPTE : .pte
                 return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vmaPointer: ptVMAPointer, raw: w,
-                                 attributes: attributeBits.decode(merged),
+                                 attributeWord: AttributeWord(presentWord: merged, presentSource),
                                  content: .folio(f, firstPage: page, pageCount: n))
             }
             ptIndex = i + 1
             return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
-                             attributes: attributeBits.decode(w), content: .pfn(pfn))
+                             attributeWord: AttributeWord(presentWord: w, presentSource), content: .pfn(pfn))
         }
 
         /// `folio_pte_batch()`: how many PTEs from `i` map the next pages of
         /// the same folio (at most `limit`) with no difference but the
         /// ignored bits, and those bits or-ed over the run.
+        /// (`mutating` only so that the iterator is passed by reference:
+        /// a non-mutating call copied the whole iterator per batch.)
         @usableFromInline
-        func folioPTEBatch(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, limit folioLeft: Int) -> (Int, UInt64) {
+        mutating func folioPTEBatch(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, limit folioLeft: Int) -> (Int, UInt64) {
             let limit = Swift.min(ptEnd - i, folioLeft)
             let keep = ~ignoredBits
             var expected = w
@@ -527,7 +536,7 @@ public struct RangeWalk: Sequence {
                 // Contiguous runs: young and dirty of the whole run count.
                 var merged = w
                 for k in 1..<count { merged |= (s + k).pointee.load(ordering: .relaxed) & (layout.young | layout.dirty) }
-                attrs = attributeBits.decode(merged)
+                attrs = AttributeWord(presentWord: merged, presentSource).attributes
                 if let f = folios.folio(containing: pfn) {
                     content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> 12))
                 } else {
@@ -572,51 +581,28 @@ public struct RangeWalk: Sequence {
     }
 }
 
-/// The entry bits the range walker decodes into `EntryAttributes`.
-@usableFromInline
-struct AttributeBits {
-    @usableFromInline let write, dirty, readOnly, young, softDirty, uffdWP, special, valid: UInt64
-    @usableFromInline
-    init(_ l: EntryLayout) {
-        write = l.write; dirty = l.dirty; readOnly = l.readOnly; young = l.young
-        softDirty = l.softDirty; uffdWP = l.uffdWP; special = l.special; valid = l.valid
-    }
-
-    /// The attributes of present entry word `w`. (Anon-exclusive is a page
-    /// flag, read by `WalkEntry.attributes` when asked for.)
-    @inlinable @inline(__always)
-    func decode(_ w: UInt64) -> EntryAttributes {
-        // Branch-free: one bit test per attribute.
-        let writable = w & write != 0
-        // arm64 keeps "dirty" as writable-and-not-read-only too (pte_hw_dirty()).
-        let isDirty = w & dirty != 0 || (readOnly != 0 && writable && w & readOnly == 0)
-        var r: UInt16 = writable ? EntryAttributes.writable.rawValue : 0
-        r |= isDirty ? EntryAttributes.dirty.rawValue : 0
-        r |= w & young != 0 ? EntryAttributes.young.rawValue : 0
-        r |= w & softDirty != 0 ? EntryAttributes.softDirty.rawValue : 0
-        r |= w & uffdWP != 0 ? EntryAttributes.uffdWP.rawValue : 0
-        r |= w & special != 0 ? EntryAttributes.special.rawValue : 0
-        r |= w & valid == 0 ? EntryAttributes.protNone.rawValue : 0
-        return EntryAttributes(rawValue: r)
-    }
+/// The identity of a walked entry's VMA (none outside VMAs), for telling
+/// cheaply whether consecutive entries share one.
+public struct VMAIdentity: Hashable {
+    @usableFromInline let pointer: UnsafeRawPointer?
+    @inlinable init(pointer: UnsafeRawPointer?) { self.pointer = pointer }
+    /// Never equal to an entry's: what a loop compares its first entry with.
+    @inlinable public static var unset: VMAIdentity { VMAIdentity(pointer: UnsafeRawPointer(bitPattern: 1)) }
 }
 
 extension WalkEntry {
-    /// Whether the entry lies in `vma` (nil: outside any VMA), compared by
-    /// identity without reference counting: loops that keep per-VMA values
-    /// test this per entry and read `vma` only when it changes.
+    /// Which VMA the entry lies in, compared without reference counting:
+    /// loops that keep per-VMA values test this per entry and read `vma`
+    /// only when it changes.
     @inlinable
-    public func isInVMA(_ vma: VMA?) -> Bool {
-        vmaPointer == vma.map { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) }
-    }
+    public var vmaIdentity: VMAIdentity { VMAIdentity(pointer: vmaPointer) }
 
     /// An entry whose VMA is given unretained (the walker keeps it alive).
     @inlinable
     init(start: UInt64, end: UInt64, level: EntryLevel, count: Int, vmaPointer: UnsafeRawPointer?, raw: UInt64,
          attributes: EntryAttributes, content: WalkContent) {
-        self.init(start: start, end: end, level: level, count: count, vma: nil, raw: raw,
-                  attributes: attributes, content: content)
-        self.vmaPointer = vmaPointer
+        self.init(start: start, end: end, level: level, count: count, vmaPointer: vmaPointer, raw: raw,
+                  attributeWord: AttributeWord(decoded: attributes), content: content)
     }
 }
 

@@ -73,7 +73,7 @@ public enum NumaMaps {
         opts.batching = batching
         for e in try mm.walk(vma.start..<vma.end, lock: lock, options: opts) {
             guard case .folio(let f, let first, let n) = e.content else { continue }
-            let dirty = e.entryAttributes.contains(.dirty)
+            let dirty = e.entryAttributesContain(.dirty)
             if vma.isHugetlb {
                 // pte_page() of the huge entry: the first page it maps.
                 let entryFirst = first - Int((e.start - (e.start & ~(vma.hugePageSize - 1))) >> 12)

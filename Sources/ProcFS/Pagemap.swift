@@ -70,34 +70,44 @@ public enum Pagemap {
         let privileged: Bool
         let memory: PhysicalMemory
         let pmdSize: UInt64
+        /// The PFN bits a present page's word shows: none unprivileged.
+        let shownPFN: UInt64
 
-        @inline(__always)
+        init(layout: EntryLayout, privileged: Bool, memory: PhysicalMemory, pmdSize: UInt64) {
+            self.layout = layout
+            self.privileged = privileged
+            self.memory = memory
+            self.pmdSize = pmdSize
+            shownPFN = privileged ? Pagemap.pfnMask : 0
+        }
+
+        @inline(always)
         func vmaBits(_ vma: VMA?) -> UInt64 { vma?.flags.contains(.softDirty) == true ? Pagemap.softDirty : 0 }
 
         /// `count` holes (none entries, missing tables, gaps, PFN maps);
         /// `vbits` is `vmaBits()` of their VMA (nil outside VMAs).
-        @inline(__always)
+        @inline(always)
         func holes<S: ProcSink>(_ vbits: UInt64, _ count: Int, _ w: inout ProcWriter<S>) {
             w.writeLE64(count: count) { _ in vbits }
         }
 
         /// Present PTEs mapping pages `first ..< first + count` of `folio`
         /// (nil: no normal page) from frame `pfn`.
-        @inline(__always)
+        @inline(always)
         func presentPTEs<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, folio: Folio?, first: Int, count: Int,
                                       softDirty: Bool, uffdWP: Bool, _ w: inout ProcWriter<S>) {
             let flags = presentFlags(vbits, folio: folio, softDirty: softDirty, uffdWP: uffdWP)
             guard let f = folio else {
                 let pfnMask = privileged ? Pagemap.pfnMask : 0
-                w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
+                w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
                 return
             }
-            w.writeLE64(count: count) { k in presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(k)) }
+            w.writeLE64(count: count) { k in presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(truncatingIfNeeded: k)) }
         }
 
         /// The bits every present page of a run shares (`pte_to_pagemap_entry()`
         /// of a present PTE, before the per-page exclusive bit and the PFN).
-        @inline(__always)
+        @inline(always)
         func presentFlags(_ vbits: UInt64, folio: Folio?, softDirty: Bool, uffdWP: Bool) -> UInt64 {
             var flags = Pagemap.present | vbits
             if softDirty { flags |= Pagemap.softDirty }
@@ -108,15 +118,15 @@ public enum Pagemap {
 
         /// The word of page `page` of `f`, frame `pfn`: exclusive when that
         /// page is mapped once (`page_mapcount() == 1`).
-        @inline(__always)
+        @inline(always)
         func presentWord(_ flags: UInt64, folio f: Folio, page: Int, pfn: UInt64) -> UInt64 {
             let exclusive = f.pageMapcount(page) == 1 ? Pagemap.exclusive : 0
-            return flags | exclusive | (privileged ? pfn & Pagemap.pfnMask : 0)
+            return flags | exclusive | (pfn & shownPFN)
         }
 
         /// A PMD leaf seen from `pfn` (`count` pages). Linux 6.18 tests
         /// exclusivity on the PMD's first page for every page.
-        @inline(__always)
+        @inline(always)
         func presentPMD<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
                                      uffdWP: Bool, _ w: inout ProcWriter<S>) {
             var flags = Pagemap.present | vbits
@@ -127,7 +137,7 @@ public enum Pagemap {
                 if f.pageMapcount(Int(basePFN - f.pfn)) == 1 { flags |= Pagemap.exclusive }
             }
             let pfnMask = privileged ? Pagemap.pfnMask : 0
-            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
+            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
         }
 
         /// Non-present entries: `type` and `offset` of the first, the page
@@ -142,7 +152,7 @@ public enum Pagemap {
             guard privileged else { w.writeLE64(count: count) { _ in flags }; return }
             let stride: UInt64 = step ? 1 : 0
             w.writeLE64(count: count) { k in
-                flags | ((UInt64(type) | (offset &+ UInt64(k) &* stride) << Pagemap.swapTypeBits) & Pagemap.pfnMask)
+                flags | ((UInt64(type) | (offset &+ UInt64(truncatingIfNeeded: k) &* stride) << Pagemap.swapTypeBits) & Pagemap.pfnMask)
             }
         }
 
@@ -160,7 +170,7 @@ public enum Pagemap {
             }
             if uffdWP { flags |= Pagemap.uffdWP }
             let pfnMask = privileged && present ? Pagemap.pfnMask : 0
-            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(k)) & pfnMask) }
+            w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
         }
 
         /// A decoded non-present PTE or PMD (`count` pages, the first at
@@ -198,45 +208,45 @@ public enum Pagemap {
         opts.batching = batching
         // Per-VMA values, read again only when the entries reach another VMA.
         var vma: VMA? = nil
+        var current = VMAIdentity.unset
         var vbits: UInt64 = 0
         var huge = false
-        var first = true
         for e in try mm.walk(start..<end, lock: lock, options: opts) {
             let pages = e.pageCount
-            if first || !e.isInVMA(vma) {
+            if e.vmaIdentity != current {
+                current = e.vmaIdentity
                 vma = e.vma
                 vbits = enc.vmaBits(vma)
                 huge = vma?.isHugetlb ?? false
-                first = false
             }
             guard vma != nil else { enc.holes(0, pages, &w); continue }
             if huge {
                 switch e.content {
                 case .folio(let f, let first, _):
-                    enc.hugetlb(vbits, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: f.pfn + UInt64(first), uffdWP: e.entryAttributesContain(.uffdWP), count: pages, &w)
                 case .pfn(let pfn):
-                    enc.hugetlb(vbits, present: true, pfn: pfn, uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: true, pfn: pfn, uffdWP: e.entryAttributesContain(.uffdWP), count: pages, &w)
                 case .marker(let m):
-                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.entryAttributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: m.contains(.uffdWP) || e.entryAttributesContain(.uffdWP), count: pages, &w)
                 default:
-                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: e.entryAttributes.contains(.uffdWP), count: pages, &w)
+                    enc.hugetlb(vbits, present: false, pfn: 0, uffdWP: e.entryAttributesContain(.uffdWP), count: pages, &w)
                 }
                 continue
             }
             let pmdLevel = e.level.tableLevel != .pte
-            let sd = e.entryAttributes.contains(.softDirty), uffd = e.entryAttributes.contains(.uffdWP)
+            let sd = e.entryAttributesContain(.softDirty), uffd = e.entryAttributesContain(.uffdWP)
             switch e.content {
             case .none, .hole:
                 enc.holes(vbits, pages, &w)
             case .folio(let f, let first, let n):
-                let pfn = f.pfn + UInt64(first)
+                let pfn = f.pfn &+ UInt64(truncatingIfNeeded: first)
                 if pmdLevel {
                     let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
                     enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
                 } else {
                     // presentPTEs(), spelled out so that the page loop is compiled into this one.
                     let flags = enc.presentFlags(vbits, folio: f, softDirty: sd, uffdWP: uffd)
-                    w.writeLE64(count: n) { k in enc.presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(k)) }
+                    w.writeLE64(count: n) { k in enc.presentWord(flags, folio: f, page: first &+ k, pfn: pfn &+ UInt64(truncatingIfNeeded: k)) }
                 }
             case .pfn(let pfn):
                 if pmdLevel {

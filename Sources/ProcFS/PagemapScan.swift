@@ -377,11 +377,11 @@ public enum PagemapScan {
                         c = cur   // pagemap_scan_pte_hole()
                     case .folio(let f, let first, _):
                         c = cur.union(s.pmd(present: true, normalFolio: f, pfn: f.pfn + UInt64(first), zeroPFN: zeroPFN,
-                                            uffdWP: e.entryAttributes.contains(.uffdWP), softDirty: e.entryAttributes.contains(.softDirty),
+                                            uffdWP: e.entryAttributesContain(.uffdWP), softDirty: e.entryAttributesContain(.softDirty),
                                             entry: nil, memory: memory))
                     case .pfn(let pfn):
                         c = cur.union(s.pmd(present: true, normalFolio: nil, pfn: pfn, zeroPFN: zeroPFN,
-                                            uffdWP: e.entryAttributes.contains(.uffdWP), softDirty: e.entryAttributes.contains(.softDirty),
+                                            uffdWP: e.entryAttributesContain(.uffdWP), softDirty: e.entryAttributesContain(.softDirty),
                                             entry: nil, memory: memory))
                     default:
                         c = cur.union(s.pmd(present: false, normalFolio: nil, pfn: 0, zeroPFN: zeroPFN, uffdWP: false, softDirty: false,
@@ -391,7 +391,7 @@ public enum PagemapScan {
                     // Written-only fast path: every PTE not uffd-wp protected.
                     switch e.content {
                     case .folio, .pfn:
-                        if e.entryAttributes.contains(.uffdWP) { continue }
+                        if e.entryAttributesContain(.uffdWP) { continue }
                     case .none:
                         break
                     default:
@@ -407,10 +407,10 @@ public enum PagemapScan {
                         c = cur
                     case .folio(let f, let first, _):
                         c = cur.union(s.presentPTE(folio: f, pfn: f.pfn + UInt64(first), zeroPFN: zeroPFN,
-                                                   uffdWP: e.entryAttributes.contains(.uffdWP), softDirty: e.entryAttributes.contains(.softDirty)))
+                                                   uffdWP: e.entryAttributesContain(.uffdWP), softDirty: e.entryAttributesContain(.softDirty)))
                     case .pfn(let pfn):
                         c = cur.union(s.presentPTE(folio: nil, pfn: pfn, zeroPFN: zeroPFN,
-                                                   uffdWP: e.entryAttributes.contains(.uffdWP), softDirty: e.entryAttributes.contains(.softDirty)))
+                                                   uffdWP: e.entryAttributesContain(.uffdWP), softDirty: e.entryAttributesContain(.softDirty)))
                     default:
                         c = cur.union(s.swapPTE(SoftLeafEntry(decoding: e.raw, layout: layout), memory: memory))
                     }

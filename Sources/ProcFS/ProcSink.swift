@@ -94,16 +94,16 @@ public struct ProcWriter<Sink: ProcSink> {
     /// Writes `count` little-endian 64-bit words, the `k`th being `word(k)`
     /// (pagemap entries: one per page, so a run is written in place, a
     /// buffer's worth at a time).
-    @inlinable @inline(__always)
+    @inlinable @inline(always)
     mutating func writeLE64(count: Int, _ word: (Int) -> UInt64) {
-        guard capacity >= 8 else {
-            for k in 0..<count { withUnsafeBytes(of: word(k).littleEndian) { write($0) } }
-            return
-        }
         // One page's word (order-0 folios): no run bookkeeping.
         if count == 1 && used &+ 8 <= capacity {
             base.storeBytes(of: word(0).littleEndian, toByteOffset: used, as: UInt64.self)
             used &+= 8
+            return
+        }
+        guard capacity >= 8 else {
+            for k in 0..<count { withUnsafeBytes(of: word(k).littleEndian) { write($0) } }
             return
         }
         var k = 0

@@ -118,7 +118,7 @@ public enum Smaps {
             }
             switch e.content {
             case .folio(let f, let first, let n):
-                let young = e.entryAttributes.contains(.young), dirty = e.entryAttributes.contains(.dirty)
+                let young = e.entryAttributesContain(.young), dirty = e.entryAttributesContain(.dirty)
                 if pmdLevel {
                     mss.accountPMD(f, first: first, count: n, young: young, dirty: dirty, locked: locked, present: true)
                 } else {

@@ -88,3 +88,30 @@ import Testing
         #expect(mm.memory.page(p1)!.mapcount == 2)
     }
 }
+
+/// `MemmapCursor.folioAndSize(containing:)` reads a frame's folio and
+/// `folio_test_large()` from the frame's own record; both must be what
+/// `PhysicalMemory.folio(containing:)` and the folio's order say, for heads,
+/// tails, order-0 folios and frames in no folio.
+@Suite struct MemmapCursorTests {
+    @Test func folioAndSizeAgreeWithTheFolioLookup() throws {
+        let memory = try PhysicalMemory(budgetBytes: 64 << 20, nodes: 1)
+        var folios: [Folio] = []
+        for order in [0, 2, 4, 9, 0, 1] { folios.append(try memory.allocateFolio(order: order, flags: [.anon])) }
+        var cursor = MemmapCursor(memory)
+        for f in folios {
+            for pfn in f.pfn..<(f.pfn + UInt64(f.pageCount)) {
+                let lookup = cursor.folioAndSize(containing: pfn)
+                let found = try #require(lookup)
+                #expect(found.folio == memory.folio(containing: pfn))
+                #expect(found.folio.pfn == f.pfn)
+                #expect(found.isLarge == (f.order > 0), "pfn \(pfn) of an order-\(f.order) folio")
+                #expect(cursor.folio(containing: pfn) == found.folio)
+            }
+        }
+        // A frame past every allocation belongs to no folio.
+        let beyond = folios.map { $0.pfn + UInt64($0.pageCount) }.max()! + 4096
+        #expect(cursor.folioAndSize(containing: beyond) == nil)
+        #expect(memory.folio(containing: beyond) == nil)
+    }
+}
