@@ -366,7 +366,7 @@ public struct RangeWalk: Sequence {
         mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
             let i = ptIndex
             let w = e[i].load(ordering: .relaxed)
-            let a = ptBase &+ UInt64(i) << 12
+            let a = ptBase &+ UInt64(truncatingIfNeeded: i) << 12
             if w == 0 { return nonePTEs(e, i, a) }
             if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
             if layout.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
@@ -387,7 +387,7 @@ public struct RangeWalk: Sequence {
                     n += 1
                 }
             }
-            ptIndex = i + n
+            ptIndex = i &+ n
             return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
                              attributes: Self.swapAttributes(layout.swapBits(w)),
                              content: .swap(SwapEntry(type: layout.swapType(w), offset: layout.swapOffset(w))))
@@ -398,7 +398,7 @@ public struct RangeWalk: Sequence {
         mutating func nonePTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ a: UInt64) -> WalkEntry {
             var n = 1
             if batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
-            ptIndex = i + n
+            ptIndex = i &+ n
             let content: WalkContent = ptVMAPointer == nil ? .hole(depth: geometry.realDepth(4)) : .none
             return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: 0,
                              attributes: [], content: content)
@@ -408,7 +408,7 @@ public struct RangeWalk: Sequence {
         /// top of the address space.
         @inlinable @inline(always)
         func runEnd(_ a: UInt64, _ n: Int) -> UInt64 {
-            let e = a &+ UInt64(n) << 12
+            let e = a &+ UInt64(truncatingIfNeeded: n) << 12
             return e == 0 ? end : e
         }
 
@@ -427,14 +427,14 @@ public struct RangeWalk: Sequence {
                     n = count
                     merged = w | (orBits & ignoredBits)
                 }
-                ptIndex = i + n
+                ptIndex = i &+ n
                 // A whole aligned arm64 contiguous run (only a batch can be one).
                 let level: EntryLevel = n >= 16 && i & 15 == 0 && merged & layout.contiguous != 0 ? .contPTE : .pte
                 return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vmaPointer: ptVMAPointer, raw: w,
                                  attributeWord: AttributeWord(presentWord: merged, presentSource),
                                  content: .folio(f, firstPage: page, pageCount: n))
             }
-            ptIndex = i + 1
+            ptIndex = i &+ 1
             return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
                              attributeWord: AttributeWord(presentWord: w, presentSource), content: .pfn(pfn))
         }
@@ -483,7 +483,7 @@ public struct RangeWalk: Sequence {
                     break
                 }
             }
-            ptIndex = i + n
+            ptIndex = i &+ n
             return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
                              attributes: Self.swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
         }

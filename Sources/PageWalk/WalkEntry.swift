@@ -238,7 +238,8 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
     /// Bytes covered.
     @inlinable public var size: UInt64 { end - start }
     /// 4K pages covered.
-    @inlinable public var pageCount: Int { Int((end - start) >> 12) }
+    /// (Wrapping: an entry always ends above its start.)
+    @inlinable public var pageCount: Int { Int(truncatingIfNeeded: (end &- start) >> 12) }
 
     public var description: String {
         var s = "0x\(String(start, radix: 16))-0x\(String(end, radix: 16)) \(level) x\(count) "
