@@ -22,6 +22,10 @@ print("method: \(config.warmup) warm-up run(s), \(config.reps) timed samples per
       "short runs repeated inside a sample), walkers interleaved sample by sample, \(config.wallClock ? "wall clock" : "thread CPU time (user+system)"); median and ±half of (max−min)")
 
 var results: [WorkloadResult] = []
+/// What makes the run a failure (exit status 1, after everything is printed):
+/// walkers that disagree, a workload that could not be built, an output
+/// file that could not be written. Speed never does.
+var failures: [String] = []
 for kind in config.workloads {
     var r: WorkloadResult
     do {
@@ -41,6 +45,7 @@ for kind in config.workloads {
         }
     } catch {
         print("\n== \(kind.rawValue): could not build the model workload: \(error)")
+        failures.append("\(kind.rawValue): the model workload could not be built")
         continue
     }
     // The model is gone before the kernel's turn (its arenas are mappings of
@@ -48,6 +53,7 @@ for kind in config.workloads {
     if config.kernel { r.kernel = runKernel(kind, config) }
     printWorkload(r)
     fflush(nil)
+    for problem in r.verification ?? [] { failures.append("\(kind.rawValue): \(problem)") }
     results.append(r)
 }
 
@@ -76,12 +82,16 @@ if let path = config.jsonPath {
     do {
         try enc.encode(report).write(to: URL(fileURLWithPath: path))
         print("json: \(path)")
-    } catch { print("could not write \(path): \(error)") }
+    } catch { failures.append("could not write \(path): \(error)") }
 }
 if let path = config.svgPath {
     let svg = svgChart(results, targets, title: "pagewalk-bench — Linux \(machine.kernel), \(machine.cpus) CPUs, \(config.quick ? "quick" : "full") run")
     do {
         try svg.write(toFile: path, atomically: true, encoding: .utf8)
         print("svg: \(path)")
-    } catch { print("could not write \(path): \(error)") }
+    } catch { failures.append("could not write \(path): \(error)") }
+}
+if !failures.isEmpty {
+    printError("pagewalk-bench: failed run:\n" + failures.map { "  \($0)\n" }.joined())
+    exit(1)
 }
