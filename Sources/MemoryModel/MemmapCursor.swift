@@ -38,8 +38,15 @@ public struct MemmapCursor {
     @inlinable @inline(always)
     mutating func record(_ pfn: UInt64) -> UnsafeMutablePointer<Atomic<UInt32>>? {
         let s = pfn >> UInt64(Memmap.sectionShift)
-        if s != section { moveTo(s) }
-        guard let b = base else { return nil }
+        let b: UnsafeMutablePointer<Atomic<UInt32>>
+        if s == section {
+            // Only a populated section is remembered.
+            b = base.unsafelyUnwrapped
+        } else {
+            moveTo(s)
+            guard let moved = base else { return nil }
+            b = moved
+        }
         return b + Int(truncatingIfNeeded: pfn & UInt64(Memmap.sectionFrames - 1)) &* RecordWord.wordsPerRecordInline
     }
 

@@ -117,6 +117,11 @@ public struct RangeWalk: Sequence {
         @usableFromInline var leafVMA: UnsafeRawPointer?
         /// How present entry words' attributes read (the architecture).
         @usableFromInline let presentSource: AttributeWord.Source
+        /// `pte_present()`'s bits, or-ed once.
+        @usableFromInline let ptePresentBits: UInt64
+        /// The bits that make a present PTE have no normal page: special,
+        /// or all of them in a kernel walk (kernel mappings report PFNs).
+        @usableFromInline let noPageBits: UInt64
 
         init(_ walk: RangeWalk) {
             mm = walk.mm
@@ -149,6 +154,8 @@ public struct RangeWalk: Sequence {
             zeroPFN = walk.mm.memory.zeroPage.pfn
             let l = walk.mm.geometry.layout
             presentSource = AttributeWord.Source(l.architecture)
+            ptePresentBits = l.valid | l.presentInvalid
+            noPageBits = walk.mm.isKernel ? ~0 : l.special
             var ignored: UInt64 = 0
             if walk.options.batching {
                 let r = walk.options.respect
@@ -368,7 +375,7 @@ public struct RangeWalk: Sequence {
             let w = e[i].load(ordering: .relaxed)
             let a = ptBase &+ UInt64(truncatingIfNeeded: i) << 12
             if w == 0 { return nonePTEs(e, i, a) }
-            if layout.isPresent(w, .pte) { return presentPTE(e, i, w, a) }
+            if w & ptePresentBits != 0 { return presentPTE(e, i, w, a) }
             if layout.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
             return nonPresentPTE(e, i, w, a)
         }
@@ -417,7 +424,7 @@ public struct RangeWalk: Sequence {
             let pfn = layout.pfn(w)
             // vm_normal_page(): special entries have no page, except the zero
             // page when asked for as a folio; kernel mappings have none.
-            if w & layout.special == 0 || (pfn == zeroPFN && zeroPageAsFolio), !isKernel,
+            if w & noPageBits == 0 || (pfn == zeroPFN && zeroPageAsFolio && !isKernel),
                let (f, isLarge) = folios.folioAndSize(containing: pfn) {
                 let page = Int(pfn &- f.pfn)
                 var n = 1
