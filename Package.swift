@@ -28,14 +28,17 @@ let package = Package(
             dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"],
             path: "Benchmarks/PageWalkBench"
         ),
-        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel"]),
-        .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario"]),
-        .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel"]),
+        // Helpers several test targets share (seeded generator, producer
+        // output capture, fixture copies); not a product.
+        .target(name: "TestKit", dependencies: ["MemoryModel", "PageWalk", "ProcFS"], path: "Tests/TestKit"),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel", "TestKit"]),
+        .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario", "TestKit"]),
+        .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel", "TestKit"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
-        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk"]),
+        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk", "TestKit"]),
         // Runs the built ptwalk executable (found next to the test bundle).
-        .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot"]),
+        .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "TestKit"]),
         .testTarget(name: "ReliabilityTests",
-                    dependencies: ["MemoryModel", "PageWalk", "ProcFS", "ReferenceModel", "Scenario", "KernelSnapshot"]),
+                    dependencies: ["MemoryModel", "PageWalk", "ProcFS", "ReferenceModel", "Scenario", "KernelSnapshot", "TestKit"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 @testable import KernelSnapshot
 
@@ -130,7 +131,7 @@ struct CorruptSnapshotTests {
         let src = try #require(TestSupport.pythonIdle)
         let tmp = TestSupport.tempDirectory("corrupt")
         defer { TestSupport.remove(tmp) }
-        try TestSupport.copyTree(src, to: tmp + "/snap")
+        try copyTree(src, to: tmp + "/snap")
         try body(tmp + "/snap")
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import MemoryModel
+import TestKit
 @testable import KernelSnapshot
 
 /// Computes /proc/<pid>/pagemap words from a model address space, with the
@@ -195,7 +196,7 @@ struct SnapshotRebuildTests {
         let victim = try #require(victimWord.pfn)
         let dir = TestSupport.tempDirectory("rebuild-missing")
         defer { TestSupport.remove(dir) }
-        try TestSupport.copyTree(Self.fixture, to: dir + "/snap")
+        try copyTree(Self.fixture, to: dir + "/snap")
         let kept = snap.kpageflags.filter { $0.pfn != victim }
         var bytes: [UInt8] = []
         for r in kept {
@@ -218,7 +219,7 @@ struct SnapshotRebuildTests {
 
     func writableCopy(_ tag: String) throws -> String {
         let dir = TestSupport.tempDirectory(tag)
-        try TestSupport.copyTree(Self.fixture, to: dir + "/snap")
+        try copyTree(Self.fixture, to: dir + "/snap")
         return dir
     }
 

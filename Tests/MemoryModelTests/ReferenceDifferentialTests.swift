@@ -1,25 +1,7 @@
 import Testing
 import MemoryModel
+import TestKit
 import ReferenceModel
-
-/// A small deterministic generator (SplitMix64) so that failures replay.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// The name of a `ModelError` case (errors are compared by case, not text).
-func errorKind(_ e: Error) -> String {
-    guard let m = e as? ModelError else { return "\(type(of: e))" }
-    return Mirror(reflecting: m).children.first?.label ?? "\(m)"
-}
 
 /// Real address spaces and the reference, driven together.
 final class Harness {
@@ -47,17 +29,7 @@ final class Harness {
     @discardableResult
     func apply(_ what: String, real: () throws -> Void, ref: () throws -> Void) -> String? {
         log.append(what)
-        var re: Error?, fe: Error?
-        do { try real() } catch { re = error }
-        do { try ref() } catch { fe = error }
-        switch (re, fe) {
-        case (nil, nil): return nil
-        case (let r?, let f?):
-            rejected += 1
-            return errorKind(r) == errorKind(f) ? nil : "errors differ: real \(r), reference \(f)"
-        case (let r?, nil): return "real threw \(r), reference did not"
-        case (nil, let f?): return "reference threw \(f), real did not"
-        }
+        return compareOutcomes(real: real, ref: ref, rejected: &rejected)
     }
 
     func check() -> [Mismatch] { ReferenceChecker.check(all, against: model) }
@@ -99,7 +71,7 @@ func hx(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
     /// operations on random processes and ranges; the checker runs after
     /// every step.
     static func run(seed: UInt64, geometry g: Geometry, steps: Int) throws -> (String, [String])? {
-        var rng = SeededRNG(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let h = try Harness(g, softDirty: Bool.random(using: &rng))
         let base: UInt64 = 0x1000_0000
         let mb: UInt64 = 1 << 20
@@ -129,26 +101,7 @@ func hx(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
             let mm = h.spaces[pid]!
             guard let vma = mm.vmas.randomElement(using: &rng) else { continue }
             // A range in the VMA (sometimes spilling into the next one).
-            let pages = Int(vma.size / 4096)
-            var s: UInt64, e: UInt64
-            if vma.isHugetlb {
-                let n = Int(vma.size / vma.hugePageSize)
-                let i = Int.random(in: 0..<n, using: &rng)
-                s = vma.start + UInt64(i) * vma.hugePageSize
-                e = s + UInt64(Int.random(in: 1...(n - i), using: &rng)) * vma.hugePageSize
-            } else if Int.random(in: 0..<4, using: &rng) == 0 && vma.size >= 2 * mb {
-                s = (vma.start + 2 * mb - 1) & ~(2 * mb - 1)
-                e = min(vma.end, s + 2 * mb * UInt64(Int.random(in: 1...2, using: &rng)))
-                if s >= e { s = vma.start; e = vma.end }
-            } else {
-                let i = Int.random(in: 0..<pages, using: &rng)
-                let n = Int.random(in: 1...min(pages - i, [1, 3, 17, 64, 600].randomElement(using: &rng)!), using: &rng)
-                s = vma.start + UInt64(i) * 4096
-                e = s + UInt64(n) * 4096
-            }
-            if Int.random(in: 0..<10, using: &rng) == 0, let next = mm.vmas.first(where: { $0.start == vma.end }) {
-                e = min(next.end, e + 64 * 4096)
-            }
+            let (s, e) = randomRange(in: vma, of: mm, using: &rng)
             var err: String?
             switch Int.random(in: 0..<30, using: &rng) {
             case 0, 1, 2: err = h.fault(pid, s, e, write: true)

@@ -1,5 +1,6 @@
 import Testing
 import MemoryModel
+import TestKit
 @testable import PageWalk
 
 /// The range walker keeps a present entry's attributes as the entry word

@@ -1,5 +1,6 @@
 import Testing
 import MemoryModel
+import TestKit
 @testable import PageWalk
 
 /// Random seeded scenarios built with the AddressSpace mutation API; every

@@ -2,21 +2,9 @@ import Testing
 import Foundation
 import Synchronization
 import MemoryModel
+import TestKit
 @testable import PageWalk
 
-/// The PTE table mapping `address`, found with the public primitives.
-func pteTable(_ mm: AddressSpace, _ address: UInt64) -> TableID? {
-    var table = mm.root
-    for level in mm.entryLevels {
-        let w = mm.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .relaxed)
-        if level == .pmd {
-            return mm.geometry.layout.isTable(w, .pmd) ? mm.lowerTable(w) : nil
-        }
-        guard mm.geometry.layout.isTable(w, level) else { return nil }
-        table = mm.lowerTable(w)
-    }
-    return nil
-}
 
 /// The table holding the PMD entry for `address`.
 func pmdTable(_ mm: AddressSpace, _ address: UInt64) -> TableID? {

@@ -3,19 +3,7 @@ import Dispatch
 @testable import MemoryModel
 import PageWalk
 @testable import ProcFS
-
-/// A seeded generator (SplitMix64) for the random kernel layouts.
-struct PTDumpRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+import TestKit
 
 /// The callback and range-walker dumps are the same bytes, and the
 /// shortcuts (zero shadow stepped over, shared tables replayed) give the
@@ -37,7 +25,7 @@ struct PTDumpRNG: RandomNumberGenerator {
     /// arm64), shared PTE and PMD tables linked from several entries, a
     /// zero shadow over a few upper entries, random markers (some capped).
     func randomKernel(seed: UInt64) throws -> RandomKernel {
-        var rng = PTDumpRNG(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let geometries: [Geometry] = [.x86_64, .x86_64FiveLevel, .arm64, try Geometry(.arm64, levels: 3)]
         let g = geometries[Int(rng.next() % UInt64(geometries.count))]
         let memory = try PhysicalMemory(budgetBytes: 128 << 20)

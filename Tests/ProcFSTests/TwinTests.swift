@@ -1,5 +1,6 @@
 import Testing
 import MemoryModel
+import TestKit
 import PageWalk
 import Scenario
 @testable import ProcFS

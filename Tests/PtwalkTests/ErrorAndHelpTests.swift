@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 /// Exit codes and messages: 0 ok, 1 unusable input (nothing on stdout),
@@ -107,7 +108,7 @@ struct ErrorAndHelpTests {
         ]
         for (i, (file, size, message)) in damages.enumerated() {
             let copy = dir + "/copy\(i)"
-            try Ptwalk.copyTree(fixture, to: copy)
+            try copyTree(fixture, to: copy)
             #expect(truncate(copy + "/" + file, off_t(size)) == 0)
             for command in [["smaps"], ["pagemap"], ["walk"], ["export-proc", dir + "/export\(i)"]] {
                 let r = try Ptwalk.run(["--snapshot", copy] + command)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import KernelSnapshot
 import MemoryModel
+import TestKit
 import ProcFS
 import Scenario
 
@@ -63,55 +64,16 @@ enum Ptwalk {
 
     // MARK: Fixtures and files
 
-    /// <repo>/../shared/fixtures/snapshots/<name>, found from this source file.
-    static func fixture(_ name: String, file: String = #filePath) -> String? {
-        let testsDir = (file as NSString).deletingLastPathComponent
-        var candidates: [String] = []
-        for dir in [testsDir, realPath(testsDir)].compactMap({ $0 }) {
-            let repo = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-            candidates.append(repo + "/../shared/fixtures/snapshots/" + name)
-        }
-        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/FORMAT") }
-    }
-
-    static let pythonIdle = fixture("python-idle")
-
-    static func realPath(_ p: String) -> String? {
-        guard let r = realpath(p, nil) else { return nil }
-        defer { free(r) }
-        return String(cString: r)
-    }
+    static let pythonIdle = fixtureSnapshot("python-idle")
 
     /// A fresh empty directory under /tmp.
-    static func tempDirectory(_ tag: String) -> String {
-        var template = Array("/tmp/ptwalk-test-\(tag)-XXXXXX".utf8CString)
-        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(p != nil, "mkdtemp failed")
-        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func tempDirectory(_ tag: String) -> String { temporaryDirectory("ptwalk-test-\(tag)") }
 
     static func remove(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
 
     static func read(_ path: String) throws -> [UInt8] { try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) }
     static func readText(_ path: String) throws -> String { String(decoding: try read(path), as: UTF8.self) }
     static func write(_ text: String, to path: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
-
-    /// Writable copy of a directory tree.
-    static func copyTree(_ from: String, to: String) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: to, withIntermediateDirectories: true)
-        for name in try fm.contentsOfDirectory(atPath: from) {
-            var isDir: ObjCBool = false
-            let src = from + "/" + name, dst = to + "/" + name
-            _ = fm.fileExists(atPath: src, isDirectory: &isDir)
-            if isDir.boolValue {
-                try copyTree(src, to: dst)
-            } else {
-                try Data(contentsOf: URL(fileURLWithPath: src)).write(to: URL(fileURLWithPath: dst))
-                chmod(dst, 0o644)
-            }
-        }
-    }
 
     /// An executable on $PATH.
     static func which(_ name: String) -> String? {

@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import Synchronization
 import MemoryModel
+import TestKit
 import PageWalk
 import ProcFS
 
@@ -77,7 +78,7 @@ import ProcFS
             if only == nil || only!.contains(name) || only!.contains(String(name.prefix { $0 != "-" })) { threads.spawn(name, body) }
         }
 
-        @Sendable func randomRange(_ r: Range<UInt64>, maxPages: UInt64, _ rng: inout SeededRNG) -> (UInt64, UInt64) {
+        @Sendable func randomRange(_ r: Range<UInt64>, maxPages: UInt64, _ rng: inout SeededRandom) -> (UInt64, UInt64) {
             let pages = UInt64(r.count) / page
             let s = r.lowerBound + UInt64.random(in: 0..<pages, using: &rng) * page
             return (s, min(r.upperBound, s + UInt64.random(in: 1...maxPages, using: &rng) * page))
@@ -103,7 +104,7 @@ import ProcFS
 
         // Mutator 1: the conserving one (region A).
         spawn("conserve") { t in
-            var rng = SeededRNG(seed: 1)
+            var rng = SeededRandom(seed: 1)
             while !t.shouldStop {
                 let (s, e) = randomRange(L.a, maxPages: 300, &rng)
                 switch Int.random(in: 0..<3, using: &rng) {
@@ -115,7 +116,7 @@ import ProcFS
         }
         // Mutator 2: churn in B (faults, zaps, swap, migration, mTHP).
         spawn("churn") { t in
-            var rng = SeededRNG(seed: 2)
+            var rng = SeededRandom(seed: 2)
             while !t.shouldStop {
                 let (s, e) = randomRange(L.b, maxPages: 600, &rng)
                 switch Int.random(in: 0..<7, using: &rng) {
@@ -133,7 +134,7 @@ import ProcFS
         }
         // Mutator 3: THPs in D (populate, split, collapse, zap, swap-out).
         spawn("thp") { t in
-            var rng = SeededRNG(seed: 3)
+            var rng = SeededRandom(seed: 3)
             while !t.shouldStop {
                 let pmd = L.d.lowerBound + UInt64.random(in: 0..<(UInt64(L.d.count) / mb2), using: &rng) * mb2
                 switch Int.random(in: 0..<6, using: &rng) {
@@ -151,7 +152,7 @@ import ProcFS
         // Mutator 4: guard regions in C (both the model's and the madvise
         // path through install_pte), faults and zaps among them, file faults.
         spawn("guard") { t in
-            var rng = SeededRNG(seed: 4)
+            var rng = SeededRandom(seed: 4)
             while !t.shouldStop {
                 let (s, e) = randomRange(L.c, maxPages: 64, &rng)
                 switch Int.random(in: 0..<6, using: &rng) {
@@ -169,7 +170,7 @@ import ProcFS
         // Mutator 5: fork (mmap write lock), COW breaks in the child, and
         // the child's teardown.
         spawn("fork") { t in
-            var rng = SeededRNG(seed: 5)
+            var rng = SeededRandom(seed: 5)
             var pid = 600
             while !t.shouldStop {
                 pid += 1

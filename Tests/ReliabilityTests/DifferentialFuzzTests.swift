@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import MemoryModel
+import TestKit
 import PageWalk
 import ProcFS
 import ReferenceModel
@@ -107,26 +108,7 @@ enum FuzzRun {
 
         /// Runs both sides; they must both succeed or fail the same way.
         func both(_ what: String, real: () throws -> Void, ref: () throws -> Void) -> String? {
-            var re: Error?, fe: Error?
-            do { try real() } catch { re = error }
-            do { try ref() } catch { fe = error }
-            switch (re, fe) {
-            case (nil, nil): return nil
-            case (let r?, let f?):
-                rejected += 1
-                return kind(r) == kind(f) ? nil : "\(what): errors differ: real \(r), reference \(f)"
-            case (let r?, nil): return "\(what): real threw \(r), reference did not"
-            case (nil, let f?): return "\(what): reference threw \(f), real did not"
-            }
-        }
-
-        func kind(_ e: Error) -> String {
-            if let w = e as? PageWalkError {
-                if case .model(let m) = w { return kind(m) }
-                return "walk"
-            }
-            guard let m = e as? ModelError else { return "\(type(of: e))" }
-            return Mirror(reflecting: m).children.first?.label ?? "\(m)"
+            compareOutcomes(real: real, ref: ref, rejected: &rejected).map { "\(what): \($0)" }
         }
 
         func setup() -> String? {
@@ -221,7 +203,7 @@ enum FuzzRun {
     /// A random sequence, generated against the evolving real state so
     /// that most operations hit populated VMAs.
     static func generate(seed: UInt64, geometry g: Geometry, steps: Int) -> [FuzzOp] {
-        var rng = SeededRNG(seed: seed &* 0x9E37_79B9 &+ UInt64(g.levels) &* 31 &+ (g.architecture == .arm64 ? 7 : 0))
+        var rng = SeededRandom(seed: seed &* 0x9E37_79B9 &+ UInt64(g.levels) &* 31 &+ (g.architecture == .arm64 ? 7 : 0))
         guard let h = try? Harness(g, softDirty: true), h.setup() == nil else { return [] }
         var ops: [FuzzOp] = []
         var nextPID = 2
@@ -229,26 +211,8 @@ enum FuzzRun {
             let pid = h.spaces.keys.sorted().randomElement(using: &rng)!
             let mm = h.spaces[pid]!
             guard let vma = mm.vmas.randomElement(using: &rng) else { continue }
-            let pages = Int(vma.size / 4096)
-            var s: UInt64, e: UInt64
-            if vma.isHugetlb {
-                let n = Int(vma.size / vma.hugePageSize)
-                let i = Int.random(in: 0..<n, using: &rng)
-                s = vma.start + UInt64(i) * vma.hugePageSize
-                e = s + UInt64(Int.random(in: 1...(n - i), using: &rng)) * vma.hugePageSize
-            } else if Int.random(in: 0..<4, using: &rng) == 0 && vma.size >= 2 * mb {
-                s = (vma.start + 2 * mb - 1) & ~(2 * mb - 1)
-                e = min(vma.end, s + 2 * mb * UInt64(Int.random(in: 1...2, using: &rng)))
-                if s >= e { s = vma.start; e = vma.end }
-            } else {
-                let i = Int.random(in: 0..<pages, using: &rng)
-                let n = Int.random(in: 1...min(pages - i, [1, 3, 17, 64, 600].randomElement(using: &rng)!), using: &rng)
-                s = vma.start + UInt64(i) * 4096
-                e = s + UInt64(n) * 4096
-            }
-            if Int.random(in: 0..<10, using: &rng) == 0, let next = mm.vmas.first(where: { $0.start == vma.end }) {
-                e = min(next.end, e + 64 * 4096)
-            }
+            // A range in the VMA (sometimes spilling into the next one).
+            let (s, e) = randomRange(in: vma, of: mm, using: &rng)
             let kinds = FuzzOp.Kind.allCases
             var op = FuzzOp(kind: kinds.randomElement(using: &rng)!, pid: pid, start: s, end: e, arg: 0)
             switch op.kind {

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import MemoryModel
+import TestKit
 import Scenario
 import KernelSnapshot
 
@@ -43,7 +44,7 @@ import KernelSnapshot
         }
     }
 
-    static func mutate(_ text: String, _ rng: inout SeededRNG) -> [UInt8] {
+    static func mutate(_ text: String, _ rng: inout SeededRandom) -> [UInt8] {
         var b = Array(text.utf8)
         switch Int.random(in: 0..<7, using: &rng) {
         case 0:     // bit flips
@@ -112,7 +113,7 @@ import KernelSnapshot
     }
 
     @Test func mutatedScenariosGiveTypedErrorsOrValidResults() throws {
-        var rng = SeededRNG(seed: Self.seed)
+        var rng = SeededRandom(seed: Self.seed)
         let bases = [DefaultScenario.json] + Self.small
         // The bases themselves are valid and build.
         for (i, base) in bases.enumerated() {
@@ -212,7 +213,7 @@ import KernelSnapshot
     static func join(_ l: [[UInt8]]) -> [UInt8] { Array(l.joined(separator: [UInt8(ascii: "\n")])) }
 
     /// One corruption of one file; returns its description.
-    static func corrupt(_ files: inout [String: [UInt8]], _ rng: inout SeededRNG) -> String {
+    static func corrupt(_ files: inout [String: [UInt8]], _ rng: inout SeededRandom) -> String {
         let names = files.keys.sorted()
         let textFiles = names.filter { !$0.hasSuffix("pagemap") && !$0.hasSuffix("kpageflags") && !$0.hasSuffix("cmdline") }
         let pid = names.first { $0.hasSuffix("/maps") }.map { ($0 as NSString).deletingLastPathComponent } ?? "proc/0"
@@ -315,7 +316,7 @@ import KernelSnapshot
         // The fixture itself rebuilds.
         try Self.write(original, to: tmp)
         guard case .rebuilt? = Self.attempt(tmp) else { Issue.record("the fixture does not rebuild"); return }
-        var rng = SeededRNG(seed: Knobs.uint("PAGEWALK_SNAPSHOT_SEED") ?? 0xC0FFEE)
+        var rng = SeededRandom(seed: Knobs.uint("PAGEWALK_SNAPSHOT_SEED") ?? 0xC0FFEE)
         var tally: [String: Int] = [:]
         let started = Date()
         for n in 0..<Self.cases {

@@ -14,18 +14,6 @@ let mb2: UInt64 = 2 << 20
 
 func hx(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
-/// SplitMix64: a small seeded generator so that every failure replays.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Environment knobs (CI runs the defaults).
 enum Knobs {
@@ -102,100 +90,4 @@ func withTimeout<R: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () 
     t.start()
     guard done.wait(timeout: .now() + seconds) == .success else { return nil }
     return result.withLock { $0 }
-}
-
-/// <repo>/../shared/fixtures/snapshots/<name>, found from this file.
-func fixtureSnapshot(_ name: String, file: String = #filePath) -> String? {
-    let testsDir = (file as NSString).deletingLastPathComponent
-    var dirs = [testsDir]
-    if let r = realpath(testsDir, nil) { dirs.append(String(cString: r)); free(r) }
-    for dir in dirs {
-        let repo = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-        let candidate = repo + "/../shared/fixtures/snapshots/" + name
-        if FileManager.default.fileExists(atPath: candidate + "/FORMAT") { return candidate }
-    }
-    return nil
-}
-
-/// The PTE table mapping `address`, if one is installed.
-func pteTable(_ mm: AddressSpace, _ address: UInt64) -> TableID? {
-    var table = mm.root
-    for level in mm.entryLevels {
-        let w = mm.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .acquiring)
-        if level == .pmd {
-            return mm.geometry.layout.isTable(w, .pmd) ? mm.lowerTable(w) : nil
-        }
-        guard mm.geometry.layout.isTable(w, level) else { return nil }
-        table = mm.lowerTable(w)
-    }
-    return nil
-}
-
-/// Every producer's output for one address space, as bytes.
-struct ProducerOutput: Equatable {
-    var smaps: String
-    var rollup: String
-    var numa: String
-    var pagemap: [UInt64]
-    var pagemapUnprivileged: [UInt64]
-    var scans: [PagemapScan.Result]
-
-    static func capture(_ mm: AddressSpace, _ options: ProcOptions, windows: [Range<UInt64>],
-                        scans: [PagemapScan.Arguments]) throws -> ProducerOutput {
-        var pm: [UInt64] = [], pmu: [UInt64] = []
-        for w in windows {
-            pm += try Pagemap.words(mm, w, privileged: true, options: options)
-            pmu += try Pagemap.words(mm, w, privileged: false, options: options)
-        }
-        return ProducerOutput(
-            smaps: try Smaps.text(mm, options: options),
-            rollup: try SmapsRollup.text(mm, options: options),
-            numa: try NumaMaps.text(mm, options: options),
-            pagemap: pm, pagemapUnprivileged: pmu,
-            scans: try scans.map { try PagemapScan.scan(mm, $0, options: options) })
-    }
-
-    /// The first differing line or word, for a readable failure.
-    func firstDifference(_ o: ProducerOutput) -> String? {
-        func lines(_ name: String, _ a: String, _ b: String) -> String? {
-            let x = a.split(separator: "\n", omittingEmptySubsequences: false)
-            let y = b.split(separator: "\n", omittingEmptySubsequences: false)
-            for i in 0..<max(x.count, y.count) where (i < x.count ? x[i] : "<end>") != (i < y.count ? y[i] : "<end>") {
-                return "\(name) line \(i): '\(i < x.count ? x[i] : "<end>")' vs '\(i < y.count ? y[i] : "<end>")'"
-            }
-            return nil
-        }
-        if let d = lines("smaps", smaps, o.smaps) { return d }
-        if let d = lines("smaps_rollup", rollup, o.rollup) { return d }
-        if let d = lines("numa_maps", numa, o.numa) { return d }
-        for (name, a, b) in [("pagemap", pagemap, o.pagemap), ("pagemap(unprivileged)", pagemapUnprivileged, o.pagemapUnprivileged)] {
-            if a.count != b.count { return "\(name): \(a.count) words vs \(b.count)" }
-            if let i = a.indices.first(where: { a[$0] != b[$0] }) { return "\(name) word \(i): \(hx(a[i])) vs \(hx(b[i]))" }
-        }
-        for (i, (a, b)) in zip(scans, o.scans).enumerated() where a != b {
-            return "PAGEMAP_SCAN \(i): \(a.value) \(hx(a.walkEnd)) \(a.regions.prefix(6)) vs \(b.value) \(hx(b.walkEnd)) \(b.regions.prefix(6))"
-        }
-        return nil
-    }
-}
-
-/// The three ways of producing the same bytes: range walker batched and
-/// unbatched, callback walker.
-let twinConfigurations: [(String, ProcOptions)] = [
-    ("range batched", ProcOptions(walker: .range, batching: true)),
-    ("range unbatched", ProcOptions(walker: .range, batching: false)),
-    ("callback", ProcOptions(walker: .callback)),
-]
-
-/// PAGEMAP_SCAN queries over `window`: the masks, max_pages and a short vector.
-func scanQueries(_ window: Range<UInt64>) -> [PagemapScan.Arguments] {
-    let s = window.lowerBound, e = window.upperBound
-    return [
-        .init(start: s, end: e),
-        .init(start: s, end: e, categoryMask: [.present], returnMask: [.present, .file, .huge, .written, .pfnZero]),
-        .init(start: s, end: e, categoryAnyofMask: [.swapped, .guardRegion, .huge], returnMask: .all),
-        .init(start: s, end: e, categoryInverted: [.present], categoryMask: [.present], returnMask: [.swapped, .guardRegion, .softDirty]),
-        .init(start: s, end: e, vecLen: 3, returnMask: .all),
-        .init(start: s, end: e, maxPages: 37, categoryMask: [.present], returnMask: [.present, .file]),
-    ]
 }
