@@ -25,19 +25,23 @@ let package = Package(
         .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"]),
         .executableTarget(
             name: "PageWalkBench",
-            dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"],
+            dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot", "LiveKernel"],
             path: "Benchmarks/PageWalkBench"
         ),
         // Helpers several test targets share (seeded generator, producer
         // output capture, fixture copies); not a product.
         .target(name: "TestKit", dependencies: ["MemoryModel", "PageWalk", "ProcFS"], path: "Tests/TestKit"),
+        // Real mappings and kernel knobs in this process (undone at
+        // tear-down) and the host's facts; shared by the live tests and the
+        // benchmark's kernel row, not a product.
+        .target(name: "LiveKernel", dependencies: ["MemoryModel", "ProcFS", "KernelSnapshot"], path: "Tests/LiveKernel"),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel", "TestKit"]),
         .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario", "TestKit"]),
-        .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel", "TestKit"]),
+        .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel", "TestKit", "LiveKernel"]),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
-        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk", "TestKit"]),
+        .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk", "TestKit", "LiveKernel"]),
         // Runs the built ptwalk executable (found next to the test bundle).
-        .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "TestKit"]),
+        .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "TestKit", "LiveKernel"]),
         .testTarget(name: "ReliabilityTests",
                     dependencies: ["MemoryModel", "PageWalk", "ProcFS", "ReferenceModel", "Scenario", "KernelSnapshot", "TestKit"]),
     ]

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KernelSnapshot
+import LiveKernel
 
 /// The real kernel's figures for one workload.
 struct KernelResult: Codable {

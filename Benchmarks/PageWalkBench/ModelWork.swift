@@ -2,6 +2,10 @@ import MemoryModel
 import Synchronization
 import PageWalk
 import ProcFS
+import LiveKernel
+
+/// This machine's kernel facts, read once at start-up.
+let hostFacts = HostFacts.current()
 
 /// What is done over a workload.
 enum Work: String, CaseIterable, Codable {
@@ -21,12 +25,17 @@ enum Walker: String, CaseIterable, Codable {
     case rangeBatched = "range batched"
     case rangeUnbatched = "range unbatched"
 
+    /// The producer options, printing `ProtectionKey:` when this host's
+    /// kernel does, so that model and kernel produce the same bytes.
     var procOptions: ProcOptions {
+        var o: ProcOptions
         switch self {
-        case .callback: return ProcOptions(walker: .callback)
-        case .rangeBatched: return ProcOptions(walker: .range, batching: true)
-        case .rangeUnbatched: return ProcOptions(walker: .range, batching: false)
+        case .callback: o = ProcOptions(walker: .callback)
+        case .rangeBatched: o = ProcOptions(walker: .range, batching: true)
+        case .rangeUnbatched: o = ProcOptions(walker: .range, batching: false)
         }
+        o.protectionKeys = hostFacts.printsProtectionKey
+        return o
     }
 }
 

@@ -54,6 +54,9 @@ struct MachineInfo: Codable {
     var memoryGiB: Double
     var loadAverage: [Double]
     var cpuModel: String
+    /// The host facts that change /proc bytes (pkeys, THP modes, paging
+    /// levels, vsyscall), as the model producers were set to match.
+    var host: String
 }
 
 struct Report: Codable {
@@ -82,7 +85,7 @@ func machineInfo() -> MachineInfo {
         .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) } ?? "?"
     return MachineInfo(kernel: release, cpus: ProcessInfo.processInfo.activeProcessorCount,
                        memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
-                       loadAverage: loads, cpuModel: model)
+                       loadAverage: loads, cpuModel: model, host: hostFacts.summary)
 }
 
 func evaluateTargets(_ results: [WorkloadResult]) -> [TargetResult] {

@@ -18,6 +18,7 @@ print("warning: debug build — run `swift run -c release pagewalk-bench` for me
 #endif
 print("pagewalk-bench: Linux \(machine.kernel), \(machine.cpus) CPUs (\(machine.cpuModel)), \(fmt(machine.memoryGiB, 1)) GiB, " +
       "load \(machine.loadAverage.map { fmt($0, 2) }.joined(separator: " "))")
+print("pagewalk-bench: host \(machine.host)")
 print("method: \(config.warmup) warm-up run(s), \(config.reps) timed samples per figure (each ≥ \(fmt(config.minSampleMS, 0)) ms, " +
       "short runs repeated inside a sample), walkers interleaved sample by sample, \(config.wallClock ? "wall clock" : "thread CPU time (user+system)"); median and ±half of (max−min)")
 

@@ -4,9 +4,9 @@ import Glibc
 
 /// Thin wrappers over open/read/pread/write. procfs files report size 0, so
 /// whole-file reads loop until read() returns 0.
-enum RawIO {
+package enum RawIO {
     /// Opens `path` read-only; errors are classified (pid given for /proc/<pid> files).
-    static func openRead(_ path: String, pid: Int32? = nil) throws -> Int32 {
+    package static func openRead(_ path: String, pid: Int32? = nil) throws -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw SnapshotError.fromErrno(errno, path: path, operation: "open", pid: pid) }
         return fd
@@ -14,13 +14,13 @@ enum RawIO {
 
     /// Reads all of `path` into `buffer` (reused between calls; its count is set
     /// to the number of bytes read).
-    static func readAll(_ path: String, into buffer: inout [UInt8], pid: Int32? = nil) throws {
+    package static func readAll(_ path: String, into buffer: inout [UInt8], pid: Int32? = nil) throws {
         let fd = try openRead(path, pid: pid)
         defer { close(fd) }
         try readAll(fd: fd, path: path, into: &buffer, pid: pid)
     }
 
-    static func readAll(fd: Int32, path: String, into buffer: inout [UInt8], pid: Int32? = nil) throws {
+    package static func readAll(fd: Int32, path: String, into buffer: inout [UInt8], pid: Int32? = nil) throws {
         if buffer.count < 65536 { buffer = [UInt8](repeating: 0, count: 65536) }
         var used = 0
         while true {
@@ -41,21 +41,21 @@ enum RawIO {
     }
 
     /// Reads the whole file as bytes.
-    static func readBytes(_ path: String, pid: Int32? = nil) throws -> [UInt8] {
+    package static func readBytes(_ path: String, pid: Int32? = nil) throws -> [UInt8] {
         var buffer: [UInt8] = []
         try readAll(path, into: &buffer, pid: pid)
         return buffer
     }
 
     /// Reads the whole file as text (invalid UTF-8 is repaired).
-    static func readText(_ path: String, pid: Int32? = nil) throws -> String {
+    package static func readText(_ path: String, pid: Int32? = nil) throws -> String {
         let bytes = try readBytes(path, pid: pid)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     /// pread until `count` bytes or end of file; returns bytes read (a short
     /// count means end of file).
-    static func pread(fd: Int32, path: String, into dest: UnsafeMutableRawPointer, count: Int,
+    package static func pread(fd: Int32, path: String, into dest: UnsafeMutableRawPointer, count: Int,
                       offset: Int64, pid: Int32? = nil) throws -> Int {
         var done = 0
         while done < count {
@@ -71,22 +71,22 @@ enum RawIO {
     }
 
     /// Creates (exclusively) and writes a file.
-    static func writeFile(_ path: String, bytes: UnsafeRawBufferPointer, mode: mode_t = 0o644) throws {
+    package static func writeFile(_ path: String, bytes: UnsafeRawBufferPointer, mode: mode_t = 0o644) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         if fd < 0 { throw SnapshotError.fromErrno(errno, path: path, operation: "create") }
         defer { close(fd) }
         try writeAll(fd: fd, path: path, bytes: bytes)
     }
 
-    static func writeFile(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
+    package static func writeFile(_ path: String, bytes: [UInt8], mode: mode_t = 0o644) throws {
         try bytes.withUnsafeBytes { try writeFile(path, bytes: $0, mode: mode) }
     }
 
-    static func writeFile(_ path: String, text: String) throws {
+    package static func writeFile(_ path: String, text: String) throws {
         try writeFile(path, bytes: Array(text.utf8))
     }
 
-    static func writeAll(fd: Int32, path: String, bytes: UnsafeRawBufferPointer) throws {
+    package static func writeAll(fd: Int32, path: String, bytes: UnsafeRawBufferPointer) throws {
         var done = 0
         while done < bytes.count {
             let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
@@ -98,30 +98,30 @@ enum RawIO {
         }
     }
 
-    static func makeDirectory(_ path: String) throws {
+    package static func makeDirectory(_ path: String) throws {
         if mkdir(path, 0o755) != 0 {
             throw SnapshotError.fromErrno(errno, path: path, operation: "mkdir")
         }
     }
 
-    static func exists(_ path: String) -> Bool {
+    package static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0
     }
 
-    static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    static func fileSize(_ path: String) -> Int? {
+    package static func fileSize(_ path: String) -> Int? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return Int(st.st_size)
     }
 
     /// Entries of a directory, without "." and "..".
-    static func listDirectory(_ path: String) throws -> [String] {
+    package static func listDirectory(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else {
             throw SnapshotError.fromErrno(errno, path: path, operation: "opendir")
         }
@@ -138,7 +138,7 @@ enum RawIO {
     }
 
     /// Removes a file or a directory tree (best effort).
-    static func removeTree(_ path: String) {
+    package static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -150,7 +150,7 @@ enum RawIO {
     }
 
     /// `uname -r`.
-    static func kernelRelease() -> String {
+    package static func kernelRelease() -> String {
         var u = utsname()
         guard uname(&u) == 0 else { return "unknown" }
         return withUnsafeBytes(of: u.release) { raw in

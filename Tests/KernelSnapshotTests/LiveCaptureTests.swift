@@ -1,3 +1,4 @@
+import LiveKernel
 import Foundation
 import Glibc
 import Testing

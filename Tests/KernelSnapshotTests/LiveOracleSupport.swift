@@ -1,3 +1,4 @@
+import LiveKernel
 import Foundation
 import Glibc
 import MemoryModel
@@ -167,40 +168,6 @@ final class OracleHelperProcess {
 // MARK: THP settings as the kernel had them
 
 enum OracleSettings {
-    /// THPeligible's inputs, read from sysfs (call while the case's knobs are set).
-    static func currentTHP() -> THPSettings {
-        var s = THPSettings()
-        let dir = LiveMappings.thpDirectory
-        if let v = try? LiveMappings.readSetting(path: dir + "/enabled"), let m = THPMode(rawValue: v) { s.enabled = m }
-        if let v = try? LiveMappings.readSetting(path: dir + "/shmem_enabled"), let m = ShmemHugeMode(rawValue: v) {
-            s.shmemEnabled = m
-        }
-        var orders: [Int: THPOrderMode] = [:]
-        for order in 1...9 {
-            let kb = 4 << order
-            if let v = try? LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: kb)),
-               let m = THPOrderMode(rawValue: v) { orders[order] = m }
-        }
-        s.anonOrders = orders
-        // CONFIG_READ_ONLY_THP_FOR_FS from the running kernel's config, when shown.
-        s.readOnlyFileTHP = readOnlyFileTHP
-        return s
-    }
-
-    /// Read once, before any capture (zcat is a process that maps libc).
-    static let readOnlyFileTHP = kernelConfig("CONFIG_READ_ONLY_THP_FOR_FS") == "y"
-
-    /// A `CONFIG_X` value from /proc/config.gz (via zcat), nil if unknown.
-    static func kernelConfig(_ key: String) -> String? {
-        guard access("/proc/config.gz", R_OK) == 0, let zcat = LiveMappings.findTool("zcat") else { return nil }
-        let (ok, out) = LiveMappings.run(zcat, ["/proc/config.gz"])
-        guard ok else { return nil }
-        for line in out.split(separator: "\n") where line.hasPrefix(key + "=") {
-            return String(line.dropFirst(key.count + 1))
-        }
-        return nil
-    }
-
     /// The knobs a test may change, with their values now (to prove restoration).
     static func watched() -> [String: String] {
         var paths = [LiveMappings.thpDirectory + "/enabled", LiveMappings.thpDirectory + "/shmem_enabled",

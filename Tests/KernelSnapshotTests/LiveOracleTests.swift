@@ -1,3 +1,4 @@
+import LiveKernel
 import Foundation
 import Glibc
 import Testing
@@ -100,7 +101,7 @@ struct LiveOracleTests {
             restore()
             try Test.cancel("\(caseName): the kernel refused: \(why)")
         }
-        let thp = OracleSettings.currentTHP()
+        let thp = HostFacts.current().thp
         let dir = work + "/snap"
         try SnapshotCapture.capture(pids: helper.pids, to: dir)
         // The kernel's text once more, for the exceptions that need to see it move.
@@ -281,7 +282,7 @@ struct LiveOracleTests {
 
     // MARK: the fixture, through the same table
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture python-idle not found at <repo>/../shared/fixtures/snapshots"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture python-idle not found at Tests/Fixtures/snapshots"))
     func fixturePythonIdle() throws {
         let snap = try SnapshotReader.read(directory: try #require(TestSupport.pythonIdle))
         let rebuilt = try SnapshotRebuilder.rebuild(snap)

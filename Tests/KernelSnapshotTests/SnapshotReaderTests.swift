@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Reading the python-idle fixture")
 struct FixtureReaderTests {
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func parsesFormatAndCounts() throws {
         let dir = try #require(TestSupport.pythonIdle)
         let snap = try SnapshotReader.read(directory: dir)
@@ -44,7 +44,7 @@ struct FixtureReaderTests {
         #expect(p.cmdline.count == 3)
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func parsesMapsSmapsNumaMaps() throws {
         let dir = try #require(TestSupport.pythonIdle)
         let p = try SnapshotReader.readProcess(directory: dir + "/proc/4196", pid: 4196)
@@ -107,7 +107,7 @@ struct FixtureReaderTests {
         #expect(p.smaps.reduce(0) { $0 + ($1.kilobytes("Rss") ?? 0) } == 45944)
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func fixtureFlagsDecode() throws {
         let dir = try #require(TestSupport.pythonIdle)
         let snap = try SnapshotReader.read(directory: dir)
@@ -135,7 +135,7 @@ struct CorruptSnapshotTests {
         try body(tmp + "/snap")
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func truncatedPagemap() throws {
         try withCopy { dir in
             let path = dir + "/proc/4196/pagemap"
@@ -152,7 +152,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func longPagemap() throws {
         try withCopy { dir in
             let path = dir + "/proc/4196/pagemap"
@@ -164,7 +164,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func kpageflagsNotMultipleOf24() throws {
         try withCopy { dir in
             let path = dir + "/kpageflags"
@@ -180,7 +180,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func kpageflagsUnsorted() throws {
         try withCopy { dir in
             let path = dir + "/kpageflags"
@@ -200,7 +200,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func duplicatePFNIsUnsorted() throws {
         let rec: [UInt64] = [5, 0, 1, 5, 0, 1]
         let bytes = rec.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) }
@@ -210,7 +210,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func mapsLineRemoved() throws {
         try withCopy { dir in
             let mapsPath = dir + "/proc/4196/maps"
@@ -229,7 +229,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func smapsGarbageLine() throws {
         try withCopy { dir in
             let path = dir + "/proc/4196/smaps"
@@ -242,7 +242,7 @@ struct CorruptSnapshotTests {
         }
     }
 
-    @Test(.enabled(if: TestSupport.haveFixture, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func missingFilesAndBadFormat() throws {
         try withCopy { dir in
             unlink(dir + "/proc/4196/smaps")

@@ -4,6 +4,7 @@ import Glibc
 @testable import MemoryModel
 import PageWalk
 import KernelSnapshot
+import LiveKernel
 @testable import ProcFS
 
 /// The machine's kernel as the oracle: each test maps memory in this
@@ -29,13 +30,25 @@ import KernelSnapshot
                  sourceLocation: SourceLocation = #_sourceLocation) throws {
         for m in mappings { try mirror.mirrorPageFlags(m) }
         let kernelSmaps = try KernelView.smaps()
-        let kernelNuma = try KernelView.numaMaps()
-        var options = ProcOptions()
-        options.thp = thp ?? KernelView.thpSettings()
-        let ours = KernelView.blocks(try Smaps.text(mirror.mm, options: options))
+        var kernelNuma = try KernelView.numaMaps()
+        var options = mirror.host.procOptions()
+        if let thp { options.thp = thp }
+        var ours = KernelView.blocks(try Smaps.text(mirror.mm, options: options))
+        if !mirror.host.marksMaybeGuard {
+            // A guard-region kernel before VM_MAYBE_GUARD prints no `gu`.
+            print("LIVE host kernel does not mark VM_MAYBE_GUARD: `gu` left out of the model's VmFlags")
+            ours = ours.mapValues { $0.replacingOccurrences(of: " gu ", with: " ") }
+        }
         var oursNuma: [UInt64: String] = [:]
         for line in try NumaMaps.text(mirror.mm, options: options).split(separator: "\n") {
             oursNuma[UInt64(line.split(separator: " ")[0], radix: 16)!] = String(line) + "\n"
+        }
+        if mirror.host.numaNodes > 1 {
+            // The kernel's node choice per page is its own: per-node counts
+            // are compared as their sum.
+            print("LIVE host has \(mirror.host.numaNodes) NUMA nodes: numa_maps N<node>= counts compared as a sum")
+            for (k, v) in kernelNuma { kernelNuma[k] = KernelView.summingNodes(v) }
+            for (k, v) in oursNuma { oursNuma[k] = KernelView.summingNodes(v) }
         }
         for m in mappings {
             let k = try #require(kernelSmaps[m.start], "kernel has no VMA at \(m)", sourceLocation: sourceLocation)
@@ -61,7 +74,7 @@ import KernelSnapshot
     }
 
     @Test func anonymousPagesAndZeroPage() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(128 * 4096)
         f.touch(m, write: true, pages: 0..<64)
         f.touch(m, write: false, pages: 64..<80)   // read faults map the zero page
@@ -73,7 +86,7 @@ import KernelSnapshot
     }
 
     @Test func pmdTHPAndHugeZeroPage() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(4 << 20, alignment: 2 << 20)
         try f.live.madvise(m, .hugePage)
         f.touch(m, write: true, pages: 0..<512)
@@ -93,7 +106,7 @@ import KernelSnapshot
     @Test func mTHP64K() throws {
         guard Self.isRoot else { try Test.cancel("needs root to set hugepages-64kB/enabled") }
         _ = KernelView.initialMTHP64K
-        let f = FencedMappings()
+        let f = try FencedMappings()
         do { try f.live.setMTHP(sizeKB: 64, "always") } catch { try Test.cancel("mTHP 64K knob: \(error)") }
         let m = try f.anonymous(1 << 20, alignment: 64 << 10)
         f.touch(m, write: true)
@@ -112,7 +125,7 @@ import KernelSnapshot
     }
 
     @Test func filePrivateCleanAndCOW() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.file(32 * 4096, shared: false)
         f.touch(m, write: false)
         f.touch(m, write: true, pages: 0..<8)   // copy-on-write into anonymous pages
@@ -125,7 +138,7 @@ import KernelSnapshot
     }
 
     @Test func fileSharedDirtyAndClean() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.file(32 * 4096, shared: true)
         f.touch(m, write: false)
         f.touch(m, write: true, pages: 0..<8)
@@ -138,7 +151,7 @@ import KernelSnapshot
     }
 
     @Test func shmemAndSharedAnonymous() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let shm = try f.file(32 * 4096, shared: true, directory: "/dev/shm", shmem: true)
         f.touch(shm, write: true, pages: 0..<16)
         let anon = try f.anonymous(16 * 4096, shared: true)
@@ -155,7 +168,7 @@ import KernelSnapshot
     }
 
     @Test func mlockedMemory() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(32 * 4096)
         do { try f.live.mlock(m) } catch { try Test.cancel("mlock: \(error)") }
         let mirror = try Mirror()
@@ -165,7 +178,7 @@ import KernelSnapshot
     }
 
     @Test func lazyFree() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(32 * 4096)
         f.touch(m, write: true)
         try f.live.madvise(m, .free, offset: 0, length: 16 * 4096)
@@ -177,7 +190,7 @@ import KernelSnapshot
     }
 
     @Test func guardRegions() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(32 * 4096)
         f.touch(m, write: true)
         do { try f.live.madvise(m, .guardInstall, offset: 4 * 4096, length: 4 * 4096) } catch {
@@ -192,7 +205,7 @@ import KernelSnapshot
 
     @Test func swappedOut() throws {
         guard Self.isRoot else { try Test.cancel("needs root for swapon") }
-        let f = FencedMappings()
+        let f = try FencedMappings()
         do { _ = try f.live.enableSwap(sizeMiB: 16) } catch { try Test.cancel("no swap: \(error)") }
         let m = try f.anonymous(64 * 4096)
         f.touch(m, write: true)
@@ -210,7 +223,7 @@ import KernelSnapshot
 
     @Test func hugetlbPages() throws {
         guard Self.isRoot else { try Test.cancel("needs root to reserve hugetlb pages") }
-        let f = FencedMappings()
+        let f = try FencedMappings()
         do { try f.live.reserveHugePages(2) } catch { try Test.cancel("hugetlb pool: \(error)") }
         let m: LiveMapping
         do { m = try f.hugetlb(4 << 20) } catch { try Test.cancel("\(error)") }
@@ -223,7 +236,7 @@ import KernelSnapshot
     }
 
     @Test func forkSharing() throws {
-        let f = FencedMappings()
+        let f = try FencedMappings()
         let m = try f.anonymous(16 * 4096)
         f.touch(m, write: true)
         var fds: [Int32] = [0, 0]

@@ -1,8 +1,10 @@
 import Foundation
+import Testing
 import Glibc
 @testable import MemoryModel
 import PageWalk
 import KernelSnapshot
+import LiveKernel
 @testable import ProcFS
 
 /// Mappings in this process fenced by PROT_NONE reservations, so the kernel
@@ -12,6 +14,17 @@ final class FencedMappings {
     private var paths: [String] = []
     let live = LiveMappings()   // sysfs knobs, swap, hugetlb pool: undone at tear-down
     static let page = 4096
+
+    /// Pins the THP knobs to the baseline the tests are written for (root;
+    /// restored at tear-down). Without root the host must already be at the
+    /// baseline, or the calling test is cancelled, saying which knob differs.
+    init() throws {
+        if getuid() == 0 {
+            try HostFacts.pinTHPBaseline(live)
+        } else if !HostFacts.current().hasTHPBaseline {
+            try Test.cancel("THP knobs differ from the baseline and changing them needs root: \(HostFacts.current().summary)")
+        }
+    }
 
     deinit {
         for (a, s) in reservations { munmap(UnsafeMutableRawPointer(bitPattern: a), s) }
@@ -106,6 +119,23 @@ enum KernelView {
         return out
     }
 
+    /// A numa_maps line with its `N<node>=<pages>` fields replaced by one
+    /// `N*=<sum>` where the first stood.
+    static func summingNodes(_ line: String) -> String {
+        var out: [Substring] = [], sum = 0, at: Int?
+        for token in line.split(separator: " ") {
+            if token.first == "N", let eq = token.firstIndex(of: "="), token[token.index(after: token.startIndex)..<eq].allSatisfy(\.isNumber),
+               let n = Int(token[token.index(after: eq)...].trimmingCharacters(in: .newlines)) {
+                sum += n
+                if at == nil { at = out.count; out.append("") }
+            } else {
+                out.append(token)
+            }
+        }
+        if let at { out[at] = "N*=\(sum)" }
+        return out.joined(separator: " ").trimmingCharacters(in: .newlines) + "\n"
+    }
+
     static func pagemap(_ m: LiveMapping) throws -> [UInt64] {
         try LiveMappings.selfPagemap(m).map(\.rawValue)
     }
@@ -121,23 +151,6 @@ enum KernelView {
 
     /// hugepages-64kB/enabled when the tests started.
     static let initialMTHP64K: String? = try? LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: 64))
-
-    /// The THP knobs as they are now.
-    static func thpSettings() -> THPSettings {
-        var s = THPSettings()
-        if let v = try? LiveMappings.readSetting(path: "\(LiveMappings.thpDirectory)/enabled"), let m = THPMode(rawValue: v) {
-            s.enabled = m
-        }
-        s.anonOrders = [:]
-        for order in 2...9 {
-            let kb = 4 << order
-            if let v = try? LiveMappings.readSetting(path: LiveMappings.mthpEnabledPath(sizeKB: kb)),
-               let m = THPOrderMode(rawValue: v) { s.anonOrders[order] = m }
-        }
-        if let v = try? LiveMappings.readSetting(path: "\(LiveMappings.thpDirectory)/shmem_enabled"),
-           let m = ShmemHugeMode(rawValue: v) { s.shmemEnabled = m }
-        return s
-    }
 }
 
 /// An address space mirroring some of this process's mappings.
@@ -145,11 +158,20 @@ final class Mirror {
     let memory: PhysicalMemory
     let mm: AddressSpace
 
+    let host: HostFacts
+
+    /// A model of this host's kernel: its paging levels, soft-dirty
+    /// tracking and huge-zero-page knob. The mirror reproduces x86-64 only
+    /// (arm64 folds contiguous PTEs the way its own memory manager decides),
+    /// so on any other host the calling test is cancelled, saying so.
     init() throws {
+        host = HostFacts.current()
+        guard host.architecture == .x86_64, let geometry = host.geometry else {
+            try Test.cancel("the live mirror models x86-64 hosts; this host: \(host.summary)")
+        }
         memory = try PhysicalMemory(budgetBytes: 1 << 30, nodes: 1, swapSlots: 1 << 16)
-        // This kernel: CONFIG_MEM_SOFT_DIRTY off, use_zero_page 1, x86-64 (no contiguous PTEs).
-        mm = try AddressSpace(geometry: .x86_64, memory: memory,
-                              options: AddressSpaceOptions(softDirty: false, useHugeZeroPage: true,
+        mm = try AddressSpace(geometry: geometry, memory: memory,
+                              options: AddressSpaceOptions(softDirty: host.softDirty, useHugeZeroPage: host.useHugeZeroPage,
                                                            foldContiguousPTEs: false, pid: Int(getpid())))
     }
 

@@ -93,7 +93,7 @@ struct ErrorAndHelpTests {
 
     /// Truncated copies of the fixture: every command that reads the
     /// snapshot exits 1, prints nothing on stdout and names the file.
-    @Test(.enabled(if: Ptwalk.pythonIdle != nil, "fixture ../shared/fixtures/snapshots/python-idle not found"))
+    @Test(.enabled(if: Ptwalk.pythonIdle != nil, "fixture Tests/Fixtures/snapshots/python-idle not found"))
     func corruptSnapshotExits1() throws {
         let fixture = try #require(Ptwalk.pythonIdle)
         let dir = Ptwalk.tempDirectory("corrupt")

@@ -5,12 +5,12 @@ import MemoryModel
 import PageWalk
 import ProcFS
 
-/// The commands on the fixture snapshot ../shared/fixtures/snapshots/python-idle
+/// The commands on the fixture snapshot Tests/Fixtures/snapshots/python-idle
 /// (a real capture of a Python interpreter), checked against the same
 /// producers in-process and against what the kernel printed.
 @Suite("ptwalk --snapshot python-idle",
        .enabled(if: Ptwalk.available, "ptwalk executable not found next to the test bundle"),
-       .enabled(if: Ptwalk.pythonIdle != nil, "fixture ../shared/fixtures/snapshots/python-idle not found"))
+       .enabled(if: Ptwalk.pythonIdle != nil, "fixture Tests/Fixtures/snapshots/python-idle not found"))
 struct FixtureSnapshotTests {
     static let dir = Ptwalk.pythonIdle ?? ""
     static let snapshot = try! SnapshotReader.read(directory: dir)

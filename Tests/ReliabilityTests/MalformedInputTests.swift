@@ -307,7 +307,7 @@ import KernelSnapshot
         }
     }
 
-    @Test(.enabled(if: CorruptSnapshotFuzzTests.fixture != nil, "fixture ../shared/fixtures/snapshots/python-idle is absent"))
+    @Test(.enabled(if: CorruptSnapshotFuzzTests.fixture != nil, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
     func corruptedSnapshotsGiveTypedErrors() throws {
         let src = try #require(Self.fixture)
         let original = try Self.load(src)

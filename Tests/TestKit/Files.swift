@@ -1,6 +1,6 @@
 import Foundation
 
-/// `<repo>/../shared/fixtures/snapshots/<name>` (a captured snapshot
+/// `<repo>/Tests/Fixtures/snapshots/<name>` (a captured snapshot
 /// fixture), found from the calling test's source file, symlinks resolved
 /// too so that a scratch package pointing here works; nil when absent
 /// (the tests that need it skip, saying so).
@@ -10,7 +10,7 @@ public func fixtureSnapshot(_ name: String, file: String = #filePath) -> String?
     if let r = realpath(testsDir, nil) { dirs.append(String(cString: r)); free(r) }
     for dir in dirs {
         let repo = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-        let candidate = repo + "/../shared/fixtures/snapshots/" + name
+        let candidate = repo + "/Tests/Fixtures/snapshots/" + name
         if FileManager.default.fileExists(atPath: candidate + "/FORMAT") { return candidate }
     }
     return nil

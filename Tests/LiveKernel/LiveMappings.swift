@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import KernelSnapshot
 
 /// A mapping created by `LiveMappings` in the current process.
 public struct LiveMapping: Hashable, Sendable, CustomStringConvertible {
@@ -53,7 +54,7 @@ public enum LiveMappingError: Error, CustomStringConvertible, Equatable, Sendabl
         }
     }
 
-    static func last(_ name: String) -> LiveMappingError {
+    public static func last(_ name: String) -> LiveMappingError {
         let e = errno
         return .syscall(name: name, errno: e, reason: String(cString: strerror(e)))
     }
@@ -426,14 +427,14 @@ public final class LiveMappings {
         return SwapArea(path: path, size: sizeMiB << 20)
     }
 
-    static func findTool(_ name: String) -> String? {
+    public static func findTool(_ name: String) -> String? {
         for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] where access("\(dir)/\(name)", X_OK) == 0 {
             return "\(dir)/\(name)"
         }
         return nil
     }
 
-    static func run(_ tool: String, _ args: [String]) -> (ok: Bool, output: String) {
+    public static func run(_ tool: String, _ args: [String]) -> (ok: Bool, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = args
