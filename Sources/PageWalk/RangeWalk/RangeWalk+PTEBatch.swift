@@ -1,0 +1,132 @@
+import MemoryModel
+import Synchronization
+
+// The PTE level: a locked table read as batches of like entries.
+extension RangeWalk.Iterator {
+    /// The next entry of the locked PTE table: a batch starting at `ptIndex`.
+    @inlinable @inline(always)
+    mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
+        let i = ptIndex
+        let w = e[i].load(ordering: .relaxed)
+        let a = ptBase &+ UInt64(truncatingIfNeeded: i) << 12
+        if w == 0 { return nonePTEs(e, i, a) }
+        if w & ptePresentBits != 0 { return presentPTE(e, i, w, a) }
+        if layout.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
+        return nonPresentPTE(e, i, w, a)
+    }
+
+    /// Swap entries from `i`: with batching, `swap_pte_batch()` — the
+    /// following PTEs that are the same word but for the next offsets.
+    @inlinable @inline(always)
+    mutating func swapPTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+        var n = 1
+        if batching {
+            let step = layout.swapOffsetStep
+            var expected = w
+            while i + n < ptEnd {
+                expected &+= step
+                if e[i + n].load(ordering: .relaxed) != expected { break }
+                n += 1
+            }
+        }
+        ptIndex = i &+ n
+        return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
+                         attributes: Self.swapAttributes(layout.swapBits(w)),
+                         content: .swap(SwapEntry(type: layout.swapType(w), offset: layout.swapOffset(w))))
+    }
+
+    /// A run of none PTEs from `i`.
+    @inlinable @inline(always)
+    mutating func nonePTEs(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ a: UInt64) -> WalkEntry {
+        var n = 1
+        if batching { while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == 0 { n += 1 } }
+        ptIndex = i &+ n
+        let content: WalkContent = ptVMAPointer == nil ? .hole(depth: geometry.realDepth(4)) : .none
+        return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: 0,
+                         attributes: [], content: content)
+    }
+
+    /// The end of `n` pages from `a`; the walk's end when they reach the
+    /// top of the address space.
+    @inlinable @inline(always)
+    func runEnd(_ a: UInt64, _ n: Int) -> UInt64 {
+        let e = a &+ UInt64(truncatingIfNeeded: n) << 12
+        return e == 0 ? end : e
+    }
+
+    @inlinable @inline(always)
+    mutating func presentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+        let pfn = layout.pfn(w)
+        // vm_normal_page(): special entries have no page, except the zero
+        // page when asked for as a folio; kernel mappings have none.
+        if w & noPageBits == 0 || (pfn == zeroPFN && zeroPageAsFolio && !isKernel),
+           let (f, isLarge) = folios.folioAndSize(containing: pfn) {
+            let page = Int(pfn &- f.pfn)
+            var n = 1
+            var merged = w
+            if batching && isLarge {
+                let (count, orBits) = folioPTEBatch(e, i, w, limit: f.pageCount - page)
+                n = count
+                merged = w | (orBits & ignoredBits)
+            }
+            ptIndex = i &+ n
+            // A whole aligned arm64 contiguous run (only a batch can be one).
+            let level: EntryLevel = n >= 16 && i & 15 == 0 && merged & layout.contiguous != 0 ? .contPTE : .pte
+            return WalkEntry(start: a, end: runEnd(a, n), level: level, count: n, vmaPointer: ptVMAPointer, raw: w,
+                             attributeWord: AttributeWord(presentWord: merged, presentSource),
+                             content: .folio(f, firstPage: page, pageCount: n))
+        }
+        ptIndex = i &+ 1
+        return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
+                         attributeWord: AttributeWord(presentWord: w, presentSource), content: .pfn(pfn))
+    }
+
+    /// `folio_pte_batch()`: how many PTEs from `i` map the next pages of
+    /// the same folio (at most `limit`) with no difference but the
+    /// ignored bits, and those bits or-ed over the run.
+    /// (`mutating` only so that the iterator is passed by reference:
+    /// a non-mutating call copied the whole iterator per batch.)
+    @usableFromInline
+    mutating func folioPTEBatch(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, limit folioLeft: Int) -> (Int, UInt64) {
+        let limit = Swift.min(ptEnd - i, folioLeft)
+        let keep = ~ignoredBits
+        var expected = w
+        var orBits = w
+        var n = 1
+        while n < limit {
+            expected &+= 1 << 12
+            let w2 = e[i + n].load(ordering: .relaxed)
+            if (w2 ^ expected) & keep != 0 { break }
+            orBits |= w2
+            n += 1
+        }
+        return (n, orBits)
+    }
+
+    @usableFromInline
+    mutating func nonPresentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+        let leaf = SoftLeafEntry(decoding: w, layout: layout)
+        var n = 1
+        if batching {
+            switch leaf.leaf {
+            case .swap(let s):
+                // swap_pte_batch(): consecutive offsets, same type and bits.
+                while i + n < ptEnd {
+                    let w2 = e[i + n].load(ordering: .relaxed)
+                    guard w2 != 0, !layout.isPresent(w2, .pte) else { break }
+                    let next = SoftLeafEntry(decoding: w2, layout: layout)
+                    guard next.bits == leaf.bits,
+                          case .swap(let s2) = next.leaf, s2.type == s.type, s2.offset == s.offset + UInt64(n) else { break }
+                    n += 1
+                }
+            case .marker:
+                while i + n < ptEnd && e[i + n].load(ordering: .relaxed) == w { n += 1 }
+            default:
+                break
+            }
+        }
+        ptIndex = i &+ n
+        return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
+                         attributes: Self.swapAttributes(leaf.bits), content: content(of: leaf.leaf, offset: 0))
+    }
+}
