@@ -227,7 +227,7 @@ func rawFloor(_ s: ModelSpace) -> Int {
     let mm = s.mm
     let g = mm.geometry
     let layout = g.layout
-    let levels = mm.entryLevels
+    let levels = mm.tableLevels
     var folios = MemmapCursor(mm.memory)
     var found = 0
     let pmdSpan = g.entrySize(.pmd)
@@ -238,10 +238,10 @@ func rawFloor(_ s: ModelSpace) -> Int {
         var table = mm.root
         var ptes: UnsafeMutablePointer<Atomic<UInt64>>? = nil
         for level in levels.dropLast() {
-            let w = mm.tables.entries(table)[g.tableIndex(a, level)].load(ordering: .relaxed)
+            let w = mm.memory.tables.entries(table)[g.tableIndex(a, level)].load(ordering: .relaxed)
             guard layout.isTable(w, level) else { break }
             table = mm.lowerTable(w)
-            if mm.tables.level(table) == .pte { ptes = mm.tables.entries(table); break }
+            if mm.memory.tables.level(table) == .pte { ptes = mm.memory.tables.entries(table); break }
         }
         let next = Swift.min((a & ~(pmdSpan - 1)) &+ pmdSpan, s.span.upperBound)
         if let e = ptes {

@@ -1,4 +1,4 @@
-/// One /proc/<pid>/pagemap word (one virtual page), decoded per FORMATS.md.
+/// One /proc/<pid>/pagemap word (one virtual page), decoded as docs/FORMATS.md describes.
 public struct PagemapWord: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }

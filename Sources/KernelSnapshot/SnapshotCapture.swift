@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Captures live processes into a snapshot directory (SNAPSHOT.md, format v1).
+/// Captures live processes into a snapshot directory (docs/SNAPSHOT.md, format v1).
 ///
 /// Per process the order is: cmdline, status, then maps, smaps and — straight
 /// after smaps, with nothing allocated in between — pagemap; the attempt is

@@ -1,3 +1,4 @@
+import MemoryModel
 /// The FORMAT file of a snapshot.
 public struct SnapshotFormat: Hashable, Sendable {
     public var version: Int
@@ -53,7 +54,7 @@ public struct SnapshotField: Hashable, Sendable {
 }
 
 /// One line of /proc/<pid>/maps (also the header of each smaps block).
-public struct MapsLine: Hashable, Sendable, CustomStringConvertible {
+public struct MapsLine: AddressRanged, Hashable, Sendable, CustomStringConvertible {
     public var start: UInt64
     public var end: UInt64
     /// The four permission characters, e.g. `rw-p`.
@@ -250,14 +251,7 @@ public struct ProcessSnapshot: Sendable {
     }
 
     /// Index of the VMA containing `address`, by binary search.
-    public func vmaIndex(containing address: UInt64) -> Int? {
-        var lo = 0, hi = maps.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if maps[mid].end <= address { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < maps.count && maps[lo].start <= address ? lo : nil
-    }
+    public func vmaIndex(containing address: UInt64) -> Int? { maps.index(containing: address) }
 
     /// The pagemap word for the page holding `address`, nil outside every VMA.
     public func pagemapWord(at address: UInt64) -> PagemapWord? {
@@ -295,13 +289,12 @@ public struct Snapshot: Sendable {
     }
 
     /// The record for `pfn`, by binary search.
-    public func record(pfn: UInt64) -> KPageFlagsRecord? {
-        var lo = 0, hi = kpageflags.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if kpageflags[mid].pfn < pfn { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < kpageflags.count && kpageflags[lo].pfn == pfn ? kpageflags[lo] : nil
+    public func record(pfn: UInt64) -> KPageFlagsRecord? { recordIndex(pfn: pfn).map { kpageflags[$0] } }
+
+    /// The index of the record for `pfn`, by binary search.
+    public func recordIndex(pfn: UInt64) -> Int? {
+        let i = kpageflags.partitionPoint { $0.pfn >= pfn }
+        return i < kpageflags.count && kpageflags[i].pfn == pfn ? i : nil
     }
 
     public func process(pid: Int32) -> ProcessSnapshot? { processes.first { $0.pid == pid } }

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Parses a snapshot directory (SNAPSHOT.md, format v1) into plain values,
+/// Parses a snapshot directory (docs/SNAPSHOT.md, format v1) into plain values,
 /// validating sizes, order and the agreement of maps with smaps.
 public enum SnapshotReader {
     public static let formatMagic = "pagewalk-snapshot"

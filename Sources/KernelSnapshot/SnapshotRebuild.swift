@@ -179,15 +179,7 @@ final class RebuildSession {
         }
     }
 
-    func recordIndex(_ pfn: UInt64) -> Int? {
-        let recs = snap.kpageflags
-        var lo = 0, hi = recs.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if recs[mid].pfn < pfn { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < recs.count && recs[lo].pfn == pfn ? lo : nil
-    }
+    func recordIndex(_ pfn: UInt64) -> Int? { snap.recordIndex(pfn: pfn) }
 
     func folioIndex(_ pfn: UInt64) -> Int? { recordIndex(pfn).map { folioOfRecord[$0] } }
 

@@ -19,7 +19,7 @@ struct LevelAccess {
         self.mm = mm
         geometry = mm.geometry
         architecture = mm.geometry.architecture
-        tables = mm.tables
+        tables = mm.memory.tables
         trivialPGD = mm.geometry.hasTrivialEntries(.pgd)
         trivialP4D = mm.geometry.hasTrivialEntries(.p4d)
         trivialPUD = mm.geometry.hasTrivialEntries(.pud)
@@ -36,7 +36,7 @@ struct LevelAccess {
     /// space's own root table.
     @inline(__always)
     func pgdSlot(_ addr: UInt64, root: TableID?) -> EntrySlot {
-        EntrySlot(root ?? mm.root, geometry.index(addr, at: .pgd), mm.entryLevels[0])
+        EntrySlot(root ?? mm.root, geometry.index(addr, at: .pgd), mm.tableLevels[0])
     }
 
     /// `p4d_offset()`, `pud_offset()`, `pmd_offset()`, `pte_offset()`: a

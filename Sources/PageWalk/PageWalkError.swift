@@ -1,4 +1,13 @@
 import MemoryModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `ERESTARTNOINTR`: the kernel's own errno (include/linux/errno.h), never
+/// seen by user space: the syscall is restarted instead.
+public let ERESTARTNOINTR: Int32 = 513
 
 /// Why a walk did not run or did not finish.
 ///
@@ -39,12 +48,12 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The kernel's return value for this failure (negative errno).
     public var errno: Int32 {
         switch self {
-        case .invalidRange, .installNotPermitted, .hugetlbInstall, .wrongAddressSpace, .invalidVMA: return -22
-        case .allocationFailed, .unmapped: return -12
-        case .lockNotHeld: return -35   // -EDEADLK: no errno in the kernel, lockdep warns
+        case .invalidRange, .installNotPermitted, .hugetlbInstall, .wrongAddressSpace, .invalidVMA: return -EINVAL
+        case .allocationFailed, .unmapped: return -ENOMEM
+        case .lockNotHeld: return -EDEADLK   // no errno in the kernel: lockdep warns
         case .handlerError(let e): return e
-        case .model: return -22
-        case .restartSyscall: return -513
+        case .model: return -EINVAL
+        case .restartSyscall: return -ERESTARTNOINTR
         }
     }
 

@@ -120,7 +120,7 @@ public enum NumaMaps {
             var dirty = PTE(rawValue: w, architecture: layout.architecture).isDirty
             let entries = mm.hugetlbEntryShape(forSize: vma.hugePageSize).entries
             if entries > 1 {
-                let base = mm.tables.entries(p.slot.table) + p.slot.index
+                let base = mm.memory.tables.entries(p.slot.table) + p.slot.index
                 for k in 1..<entries where PTE(rawValue: (base + k).pointee.load(ordering: .relaxed),
                                                   architecture: layout.architecture).isDirty { dirty = true }
             }

@@ -221,8 +221,9 @@ public final class ReferenceProcess: @unchecked Sendable {
 /// slots with abstract identities, page caches and the KSM stable tree. No
 /// page tables are used; counts are derived from the page states.
 ///
-/// Driven by the same high-level operations as `AddressSpace` (see
-/// ReferenceModel+Operations.swift); compared with the real address spaces by
+/// Driven by the same high-level operations as `AddressSpace` (each in the
+/// ReferenceModel+Concern.swift file named like the model's
+/// AddressSpace+Concern.swift); compared with the real address spaces by
 /// `ReferenceChecker`.
 public final class ReferenceModel: @unchecked Sendable {
     public let geometry: Geometry

@@ -1,3 +1,4 @@
+import MemoryModel
 // Cross-value validation of a decoded scenario: unique pids and a coherent
 // fork graph, non-overlapping VMAs, and a dry run of every op list against a
 // light model of each process's VMA layout (kind, perms, a few flags), so that
@@ -8,7 +9,7 @@
 
 /// A stretch of one VMA as the dry run sees it. `origin` is the JSON path of
 /// the VMA it came from (in the parent, for inherited ones).
-struct Segment {
+struct Segment: AddressRanged {
     var start: UInt64
     var end: UInt64
     var perms: VMASpec.Permissions
@@ -29,19 +30,7 @@ struct Layout {
     var segments: [Segment]
 
     /// Index of the segment containing `address`.
-    func index(containing address: UInt64) -> Int? {
-        var low = 0
-        var high = segments.count
-        while low < high {
-            let mid = (low + high) / 2
-            if segments[mid].end <= address {
-                low = mid + 1
-            } else {
-                high = mid
-            }
-        }
-        return low < segments.count && segments[low].start <= address ? low : nil
-    }
+    func index(containing address: UInt64) -> Int? { segments.index(containing: address) }
 
     /// The segments that cover `range` without gaps, or the first address
     /// no segment covers.

@@ -239,7 +239,7 @@ import MemoryModel
             return 0
         })
         // PUD, PMD and the first PTE table succeed; the second PTE table fails.
-        mm.tables.injectAllocationFailure(after: 4)
+        mm.memory.tables.injectAllocationFailure(after: 4)
         var installed = 0
         #expect(throws: PageWalkError.self) {
             try locked(mm) { () throws(PageWalkError) in try walkPageRangeMM(mm, mb2, 4 * mb2, ops: ops, private: &installed) }
@@ -251,7 +251,7 @@ import MemoryModel
         let c = mm.counterSnapshot
         #expect(c.pudTables == 1 && c.pmdTables == 1 && c.pteTables == 1)
         let s = AddressSpaceProbe.pmdSlot(mm, mb2)
-        #expect(mm.tables.usedEntries(mm.lowerTable(mm.entry(at: s))) == 512)
+        #expect(mm.memory.tables.usedEntries(mm.lowerTable(mm.entry(at: s))) == 512)
         // Walking again installs only what is missing.
         installed = 0
         let r = try locked(mm) { () throws(PageWalkError) in try walkPageRangeMM(mm, mb2, 4 * mb2, ops: ops, private: &installed) }
@@ -321,7 +321,7 @@ import MemoryModel
         let mm = try twoTables()
         var ops = MMWalkOps<WalkLog>()
         ops.pmdEntry = { p, _, _, walk in
-            let tables = walk.mm.tables
+            let tables = walk.mm.memory.tables
             if p.entry.isTable && tables.lock(walk.mm.lowerTable(p.rawValue)).isHeldByCurrentThread {
                 walk.privateData.violations.append("pmd_entry under the PTE lock")
             }
@@ -331,7 +331,7 @@ import MemoryModel
             return 0
         }
         ops.pteEntry = { p, a, _, walk in
-            if !walk.mm.tables.lock(p.slot.table).isHeldByCurrentThread {
+            if !walk.mm.memory.tables.lock(p.slot.table).isHeldByCurrentThread {
                 walk.privateData.violations.append("pte_entry at \(a) without the PTE lock")
             }
             walk.privateData.ptes.append((a, p.rawValue))
@@ -357,7 +357,7 @@ import MemoryModel
         var ops = loggingOps(pmd: true, pud: true)
         let logPTE = ops.pteEntry!
         ops.pteEntry = { p, a, n, walk in
-            if walk.mm.tables.lock(p.slot.table).isHeldByCurrentThread { walk.privateData.violations.append("locked") }
+            if walk.mm.memory.tables.lock(p.slot.table).isHeldByCurrentThread { walk.privateData.violations.append("locked") }
             return logPTE(p, a, n, &walk)
         }
         var log = WalkLog()
@@ -421,7 +421,7 @@ import MemoryModel
 enum AddressSpaceProbe {
     static func pmdSlot(_ mm: AddressSpace, _ addr: UInt64) -> EntrySlot {
         var table = mm.root
-        for lv in mm.entryLevels {
+        for lv in mm.tableLevels {
             let s = EntrySlot(table, mm.geometry.tableIndex(addr, lv), lv)
             if lv == .pmd { return s }
             table = mm.lowerTable(mm.entry(at: s))

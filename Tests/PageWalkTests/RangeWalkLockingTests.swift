@@ -9,9 +9,9 @@ import TestKit
 /// The table holding the PMD entry for `address`.
 func pmdTable(_ mm: AddressSpace, _ address: UInt64) -> TableID? {
     var table = mm.root
-    for level in mm.entryLevels {
+    for level in mm.tableLevels {
         if level == .pmd { return table }
-        let w = mm.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .relaxed)
+        let w = mm.memory.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .relaxed)
         guard mm.geometry.layout.isTable(w, level) else { return nil }
         table = mm.lowerTable(w)
     }
@@ -34,29 +34,29 @@ struct StopWalk: Error {}
         let mm = try populated()
         let first = try #require(pteTable(mm, 0x4000_0000))
         let second = try #require(pteTable(mm, 0x4020_0000))
-        let thpLock = mm.tables.lock(try #require(pmdTable(mm, 0x4040_0000)))
+        let thpLock = mm.memory.tables.lock(try #require(pmdTable(mm, 0x4040_0000)))
         var seen = 0
         try mm.withMmapReadLock { lock in
             for entry in try mm.walk(0x4000_0000..<0x4080_0000, lock: lock) {
                 seen += 1
                 switch entry.start {
                 case 0x4000_0000..<0x4020_0000:
-                    #expect(mm.tables.lock(first).isHeldByCurrentThread)
-                    #expect(!mm.tables.lock(second).isLocked)
+                    #expect(mm.memory.tables.lock(first).isHeldByCurrentThread)
+                    #expect(!mm.memory.tables.lock(second).isLocked)
                 case 0x4020_0000..<0x4040_0000:
-                    #expect(mm.tables.lock(second).isHeldByCurrentThread)
-                    #expect(!mm.tables.lock(first).isLocked)
+                    #expect(mm.memory.tables.lock(second).isHeldByCurrentThread)
+                    #expect(!mm.memory.tables.lock(first).isLocked)
                 case 0x4040_0000..<0x4060_0000:
                     // The PMD leaf is handled under its PMD lock.
                     #expect(entry.level == .pmd)
                     #expect(thpLock.isHeldByCurrentThread)
-                    #expect(!mm.tables.lock(second).isLocked)
+                    #expect(!mm.memory.tables.lock(second).isLocked)
                 default:
                     // A none PMD: no table, no lock.
-                    #expect(!mm.tables.lock(first).isLocked && !mm.tables.lock(second).isLocked && !thpLock.isLocked)
+                    #expect(!mm.memory.tables.lock(first).isLocked && !mm.memory.tables.lock(second).isLocked && !thpLock.isLocked)
                 }
             }
-            #expect(!mm.tables.lock(first).isLocked && !mm.tables.lock(second).isLocked && !thpLock.isLocked)
+            #expect(!mm.memory.tables.lock(first).isLocked && !mm.memory.tables.lock(second).isLocked && !thpLock.isLocked)
         }
         #expect(seen >= 5)
     }
@@ -66,10 +66,10 @@ struct StopWalk: Error {}
         let t = try #require(pteTable(mm, 0x4000_0000))
         try mm.withMmapReadLock { lock in
             for _ in try mm.walk(0x4000_0000..<0x4080_0000, lock: lock) {
-                #expect(mm.tables.lock(t).isLocked)
+                #expect(mm.memory.tables.lock(t).isLocked)
                 break
             }
-            #expect(!mm.tables.lock(t).isLocked)
+            #expect(!mm.memory.tables.lock(t).isLocked)
 
             func firstPresent() throws -> WalkEntry? {
                 for e in try mm.walk(0x4000_0000..<0x4080_0000, lock: lock) {
@@ -78,12 +78,12 @@ struct StopWalk: Error {}
                 return nil
             }
             #expect(try firstPresent() != nil)
-            #expect(!mm.tables.lock(t).isLocked)
+            #expect(!mm.memory.tables.lock(t).isLocked)
 
             #expect(throws: StopWalk.self) {
                 for _ in try mm.walk(0x4000_0000..<0x4080_0000, lock: lock) { throw StopWalk() }
             }
-            #expect(!mm.tables.lock(t).isLocked)
+            #expect(!mm.memory.tables.lock(t).isLocked)
         }
     }
 
@@ -91,7 +91,7 @@ struct StopWalk: Error {}
         let mm = try makeSpace()
         let vma = try mm.mmap(start: 0x4000_0000, end: 0x4040_0000, access: [.read, .write], kind: .hugetlb(pageSize: 2 << 20, file: nil))
         try mm.populateHugetlb(0x4000_0000, 0x4020_0000)
-        let pmdLock = mm.tables.lock(try #require(pmdTable(mm, 0x4000_0000)))
+        let pmdLock = mm.memory.tables.lock(try #require(pmdTable(mm, 0x4000_0000)))
         try mm.withMmapReadLock { lock in
             var n = 0
             for e in try mm.walk(0x4000_0000..<0x4040_0000, lock: lock) {

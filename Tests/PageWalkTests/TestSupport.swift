@@ -70,10 +70,10 @@ func loggingOps(pmd: Bool = false, pud: Bool = false) -> MMWalkOps<WalkLog> {
 /// The slot holding `level` entries for `addr`, allocating tables above it.
 func slotAllocating(_ mm: AddressSpace, _ addr: UInt64, _ level: PageTableLevel) throws -> EntrySlot {
     var table = mm.root
-    for lv in mm.entryLevels {
+    for lv in mm.tableLevels {
         let s = EntrySlot(table, mm.geometry.tableIndex(addr, lv), lv)
         if lv == level { return s }
-        table = mm.lowerTable(try mm.allocateLowerTable(at: s))
+        table = mm.lowerTable(try mm.installTable(at: s))
     }
     fatalError("no \(level) entries in \(mm.geometry)")
 }

@@ -207,7 +207,7 @@ import ProcFS
                                 close()
                                 table = base
                                 count = 0
-                                guard let pt = pteTable(mm, entry.start), mm.tables.lock(pt).isHeldByCurrentThread else {
+                                guard let pt = pteTable(mm, entry.start), mm.memory.tables.lock(pt).isHeldByCurrentThread else {
                                     stats.violation("range walk: the PTE lock of \(hx(base)) is not held by the walker")
                                     continue
                                 }
@@ -241,7 +241,7 @@ import ProcFS
                     walk.privateData.count = 0
                     walk.privateData.tables += 1
                 }
-                if !walk.mm.tables.lock(p.slot.table).isHeldByCurrentThread {
+                if !walk.mm.memory.tables.lock(p.slot.table).isHeldByCurrentThread {
                     walk.privateData.problems.append("callback walk: pte_entry at \(hx(addr)) without the PTE lock")
                 }
                 let w = p.rawValue

@@ -4,8 +4,8 @@ import MemoryModel
 /// model's public primitives (tests that lock or replace a table by hand).
 public func pteTable(_ mm: AddressSpace, _ address: UInt64) -> TableID? {
     var table = mm.root
-    for level in mm.entryLevels {
-        let w = mm.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .acquiring)
+    for level in mm.tableLevels {
+        let w = mm.memory.tables.entries(table)[mm.geometry.tableIndex(address, level)].load(ordering: .acquiring)
         if level == .pmd {
             return mm.geometry.layout.isTable(w, .pmd) ? mm.lowerTable(w) : nil
         }

@@ -353,7 +353,7 @@ extension AddressSpace {
         }
         if write && w & layout.write == 0 {
             l.unlock()
-            try splitPMD(s)       // COW of a THP happens per page after a split
+            try splitHugePMD(at: s)       // COW of a THP happens per page after a split
             return false
         }
         var new = w | layout.young

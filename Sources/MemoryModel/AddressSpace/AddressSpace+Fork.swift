@@ -179,7 +179,7 @@ extension AddressSpace {
     /// `copy_hugetlb_page_range()` for a private hugetlb VMA: the huge pages
     /// become shared copy-on-write.
     private func copyHugetlb(_ vma: VMA, into child: AddressSpace) throws(ModelError) {
-        let (level, count) = hugetlbShape(vma.hugePageSize)
+        let (level, count) = hugetlbEntryShape(forSize: vma.hugePageSize)
         let cow = isCOW(vma)
         var a = vma.start
         while a < vma.end {

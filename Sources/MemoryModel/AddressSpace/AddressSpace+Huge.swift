@@ -15,7 +15,7 @@ extension AddressSpace {
 
     /// Splits the PMD leaf (or PMD migration entry) at `s` into a PTE table
     /// mapping the same pages (`__split_huge_pmd()`); the folio stays large.
-    func splitPMD(_ s: EntrySlot) throws(ModelError) {
+    package func splitHugePMD(at s: EntrySlot) throws(ModelError) {
         let l = lock(forEntriesOf: s.table, level: .pmd)
         let table = try arena.allocate(level: .pte)
         l.lock()
@@ -74,7 +74,7 @@ extension AddressSpace {
         let w = load(s)
         guard w != 0, !layout.isTable(w, .pmd) else { return }
         if layout.isPresent(w, .pmd), let f = memory.folio(containing: layout.pfn(w)), f.isHugetlb { return }
-        try splitPMD(s)
+        try splitHugePMD(at: s)
     }
 
     /// Populates `[start, end)` of a private anonymous VMA with PMD THPs
@@ -218,7 +218,7 @@ extension AddressSpace {
     }
 
     /// How a hugetlb size is mapped: the entry level and how many entries.
-    func hugetlbShape(_ size: UInt64) -> (level: PageTableLevel, entries: Int) {
+    package func hugetlbEntryShape(forSize size: UInt64) -> (level: PageTableLevel, entries: Int) {
         switch size {
         case 64 << 10: return (.pte, 16)
         case 2 << 20: return (.pmd, 1)
@@ -237,7 +237,7 @@ extension AddressSpace {
         }
         vma.hugetlbLock.lockRead()
         defer { vma.hugetlbLock.unlockRead() }
-        let (level, count) = hugetlbShape(size)
+        let (level, count) = hugetlbEntryShape(forSize: size)
         let order = (size / 4096).trailingZeroBitCount
         var a = start
         while a < end {
@@ -304,7 +304,7 @@ extension AddressSpace {
                   load(s) != 0, !layout.isTable(load(s), .pmd) else {
                 throw .invalidArgument(name: "address", reason: "\(hex(address)) is not mapped by a PMD leaf")
             }
-            try splitPMD(s)
+            try splitHugePMD(at: s)
         }
     }
 

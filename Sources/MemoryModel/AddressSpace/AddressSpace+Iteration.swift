@@ -31,7 +31,7 @@ extension AddressSpace {
                 afterTable(t, pmdSlot)
             case .pmdEntry(let s):
                 if try pmd(s, a, next) == .split {
-                    try splitPMD(s)
+                    try splitHugePMD(at: s)
                     continue
                 }
             case .blocked(let s):
@@ -95,7 +95,7 @@ extension AddressSpace {
                 guard mm.layout.isPresent(w, .pmd) else { return }
                 let offset = (address >> 12) & 511
                 guard mm.layout.pfn(w) + offset == pfn else { return }
-                try mm.splitPMD(s)
+                try mm.splitHugePMD(at: s)
             case .blocked, .absent:
                 return
             }

@@ -133,7 +133,7 @@ extension AddressSpace {
             let page4k = address & ~4095
             if case .slot(let s)? = try? slot(page4k, at: .pmd, allocate: false), load(s) != 0,
                !layout.isTable(load(s), .pmd) {
-                try splitPMD(s)
+                try splitHugePMD(at: s)
             }
             guard case .present(_, let raw, let pfn) = translate(page4k), !layout.isSpecialPTE(raw),
                   var page = memory.page(pfn) else {

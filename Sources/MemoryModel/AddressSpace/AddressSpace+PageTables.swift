@@ -81,7 +81,7 @@ extension AddressSpace {
     /// an arm64 contiguous block first when the entry being replaced is part
     /// of one (`contpte_try_unfold()`).
     @inline(__always)
-    func storePTE(_ table: TableID, _ i: Int, _ new: UInt64) {
+    package func storePTE(_ table: TableID, _ i: Int, _ new: UInt64) {
         let e = arena.entries(table)
         let old = e[i].load(ordering: .relaxed)
         if layout.contiguous != 0 && old & layout.contiguous != 0 && layout.isPresent(old, .pte) {
@@ -138,7 +138,7 @@ extension AddressSpace {
     /// `__pmd_alloc()` …), under the lock the kernel uses; returns the
     /// entry now in the slot (another thread may have won the race).
     @discardableResult
-    func installTable(at s: EntrySlot) throws(ModelError) -> UInt64 {
+    package func installTable(at s: EntrySlot) throws(ModelError) -> UInt64 {
         let l = lock(forEntriesOf: s.table, level: s.level)
         l.lock()
         defer { l.unlock() }

@@ -86,7 +86,7 @@ extension AddressSpace {
     }
 
     private func changeHugetlbProtection(_ vma: VMA) throws(ModelError) {
-        let (level, count) = hugetlbShape(vma.hugePageSize)
+        let (level, count) = hugetlbEntryShape(forSize: vma.hugePageSize)
         var a = vma.start
         while a < vma.end {
             defer { a += vma.hugePageSize }

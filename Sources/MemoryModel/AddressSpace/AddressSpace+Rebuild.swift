@@ -21,7 +21,8 @@ import Synchronization
 //
 // The zero page and PFN-mapped (no struct page) entries take no counts, as
 // in the kernel. None of these take the mmap lock: they run on an address
-// space nobody else can see yet.
+// space nobody else can see yet. They are `package`: only the snapshot
+// rebuild (a sibling module) places captured state.
 
 extension PhysicalMemory {
     /// Places a folio of `order` at frame `pfn` (a captured PFN), charged to
@@ -30,7 +31,7 @@ extension PhysicalMemory {
     /// Throws when a folio already covers any of its frames, when the frames
     /// reach the page-table frames, or when `pfn` is not aligned to the order.
     @discardableResult
-    public func adoptFolio(pfn: UInt64, order: Int, node: Int, flags: PageFlags, refcount: Int) throws(ModelError) -> Folio {
+    package func adoptFolio(pfn: UInt64, order: Int, node: Int, flags: PageFlags, refcount: Int) throws(ModelError) -> Folio {
         guard (0...18).contains(order) else { throw .invalidArgument(name: "order", reason: "\(order) is not in 0…18") }
         guard (0..<nodeCount).contains(node) else {
             throw .invalidArgument(name: "node", reason: "node \(node) does not exist (\(nodeCount) nodes)")
@@ -50,7 +51,7 @@ extension PhysicalMemory {
     /// Records `folio` as the swap-cache folio of swap slot `offset` (type 0)
     /// and sets its swapcache flag; the slot is marked in use. The caller
     /// adds the references the cache holds.
-    public func placeInSwapCache(_ folio: Folio, page: Int = 0, offset: UInt64) throws(ModelError) {
+    package func placeInSwapCache(_ folio: Folio, page: Int = 0, offset: UInt64) throws(ModelError) {
         try swap.adopt(Int(offset), references: 0)
         swap.setCache(Int(offset), folio.pfn + UInt64(page))
         folio.setFlags(.swapCache, true)
@@ -59,10 +60,10 @@ extension PhysicalMemory {
 
 extension Folio {
     /// Sets (or clears) folio-wide flags as captured (`kpageflags`).
-    public func setCapturedFlags(_ f: PageFlags, _ on: Bool = true) { setFlags(f.subtracting(.perPage), on) }
+    package func setCapturedFlags(_ f: PageFlags, _ on: Bool = true) { setFlags(f.subtracting(.perPage), on) }
 
     /// Sets (or clears) per-page flags (`PageAnonExclusive`, hwpoison) of page `index`.
-    public func setCapturedPageFlags(_ index: Int, _ f: PageFlags, _ on: Bool = true) {
+    package func setCapturedPageFlags(_ index: Int, _ f: PageFlags, _ on: Bool = true) {
         precondition(index >= 0 && index < pageCount, "page index out of the folio")
         setPageFlags(index, f.intersection(.perPage), on)
     }
@@ -72,7 +73,7 @@ extension Folio {
     /// reference each mapping holds, so that `page_mapcount()` answers as the
     /// captured kernel did. They are never unmapped: the folio stays
     /// allocated.
-    public func addExternalMappings(page index: Int, count: Int) {
+    package func addExternalMappings(page index: Int, count: Int) {
         precondition(index >= 0 && index < pageCount, "page index out of the folio")
         guard count > 0 else { return }
         addPTEMappings(first: index, count: 1, delta: Int32(count))
@@ -81,14 +82,14 @@ extension Folio {
 
     /// Adds `count` references that no mapping holds (page cache, swap
     /// cache, the kernel's own reference on a special page).
-    public func addCapturedReferences(_ count: Int) { if count != 0 { addRef(count) } }
+    package func addCapturedReferences(_ count: Int) { if count != 0 { addRef(count) } }
 }
 
 extension FileObject {
     /// Places frame `pfn` in the page cache at page `index`. Returns the
     /// frame already cached there when it differs (nothing is changed then).
     @discardableResult
-    public func placeCaptured(index: UInt64, pfn: UInt64) -> UInt64? {
+    package func placeCaptured(index: UInt64, pfn: UInt64) -> UInt64? {
         withCache { c in
             if let old = c[index], old != pfn { return old }
             c[index] = pfn
@@ -104,7 +105,7 @@ extension AddressSpace {
     /// only when `gateArea` is set (x86-64 `[vsyscall]`, the kernel's gate
     /// VMA, which /proc prints after the last VMA).
     @discardableResult
-    public func insertCapturedVMA(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
+    package func insertCapturedVMA(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
                                   hugePageSize: UInt64 = 0, policy: MemoryPolicy = .default, protectionKey: Int = 0,
                                   hasAnonVMA: Bool = false, gateArea: Bool = false) throws(ModelError) -> VMA {
         try checkAlive()
@@ -150,7 +151,7 @@ extension AddressSpace {
     /// RSS counter of its folio; the zero page, and a frame with no folio
     /// (a PFN mapping), take nothing — pass `.special` for them. The PTE
     /// must be none.
-    public func mapCapturedPage(at address: UInt64, pfn: UInt64, attributes: LeafAttributes) throws(ModelError) {
+    package func mapCapturedPage(at address: UInt64, pfn: UInt64, attributes: LeafAttributes) throws(ModelError) {
         try checkAlive()
         let (t, i) = try capturedPTESlot(address)
         defer { arena.lock(t).unlock() }
@@ -172,7 +173,7 @@ extension AddressSpace {
     /// PMD leaf: one entire mapcount and one reference, RSS for all its
     /// pages, and the PTE table the kernel deposits for anonymous THPs. The
     /// PMD must be none (no PTE table under it either).
-    public func mapCapturedPMD(at address: UInt64, folio: Folio, attributes: LeafAttributes) throws(ModelError) {
+    package func mapCapturedPMD(at address: UInt64, folio: Folio, attributes: LeafAttributes) throws(ModelError) {
         try checkAlive()
         guard address % AddressSpace.pmdSize == 0 else { throw .unaligned(name: "PMD address", value: address, alignment: AddressSpace.pmdSize) }
         guard folio.pageCount == AddressSpace.pmdPages else {
@@ -199,7 +200,7 @@ extension AddressSpace {
     /// Maps hugetlb `folio` at `address` in the hugetlb VMA there, with the
     /// leaves its size needs (PMD, PUD, or 16 contiguous entries on arm64):
     /// one entire mapcount, one reference, and the hugetlb usage.
-    public func mapCapturedHugetlb(at address: UInt64, folio: Folio, attributes: LeafAttributes) throws(ModelError) {
+    package func mapCapturedHugetlb(at address: UInt64, folio: Folio, attributes: LeafAttributes) throws(ModelError) {
         try checkAlive()
         guard let vma = vma(containing: address), vma.isHugetlb else {
             throw .wrongVMAKind(address: address, reason: "not a hugetlb VMA")
@@ -209,7 +210,7 @@ extension AddressSpace {
         guard folio.size == size else {
             throw .invalidArgument(name: "folio", reason: "\(folio.size) bytes, the VMA's huge pages are \(size)")
         }
-        let (level, count) = hugetlbShape(size)
+        let (level, count) = hugetlbEntryShape(forSize: size)
         let s: EntrySlot
         if level == .pte {
             let (t, i) = try capturedPTESlot(address)
@@ -246,7 +247,7 @@ extension AddressSpace {
     /// - a marker (guard, uffd-wp, poisoned) and a hwpoison entry take nothing.
     /// Device-private and device-exclusive entries are refused: the capture
     /// cannot tell their device pages.
-    public func installCapturedSoftLeaf(at address: UInt64, _ entry: SoftLeafEntry) throws(ModelError) {
+    package func installCapturedSoftLeaf(at address: UInt64, _ entry: SoftLeafEntry) throws(ModelError) {
         try checkAlive()
         switch entry.leaf {
         case .swap(let s):

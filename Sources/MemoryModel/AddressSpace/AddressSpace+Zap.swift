@@ -235,7 +235,7 @@ extension AddressSpace {
         }
         vma.hugetlbLock.lockWrite()
         defer { vma.hugetlbLock.unlockWrite() }
-        let (level, count) = hugetlbShape(size)
+        let (level, count) = hugetlbEntryShape(forSize: size)
         var a = start
         while a < end {
             defer { a += size }

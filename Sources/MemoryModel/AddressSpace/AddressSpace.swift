@@ -85,7 +85,8 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     @usableFromInline let arena: TableArena
     @usableFromInline let layout: EntryLayout
-    @usableFromInline let tableLevels: [PageTableLevel]
+    /// For each real table, root first, the level of the entries it holds.
+    @usableFromInline package let tableLevels: [PageTableLevel]
 
     /// Creates an empty address space on `memory`.
     public init(geometry: Geometry, memory: PhysicalMemory, options: AddressSpaceOptions = .init(),
@@ -189,24 +190,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         return vmaList[i]
     }
 
-    func vmaIndex(containing address: UInt64) -> Int? {
-        var lo = 0, hi = vmaList.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if vmaList[mid].end <= address { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < vmaList.count && vmaList[lo].start <= address ? lo : nil
-    }
+    func vmaIndex(containing address: UInt64) -> Int? { vmaList.index(containing: address) }
 
     /// Index of the first VMA ending after `address`.
-    func firstVMAIndex(endingAfter address: UInt64) -> Int {
-        var lo = 0, hi = vmaList.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if vmaList[mid].end <= address { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
+    func firstVMAIndex(endingAfter address: UInt64) -> Int { vmaList.firstIndex(endingAfter: address) }
 
     /// VMAs intersecting `[start, end)`, in order.
     public func vmas(intersecting start: UInt64, _ end: UInt64) -> ArraySlice<VMA> {

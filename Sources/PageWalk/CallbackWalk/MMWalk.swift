@@ -38,6 +38,6 @@ public struct MMWalk<Private> {
     /// as `pte_clear()`). The walker holds the PTE table lock while
     /// `pte_entry` runs on walks with a VMA.
     public func setPTE(_ pointer: EntryPointer<PTE>, _ value: PTE) {
-        mm.setPTE(pointer.slot.table, pointer.slot.index, value.rawValue)
+        mm.storePTE(pointer.slot.table, pointer.slot.index, value.rawValue)
     }
 }

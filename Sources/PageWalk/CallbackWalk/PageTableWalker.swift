@@ -1,4 +1,9 @@
 import MemoryModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The engine of one callback walk: models the static functions of the
 /// kernel's mm/pagewalk.c — one method per level (`walk_pgd_range()` …
@@ -19,8 +24,8 @@ struct PageTableWalker<Private> {
     let depthP4D: Int32, depthPUD: Int32, depthPMD: Int32
 
     static var pageSize: UInt64 { Geometry.pageSize }
-    static var einval: Int32 { -22 }
-    static var enomem: Int32 { -12 }
+    static var einval: Int32 { -EINVAL }
+    static var enomem: Int32 { -ENOMEM }
 
     init(ops: MMWalkOps<Private>, mm: AddressSpace) {
         self.ops = ops
@@ -45,7 +50,7 @@ struct PageTableWalker<Private> {
     /// `__p4d_alloc()` … `__pte_alloc()`: a table under a none entry.
     func allocate(_ slot: EntrySlot, _ walk: inout MMWalk<Private>) -> Int32 {
         do {
-            try access.mm.allocateLowerTable(at: slot)
+            try access.mm.installTable(at: slot)
             return 0
         } catch {
             walk.failure = .allocationFailed(error.description)
@@ -245,7 +250,7 @@ struct PageTableWalker<Private> {
                 var pte = PTE(rawValue: 0, architecture: access.architecture)
                 let err = install(addr, addr &+ Self.pageSize, &pte, &walk)
                 if err != 0 { return err }
-                access.mm.setPTE(table, index, pte.rawValue)
+                access.mm.storePTE(table, index, pte.rawValue)
             } else if let handler = ops.pteEntry {
                 // The kernel calls pte_entry unconditionally here; with only
                 // install_pte set it would oops on a populated PTE.
@@ -291,7 +296,7 @@ struct PageTableWalker<Private> {
     func hugetlbWalk(_ addr: UInt64, _ level: PageTableLevel, root: TableID?) -> EntrySlot? {
         let mm = access.mm
         var table = root ?? mm.root
-        for entryLevel in mm.entryLevels {
+        for entryLevel in mm.tableLevels {
             let slot = EntrySlot(table, access.geometry.tableIndex(addr, entryLevel), entryLevel)
             if entryLevel == level { return slot }
             let raw = access.load(slot)
@@ -371,12 +376,5 @@ struct PageTableWalker<Private> {
     }
 
     /// `find_vma()`: the first VMA ending after `addr`.
-    static func findVMA(_ vmas: [VMA], _ addr: UInt64) -> Int {
-        var lo = 0, hi = vmas.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if vmas[mid].end <= addr { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
+    static func findVMA(_ vmas: [VMA], _ addr: UInt64) -> Int { vmas.firstIndex(endingAfter: addr) }
 }

@@ -40,8 +40,8 @@ func finishWalk<Private>(_ err: Int32, _ walk: MMWalk<Private>) throws(PageWalkE
 /// Runs `body` as a lockless table reader (`rcu_read_lock()` around the
 /// unlocked descent), so tables freed meanwhile are not reused under it.
 func withLocklessRead<R>(_ mm: AddressSpace, _ body: () -> R) -> R {
-    mm.tables.beginLocklessRead()
-    defer { mm.tables.endLocklessRead() }
+    mm.memory.tables.beginLocklessRead()
+    defer { mm.memory.tables.endLocklessRead() }
     return body()
 }
 

@@ -83,7 +83,7 @@ public struct RangeWalk: Sequence {
 
         init(_ walk: RangeWalk) {
             mm = walk.mm
-            arena = walk.mm.tables
+            arena = walk.mm.memory.tables
             locks = WalkLocks(arena: arena)
             held = locks.held
             owner = currentThreadToken()
@@ -91,7 +91,7 @@ public struct RangeWalk: Sequence {
             folios = MemmapCursor(walk.mm.memory)
             geometry = walk.mm.geometry
             layout = walk.mm.geometry.layout
-            levels = walk.mm.entryLevels
+            levels = walk.mm.tableLevels
             options = walk.options
             batching = walk.options.batching
             zeroPageAsFolio = walk.options.zeroPageAsFolio
@@ -101,14 +101,9 @@ public struct RangeWalk: Sequence {
             tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
             lockTables = !walk.mm.isKernel
             vmas = tablesOnly ? [] : walk.mm.vmas
-            // The first VMA ending above the start (binary search: a walk of
-            // one VMA among thousands must not scan the ones before it).
-            var lo = 0, hi = vmas.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if vmas[mid].end <= walk.start { lo = mid + 1 } else { hi = mid }
-            }
-            vmaIndex = lo
+            // Binary search: a walk of one VMA among thousands must not scan
+            // the ones before it.
+            vmaIndex = vmas.firstIndex(endingAfter: walk.start)
             zeroPFN = walk.mm.memory.zeroPage.pfn
             let l = walk.mm.geometry.layout
             presentSource = AttributeWord.Source(l.architecture)

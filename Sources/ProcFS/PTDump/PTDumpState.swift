@@ -99,7 +99,7 @@ final class PTDumper {
         self.style = style
         geometry = mm.geometry
         layout = mm.geometry.layout
-        tables = mm.tables
+        tables = mm.memory.tables
         self.zeroShadow = zeroShadow
         printing = print
         self.checkWX = checkWX
@@ -108,7 +108,7 @@ final class PTDumper {
         markerStarts = sorted.map(\.start) + [UInt64.max]
         markerNames = sorted.map { Array($0.name.utf8) } + [[]]
         markerMaxLines = sorted.map(\.maxLines) + [nil]
-        rootLevel = mm.entryLevels[0]
+        rootLevel = mm.tableLevels[0]
         p4dFolded = mm.geometry.isFolded(.p4d)
         pudFolded = mm.geometry.isFolded(.pud)
         switch style {
@@ -119,7 +119,7 @@ final class PTDumper {
         }
         if let z = zeroShadow, let t = z.tables[.pte] {
             // kasan_early_shadow_pte[0]: the shared table is read once.
-            kasanPTE = mm.tables.entries(t)[0].load(ordering: .acquiring)
+            kasanPTE = mm.memory.tables.entries(t)[0].load(ordering: .acquiring)
         } else {
             kasanPTE = zeroShadow?.pte ?? 0
         }

@@ -1,4 +1,9 @@
 import MemoryModel
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import PageWalk
 
 /// The `PAGEMAP_SCAN` ioctl on /proc/PID/pagemap (fs/proc/task_mmu.c:
@@ -99,8 +104,8 @@ public enum PagemapScan {
         }
     }
 
-    static let enospc = -28
-    static let eperm = -1
+    static let enospc = -Int(ENOSPC)
+    static let eperm = -Int(EPERM)
 
     /// Runs the scan.
     public static func scan(_ mm: AddressSpace, _ args: Arguments,

@@ -13,7 +13,7 @@ enum CaptureCommand: Command {
     ]
     static let discussion = """
     Writes FORMAT, kpageflags, proc/meminfo and, per pid, proc/PID/{maps, smaps,
-    smaps_rollup, numa_maps, cmdline, status, pagemap} as SNAPSHOT.md describes.
+    smaps_rollup, numa_maps, cmdline, status, pagemap} as docs/SNAPSHOT.md describes.
     PFNs and /proc/kpageflags need CAP_SYS_ADMIN: run it as root. On failure
     nothing is left behind. Read it back with `ptwalk --snapshot DIR …`.
     """

@@ -1,0 +1,117 @@
+import MemoryModel
+
+/// The reference's `mprotect`, `mlock` and `munlock`, the page-granular
+/// counterpart of `AddressSpace+Protection.swift`. Each operation follows the
+/// documented semantics of the model's operation (named in its comment), checks
+/// its arguments in the same order and throws the same `ModelError` cases.
+extension ReferenceModel {
+    /// `AddressSpace.mprotect`.
+    public func mprotect(pid: Int, _ start: UInt64, _ end: UInt64, access: VMFlags) throws(ModelError) {
+        let p = try alive(pid)
+        defer { collect() }
+        guard access.subtracting(.access).isEmpty else { throw .invalidArgument(name: "access", reason: "only read, write and exec") }
+        let cov = try covered(p, start, end, "mprotect")
+        for v in cov where access.contains(.write) && !v.flags.contains(.mayWrite) {
+            throw .wrongVMAKind(address: v.start, reason: "write access to a VMA without VM_MAYWRITE")
+        }
+        for v in cov where v.isHugetlb {
+            if max(start, v.start) % v.hugePageSize != 0 || min(end, v.end) % v.hugePageSize != 0 {
+                throw .unaligned(name: "hugetlb mprotect", value: start, alignment: v.hugePageSize)
+            }
+        }
+        for vma in try isolate(p, start, end) {
+            var flags = vma.flags.subtracting(.access).union(access)
+            if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap { flags.insert(.account) }
+            vma.flags = flags
+            if vma.isHugetlb {
+                if !vma.flags.contains(.write) {
+                    var a = vma.start
+                    while a < vma.end {
+                        if case .present(var pp)? = p.pages[a] { pp.attrs.remove(.writable); set(p, a, .present(pp)) }
+                        a += 4096
+                    }
+                }
+                continue
+            }
+            try changeProtection(p, vma)
+        }
+        merge(p, start, end)
+    }
+
+    func protect(_ pp: ReferencePresent, _ vma: ReferenceVMA) -> ReferencePresent {
+        var n = pp
+        let none = vma.flags.intersection(.access).isEmpty
+        if !vma.flags.contains(.write) || none {
+            n.attrs.remove(.writable)
+        } else if !n.attrs.contains(.writable) && !n.attrs.contains(.uffdWP) && !n.attrs.contains(.special) {
+            let sdOK = !tracksSoftDirty || vma.flags.contains(.softDirty) || n.attrs.contains(.softDirty)
+            var ok = false
+            if vma.isShared { ok = n.attrs.contains(.dirty) } else if case .folio(let f, let i) = n.target, let fo = folios[f] {
+                ok = fo.isAnon && !fo.isKSM && fo.exclusive[i]
+            }
+            if ok && sdOK { n.attrs.insert(.writable) }
+        }
+        return n
+    }
+
+    func changeProtection(_ p: ReferenceProcess, _ vma: ReferenceVMA) throws(ModelError) {
+        try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
+            guard a % ReferenceModel.pmdSize == 0, a + ReferenceModel.pmdSize <= vma.end else { return .split }
+            if case .present(let pp)? = p.pages[a] { self.setRegion(p, a, self.protect(pp, vma)) }
+            return .skip
+        }) { (a) throws(ModelError) in
+            guard let s = p.pages[a] else { return }
+            switch s {
+            case .present(let pp):
+                set(p, a, .present(protect(pp, vma)))
+            case .migration(.write, let f, let i, let y, let d, let b, let l) where !vma.flags.contains(.write):
+                set(p, a, .migration(.readExclusive, folio: f, page: i, young: y, dirty: d, bits: b, level: l))
+            case .devicePrivate(let f, true, let b) where !vma.flags.contains(.write):
+                set(p, a, .devicePrivate(folio: f, writable: false, bits: b))
+            default: break
+            }
+        }
+    }
+
+    /// `AddressSpace.mlock`.
+    public func mlock(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
+        let p = try alive(pid)
+        defer { collect() }
+        _ = try covered(p, start, end, "mlock")
+        for vma in try isolate(p, start, end) {
+            vma.flags.insert(.locked)
+            if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
+            let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
+            if vma.isHugetlb { try populateHugetlbRange(p, vma, vma.start, vma.end, write: write); continue }
+            if vma.flags.intersection(.access).isEmpty { continue }
+            try faultPTEs(p, vma, vma.start, vma.end, write: write)
+            try setMlocked(p, vma, true)
+        }
+        merge(p, start, end)
+    }
+
+    /// `AddressSpace.munlock`.
+    public func munlock(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
+        let p = try alive(pid)
+        defer { collect() }
+        _ = try covered(p, start, end, "munlock")
+        for vma in try isolate(p, start, end) where vma.flags.contains(.locked) {
+            vma.flags.remove(.locked)
+            if !vma.isHugetlb { try setMlocked(p, vma, false) }
+        }
+        merge(p, start, end)
+    }
+
+    func setMlocked(_ p: ReferenceProcess, _ vma: ReferenceVMA, _ on: Bool) throws(ModelError) {
+        let flags: PageFlags = [.mlocked, .unevictable]
+        func apply(_ f: ReferenceFolioID) { if on { folios[f]!.flags.formUnion(flags) } else { folios[f]!.flags.subtract(flags) } }
+        try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
+            if case .present(let pp)? = p.pages[self.pmdBase(a)], case .folio(let f, _) = pp.target { apply(f) }
+            return .skip
+        }) { (a) throws(ModelError) in
+            guard case .present(let pp)? = p.pages[a], !pp.attrs.contains(.special), case .folio(let f, let i) = pp.target else { return }
+            let first = a - UInt64(i) * 4096
+            if !on || (first >= vma.start && first + (UInt64(4096) << UInt64(folios[f]!.order)) <= vma.end) { apply(f) }
+        }
+    }
+}
