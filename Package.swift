@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "KernelSnapshot", targets: ["KernelSnapshot"]),
         .library(name: "PageWalk", targets: ["PageWalk"]),
         .library(name: "ProcFS", targets: ["ProcFS"]),
+        // Everything a walker client needs, behind one import.
+        .library(name: "PageWalkKit", targets: ["PageWalkKit"]),
         .executable(name: "ptwalk", targets: ["ptwalk"]),
         .executable(name: "pagewalk-bench", targets: ["PageWalkBench"]),
     ],
@@ -22,6 +24,9 @@ let package = Package(
         .target(name: "Scenario", dependencies: ["MemoryModel"]),
         .target(name: "KernelSnapshot", dependencies: ["MemoryModel"]),
         .target(name: "ProcFS", dependencies: ["MemoryModel", "PageWalk"]),
+        .target(name: "PageWalkKit", dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"]),
+        // An example client of the range walker (docs/RANGE-WALK.md).
+        .executableTarget(name: "page-kinds", dependencies: ["PageWalkKit"]),
         .executableTarget(name: "ptwalk", dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"]),
         .executableTarget(
             name: "PageWalkBench",

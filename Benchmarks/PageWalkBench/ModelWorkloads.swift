@@ -158,7 +158,7 @@ func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorklo
     case .snapshot:
         let dir = c.snapshot ?? ""
         let rebuilt = try SnapshotRebuilder.rebuild(directory: dir)
-        let spaces = rebuilt.processes.map { space($0.space) }
+        let spaces = rebuilt.processes.map { space($0.addressSpace) }
         return done("\(dir): \(rebuilt.processes.count) processes, \(spaces.reduce(0) { $0 + $1.ranges.count }) VMAs",
                     spaces, owner: rebuilt)
     }

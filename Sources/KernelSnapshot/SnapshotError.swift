@@ -110,3 +110,13 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 }
+
+extension SnapshotError {
+    /// `error` as a `SnapshotError`: the reader and the rebuild throw only
+    /// these, so anything else is a fault of this module, reported against
+    /// the snapshot rather than lost.
+    static func typed(_ error: any Error, in directory: String) -> SnapshotError {
+        if let e = error as? SnapshotError { return e }
+        return .unsupported(path: directory, reason: "unexpected error: \(error)")
+    }
+}

@@ -260,6 +260,14 @@ public struct ProcessSnapshot: Sendable {
     }
 
     /// A `Name:` line of status (value trimmed), e.g. `status("VmRSS")`.
+    /// The command name: `Name:` of the status file, else the cmdline's
+    /// first word without its directory, else empty (a kernel thread).
+    public var commandName: String {
+        if let n = status("Name") { return n }
+        guard let first = cmdline.first, !first.isEmpty else { return "" }
+        return String(first.split(separator: "/").last ?? Substring(first))
+    }
+
     public func status(_ key: String) -> String? {
         guard let text = statusText else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {

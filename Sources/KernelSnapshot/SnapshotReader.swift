@@ -12,7 +12,15 @@ public enum SnapshotReader {
     // MARK: Whole snapshot
 
     /// Reads and validates every file of the snapshot at `directory`.
-    public static func read(directory: String) throws -> Snapshot {
+    public static func read(directory: String) throws(SnapshotError) -> Snapshot {
+        do {
+            return try readUntyped(directory: directory)
+        } catch {
+            throw SnapshotError.typed(error, in: directory)
+        }
+    }
+
+    private static func readUntyped(directory: String) throws -> Snapshot {
         guard RawIO.isDirectory(directory) else {
             throw SnapshotError.fileMissing(path: directory)
         }

@@ -25,16 +25,20 @@ import MemoryModel
 /// | external mappings            | kpagecount − rebuilt mapcount, added to the page (options)                |
 public enum SnapshotRebuilder {
     /// Reads the snapshot at `directory` and rebuilds it.
-    public static func rebuild(directory: String, options: SnapshotRebuildOptions = .init()) throws -> RebuiltSnapshot {
+    public static func rebuild(directory: String, options: SnapshotRebuildOptions = .init()) throws(SnapshotError) -> RebuiltSnapshot {
         try rebuild(SnapshotReader.read(directory: directory), options: options)
     }
 
     /// Rebuilds `snapshot`. Throws `SnapshotError` (naming file and offset
     /// or line) for corrupt or inconsistent input; nothing is returned then,
     /// and everything built so far is released.
-    public static func rebuild(_ snapshot: Snapshot, options: SnapshotRebuildOptions = .init()) throws -> RebuiltSnapshot {
-        let b = try RebuildSession(snapshot: snapshot, options: options)
-        return try b.run()
+    public static func rebuild(_ snapshot: Snapshot, options: SnapshotRebuildOptions = .init()) throws(SnapshotError) -> RebuiltSnapshot {
+        do {
+            let b = try RebuildSession(snapshot: snapshot, options: options)
+            return try b.run()
+        } catch {
+            throw SnapshotError.typed(error, in: snapshot.directory)
+        }
     }
 
     /// VmFlags mnemonic → model flag (Linux 6.18 `show_smap_vma_flags()`).
@@ -262,7 +266,7 @@ final class RebuildSession {
             if options.matchSmapsCounters && !vma.isHugetlb { matchSmaps(&plan, p, i, vma) }
             try execute(plan, p, i, vma, space)
         }
-        return RebuiltProcess(pid: p.pid, space: space, vmas: vmas)
+        return RebuiltProcess(pid: p.pid, name: p.commandName, addressSpace: space, vmas: vmas)
     }
 
     // MARK: VMAs

@@ -160,7 +160,10 @@ public struct RebuildReport: Sendable, CustomStringConvertible {
 /// One rebuilt process.
 public struct RebuiltProcess: @unchecked Sendable {
     public let pid: Int32
-    public let space: AddressSpace
+    /// The command name (`Name:` of the captured status, else the first
+    /// word of the cmdline without its directory, else empty).
+    public let name: String
+    public let addressSpace: AddressSpace
     /// For each line of the captured maps, the VMA built for it (nil for a
     /// skipped gate VMA).
     public let vmas: [VMA?]

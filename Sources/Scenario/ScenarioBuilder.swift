@@ -4,7 +4,8 @@ import MemoryModel
 public struct BuiltScenario: @unchecked Sendable {
     /// One built process.
     public struct Process: @unchecked Sendable {
-        public let pid: Int
+        /// The process id (`pid_t`), as the document gives it.
+        public let pid: Int32
         public let name: String
         public let addressSpace: AddressSpace
     }
@@ -16,7 +17,7 @@ public struct BuiltScenario: @unchecked Sendable {
     public let processes: [Process]
 
     /// The address space of `pid`.
-    public func addressSpace(pid: Int) -> AddressSpace? {
+    public func addressSpace(pid: Int32) -> AddressSpace? {
         processes.first { $0.pid == pid }?.addressSpace
     }
 }
@@ -78,7 +79,7 @@ public enum ScenarioBuilder {
                     throw .buildFailed(path: "\(path).ops[\(o)]", reason: error.description)
                 }
             }
-            built.append(BuiltScenario.Process(pid: process.pid, name: process.name, addressSpace: mm))
+            built.append(BuiltScenario.Process(pid: Int32(process.pid), name: process.name, addressSpace: mm))
         }
         return BuiltScenario(document: document, memory: memory, processes: built)
     }

@@ -121,7 +121,7 @@ final class Source {
             throw .input("\(what): \(error.description)")
         }
         let processes = built.processes.map { p in
-            Process(pid: p.pid, name: p.name, ppid: document.process(pid: p.pid)?.parent ?? 1,
+            Process(pid: Int(p.pid), name: p.name, ppid: document.process(pid: Int(p.pid))?.parent ?? 1,
                     mm: p.addressSpace, captured: nil)
         }
         return Source(kind: kind, processes: processes, memory: built.memory, snapshot: nil,
@@ -139,18 +139,16 @@ final class Source {
         do {
             snap = try SnapshotReader.read(directory: dir)
             rebuilt = try SnapshotRebuilder.rebuild(snap)
-        } catch let e as SnapshotError {
-            throw .input("--snapshot \(dir): corrupt or unusable snapshot: \(e.description)")
         } catch {
-            throw .input("--snapshot \(dir): \(error)")
+            throw .input("--snapshot \(dir): corrupt or unusable snapshot: \(error.description)")
         }
         if !quiet { reportWarnings(rebuilt.report, directory: dir) }
         var processes: [Process] = []
         for rp in rebuilt.processes {
             let captured = snap.process(pid: rp.pid)
-            let name = captured?.status("Name") ?? rp.space.options.name
+            let name = rp.name.isEmpty ? rp.addressSpace.options.name : rp.name
             let ppid = captured?.status("PPid").flatMap { Int($0) } ?? 0
-            processes.append(Process(pid: Int(rp.pid), name: name, ppid: ppid, mm: rp.space, captured: captured))
+            processes.append(Process(pid: Int(rp.pid), name: name, ppid: ppid, mm: rp.addressSpace, captured: captured))
         }
         return Source(kind: .snapshot(directory: dir), processes: processes, memory: rebuilt.memory,
                       snapshot: snap, document: nil, built: nil, rebuilt: rebuilt)

@@ -361,7 +361,7 @@ enum LiveOracle {
             let opts = options(p, thp: thp)
             let again = reread[p.pid]
             // smaps, per VMA (the gate VMA is not part of the rebuilt mm).
-            let ours = try SnapshotReader.parseSmaps(try Smaps.text(rp.space, options: opts), path: "model smaps")
+            let ours = try SnapshotReader.parseSmaps(try Smaps.text(rp.addressSpace, options: opts), path: "model smaps")
             let kernelIdx = p.smaps.indices.filter { p.smaps[$0].header.name != "[vsyscall]" }
             if ours.count != kernelIdx.count {
                 t.mismatches.append(.init(file: .smaps, vma: "pid \(p.pid)", field: "VMA count",
@@ -390,7 +390,7 @@ enum LiveOracle {
             }
             // smaps_rollup.
             if let captured = p.smapsRollup {
-                let r = try SnapshotReader.parseSmapsRollup(try SmapsRollup.text(rp.space, options: opts),
+                let r = try SnapshotReader.parseSmapsRollup(try SmapsRollup.text(rp.addressSpace, options: opts),
                                                             path: "model smaps_rollup")
                 func check(_ field: String, _ k: String, _ o: String) {
                     t.rollupFields += 1
@@ -407,7 +407,7 @@ enum LiveOracle {
             }
             // numa_maps, per line (the kernel prints no line for the gate VMA).
             if !p.numaMaps.isEmpty {
-                let n = try SnapshotReader.parseNumaMaps(try NumaMaps.text(rp.space, options: opts), path: "model numa_maps")
+                let n = try SnapshotReader.parseNumaMaps(try NumaMaps.text(rp.addressSpace, options: opts), path: "model numa_maps")
                 if n.count != p.numaMaps.count {
                     t.mismatches.append(.init(file: .numa, vma: "pid \(p.pid)", field: "line count",
                                               kernel: "\(p.numaMaps.count)", ours: "\(n.count)", exception: nil))

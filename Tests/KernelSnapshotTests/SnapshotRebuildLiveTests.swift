@@ -132,10 +132,10 @@ struct SnapshotRebuildLiveTests {
         #expect(broken.isExclusive)
         // The THP: P keeps the PMD, C had it split by its write.
         if let head = sp.pagemapWord(at: thp.start)?.pfn, snap.record(pfn: head)?.flags.contains(.thp) == true {
-            if case .present(let level, _, _) = rp.space.translate(thp.start) {
+            if case .present(let level, _, _) = rp.addressSpace.translate(thp.start) {
                 #expect(level == .pmd || (sp.smaps[sp.vmaIndex(containing: thp.start)!].kilobytes("AnonHugePages") ?? 0) == 0)
             }
-            if case .present(let level, _, _) = rc.space.translate(thp.start) { #expect(level == .pte) }
+            if case .present(let level, _, _) = rc.addressSpace.translate(thp.start) { #expect(level == .pte) }
         }
         if haveSwap {
             let w = try #require(sp.pagemapWord(at: swapped.start))

@@ -39,7 +39,7 @@ struct SnapshotRebuildProcFSTests {
         let snap = try SnapshotReader.read(directory: Self.fixture)
         let rebuilt = try SnapshotRebuilder.rebuild(snap)
         let p = snap.processes[0]
-        let text = try Smaps.text(rebuilt.processes[0].space, options: Self.options(p))
+        let text = try Smaps.text(rebuilt.processes[0].addressSpace, options: Self.options(p))
         let ours = try SnapshotReader.parseSmaps(text, path: "model smaps")
         // The gate VMA is not part of the rebuilt mm (see SnapshotRebuildOptions.includeGateVMA).
         let kernel = p.smaps.filter { $0.header.name != "[vsyscall]" }
@@ -71,7 +71,7 @@ struct SnapshotRebuildProcFSTests {
         let rebuilt = try SnapshotRebuilder.rebuild(snap)
         let p = snap.processes[0]
         let captured = try #require(p.smapsRollup)
-        let text = try SmapsRollup.text(rebuilt.processes[0].space, options: Self.options(p))
+        let text = try SmapsRollup.text(rebuilt.processes[0].addressSpace, options: Self.options(p))
         let ours = try SnapshotReader.parseSmapsRollup(text, path: "model smaps_rollup")
         var tally = FieldTally()
         tally.add("header", ours.header.raw == captured.header.raw, "'\(captured.header.raw)' vs '\(ours.header.raw)'")
@@ -90,7 +90,7 @@ struct SnapshotRebuildProcFSTests {
         let snap = try SnapshotReader.read(directory: Self.fixture)
         let rebuilt = try SnapshotRebuilder.rebuild(snap)
         let p = snap.processes[0]
-        let text = try NumaMaps.text(rebuilt.processes[0].space, options: Self.options(p))
+        let text = try NumaMaps.text(rebuilt.processes[0].addressSpace, options: Self.options(p))
         let ours = try SnapshotReader.parseNumaMaps(text, path: "model numa_maps")
         #expect(ours.count == p.numaMaps.count)
         var tally = FieldTally()

@@ -84,11 +84,11 @@ enum ModelPagemap {
         for (i, m) in captured.maps.enumerated() {
             guard let vma = rebuilt.vmas[i] else { continue }
             let words = captured.pagemapWords(vma: i)
-            let gate = vma.end > rebuilt.space.geometry.userAddressLimit
+            let gate = vma.end > rebuilt.addressSpace.geometry.userAddressLimit
             for (k, w) in words.enumerated() {
                 let a = m.start + UInt64(k) * 4096
                 // The kernel's pagemap stops at TASK_SIZE: the gate VMA reads as zeros.
-                let model = gate ? PagemapWord(0) : PagemapWord(word(rebuilt.space, vma, a))
+                let model = gate ? PagemapWord(0) : PagemapWord(word(rebuilt.addressSpace, vma, a))
                 if model != w { out.append((i, a, w, model)) }
             }
         }
@@ -119,10 +119,10 @@ struct SnapshotRebuildTests {
         #expect(r.stats.zeroPageMappings == 1)
         #expect(rebuilt.memory.zeroPage.pfn == snap.kpageflags.first { $0.flags.contains(.zeroPage) }?.pfn)
         // No soft-dirty on this kernel.
-        #expect(rebuilt.processes[0].space.options.softDirty == false)
+        #expect(rebuilt.processes[0].addressSpace.options.softDirty == false)
         // RSS matches the capture's status.
         let p = snap.processes[0]
-        let c = rebuilt.processes[0].space.counterSnapshot
+        let c = rebuilt.processes[0].addressSpace.counterSnapshot
         if let anon = p.status("RssAnon"), let file = p.status("RssFile") {
             #expect("\(c.anon * 4) kB" == anon)
             #expect("\(c.file * 4) kB" == file)
@@ -134,7 +134,7 @@ struct SnapshotRebuildTests {
         let rebuilt = try SnapshotRebuilder.rebuild(snap, options: .init(includeGateVMA: true))
         let p = snap.processes[0]
         let rp = rebuilt.processes[0]
-        #expect(rp.space.vmas.count == p.maps.count)
+        #expect(rp.addressSpace.vmas.count == p.maps.count)
         var checked = 0
         for (i, m) in p.maps.enumerated() {
             let vma = try #require(rp.vmas[i])
@@ -156,7 +156,7 @@ struct SnapshotRebuildTests {
             checked += 1
         }
         #expect(checked == 105)
-        #expect(rp.space.vmas.contains { $0.name == "[vsyscall]" })
+        #expect(rp.addressSpace.vmas.contains { $0.name == "[vsyscall]" })
     }
 
     @Test func pagemapWordsRegenerateExactly() throws {
@@ -287,5 +287,26 @@ struct SnapshotRebuildTests {
         let e4 = #expect(throws: SnapshotError.self) { try SnapshotRebuilder.rebuild(badFlags) }
         #expect(e4?.line == block.headerLine + fi + 1)
         #expect(e4?.path.hasSuffix("/smaps") == true)
+    }
+}
+
+/// The rebuilt process as a client sees it: the same names as a built
+/// scenario's, and typed errors.
+@Suite struct RebuiltProcessAPITests {
+    @Test(.enabled(if: TestSupport.haveFixture, "fixture Tests/Fixtures/snapshots/python-idle is absent"))
+    func nameAndAddressSpace() throws {
+        let rebuilt = try SnapshotRebuilder.rebuild(directory: try #require(TestSupport.pythonIdle))
+        let p = try #require(rebuilt.process(pid: 4196))
+        #expect(p.name == "python3")
+        #expect(p.addressSpace.options.pid == 4196)
+    }
+
+    @Test func errorsAreTyped() {
+        let missing = "/nonexistent-snapshot-\(getpid())"
+        let result: Result<RebuiltSnapshot, SnapshotError> = Result { () throws(SnapshotError) in
+            try SnapshotRebuilder.rebuild(directory: missing)
+        }
+        guard case .failure(let e) = result else { Issue.record("rebuilt a missing directory"); return }
+        #expect(e == .fileMissing(path: missing))
     }
 }

@@ -144,7 +144,7 @@ import Scenario
     @Test func defaultScenarioIsTwinIdentical() throws {
         let built = try ScenarioBuilder.buildDefault()
         for pid in [1000, 1001] {
-            let mm = try #require(built.addressSpace(pid: pid))
+            let mm = try #require(built.addressSpace(pid: Int32(pid)))
             let first = mm.vmas.first!.start, last = mm.vmas.last!.end
             // pagemap over the whole populated span would be 2^35 words: read
             // each VMA plus a page either side instead.

@@ -76,7 +76,7 @@ struct CaptureAndExportTests {
         for pid in [1000, 1001] {
             let files = Set(try FileManager.default.contentsOfDirectory(atPath: proc + "/\(pid)"))
             #expect(files == ["smaps", "smaps_rollup", "numa_maps", "maps", "cmdline", "status", "stat"])
-            let mm = built.addressSpace(pid: pid)!
+            let mm = built.addressSpace(pid: Int32(pid))!
             let smaps = try Smaps.text(mm)
             let exported = try Ptwalk.readText(proc + "/\(pid)/smaps")
             #expect(Ptwalk.maskAnonInodes(exported) == Ptwalk.maskAnonInodes(smaps))

@@ -11,11 +11,11 @@ import Scenario
 @Suite("ptwalk on the default scenario", .enabled(if: Ptwalk.available, "ptwalk executable not found next to the test bundle"))
 struct DefaultScenarioTests {
     static let built = try! ScenarioBuilder.buildDefault()
-    static func mm(_ pid: Int = 1000) -> AddressSpace { built.addressSpace(pid: pid)! }
+    static func mm(_ pid: Int32 = 1000) -> AddressSpace { built.addressSpace(pid: pid)! }
 
     @Test(arguments: [1000, 1001])
     func procTextEqualsTheProducers(pid: Int) throws {
-        let mm = Self.mm(pid)
+        let mm = Self.mm(Int32(pid))
         let expected: [(String, String)] = [
             ("smaps", try Smaps.text(mm)),
             ("smaps_rollup", try SmapsRollup.text(mm)),

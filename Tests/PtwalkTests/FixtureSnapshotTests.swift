@@ -16,7 +16,7 @@ struct FixtureSnapshotTests {
     static let snapshot = try! SnapshotReader.read(directory: dir)
     static let rebuilt = try! SnapshotRebuilder.rebuild(snapshot)
     static var captured: ProcessSnapshot { snapshot.processes[0] }
-    static var mm: AddressSpace { rebuilt.processes[0].space }
+    static var mm: AddressSpace { rebuilt.processes[0].addressSpace }
     static var pid: String { String(captured.pid) }
 
     /// smaps blocks keyed by their header line.

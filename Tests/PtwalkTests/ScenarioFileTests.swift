@@ -47,7 +47,7 @@ struct ScenarioFileTests {
     func everyCommandMatchesInProcess(pid: Int) throws {
         let (dir, file) = try Self.scenarioFile()
         defer { Ptwalk.remove(dir) }
-        let mm = Self.built.addressSpace(pid: pid)!
+        let mm = Self.built.addressSpace(pid: Int32(pid))!
         let src = ["--scenario", file, "--pid", String(pid)]
 
         let smaps = try Ptwalk.run(src + ["smaps"])
@@ -90,7 +90,7 @@ struct ScenarioFileTests {
         #expect(r.status == 0, "\(r.stderr)")
         for pid in [42, 43] {
             let d = dir + "/tree/proc/\(pid)"
-            let mm = Self.built.addressSpace(pid: pid)!
+            let mm = Self.built.addressSpace(pid: Int32(pid))!
             #expect(Ptwalk.maskAnonInodes(try Ptwalk.readText(d + "/smaps")) == Ptwalk.maskAnonInodes(try Smaps.text(mm)))
             let stat = try Ptwalk.readText(d + "/stat")
             let name = pid == 42 ? "tiny" : "tiny-child"

@@ -5,6 +5,15 @@ extension AddressSpace {
     /// Walks `range` with the range walker. The caller holds this address
     /// space's mmap lock (`lock` proves it); a kernel address space
     /// (`init_mm`) is walked by its tables alone.
+    ///
+    /// Throws only when the walk cannot start, before anything is yielded:
+    /// - `.wrongAddressSpace`: `lock` is another address space's token;
+    /// - `.lockNotHeld`: the token's lock is no longer held by this thread;
+    /// - `.model(.tornDown)`: the address space was torn down;
+    /// - `.invalidRange`: an empty or unaligned range, or one past the user
+    ///   address limit (table-only walks may end at `UInt64.max`).
+    ///
+    /// The iteration itself never throws: every entry is a value.
     public func walk(_ range: Range<UInt64>, lock: MmapLockToken,
                      options: RangeWalkOptions = RangeWalkOptions()) throws(PageWalkError) -> RangeWalk {
         guard lock.mm === self else {
@@ -23,5 +32,26 @@ extension AddressSpace {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
         return RangeWalk(mm: self, start: range.lowerBound, end: range.upperBound, options: options)
+    }
+}
+
+extension AddressSpace {
+    /// Takes the mmap lock in `mode`, opens a range walk of `range` and
+    /// hands it to `body`; the walk's table locks and the mmap lock are
+    /// dropped when `body` returns.
+    ///
+    /// The body cannot throw, so a caller needs no annotation: Swift 6.3
+    /// infers a closure that contains `try` as throwing `any Error`, even
+    /// where the parameter's type names the error, so a closure given to
+    /// `withMmapReadLock` that calls `walk` must be written
+    /// `{ (lock) throws(PageWalkError) in … }` in a caller declared
+    /// `throws(PageWalkError)`. The errors are those of `walk(_:lock:options:)`.
+    public func withRangeWalk<R>(_ range: Range<UInt64>, lock mode: LockMode = .read,
+                                 options: RangeWalkOptions = RangeWalkOptions(),
+                                 _ body: (RangeWalk) -> R) throws(PageWalkError) -> R {
+        let locked = { (lock: MmapLockToken) throws(PageWalkError) -> R in
+            body(try self.walk(range, lock: lock, options: options))
+        }
+        return mode == .write ? try withMmapWriteLock(locked) : try withMmapReadLock(locked)
     }
 }

@@ -28,7 +28,7 @@ public struct EntryAttributes: OptionSet, Hashable, Sendable {
 
 /// Where an entry really lives: the level of its page-table entries, and
 /// whether they form an arm64 contiguous run (cont-PTE 64K, cont-PMD 32M).
-public enum EntryLevel: Hashable, Sendable, CustomStringConvertible {
+public enum EntryLevel: Hashable, Sendable, CaseIterable, CustomStringConvertible {
     case pte, contPTE, pmd, contPMD, pud, p4d, pgd
 
     @inlinable
@@ -90,6 +90,29 @@ public enum WalkContent: Hashable, @unchecked Sendable {
     case device(exclusive: Bool, writable: Bool, pfn: UInt64, folio: Folio?)
     /// A hwpoison entry (`PT_TYPE_HWPOISON`).
     case hwpoison(pfn: UInt64)
+
+    /// The kind of a content without its payload: what a client switches
+    /// on or counts by.
+    public enum Kind: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+        case none, hole, folio, pfn, marker, swap, migration, device, hwpoison
+        public var description: String { rawValue }
+    }
+
+    /// This content's kind.
+    @inlinable
+    public var kind: Kind {
+        switch self {
+        case .none: return .none
+        case .hole: return .hole
+        case .folio: return .folio
+        case .pfn: return .pfn
+        case .marker: return .marker
+        case .swap: return .swap
+        case .migration: return .migration
+        case .device: return .device
+        case .hwpoison: return .hwpoison
+        }
+    }
 }
 
 /// One entry yielded by the range walker: a run of page-table entries of
