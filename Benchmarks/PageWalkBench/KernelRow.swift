@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KernelSnapshot
+import MemoryModel
 import LiveKernel
 
 /// The real kernel's figures for one workload.
@@ -41,7 +42,7 @@ func installCleanupHandlers() {
 // MARK: Reading /proc/self the way a consumer does
 
 /// Scratch buffer for whole-file reads (bytes are counted, not kept).
-nonisolated(unsafe) let readBuffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+nonisolated(unsafe) let readBuffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: Geometry.pageBytes)
 let readBufferSize = 1 << 20
 
 /// open + read to EOF + close; returns bytes read.
@@ -65,8 +66,8 @@ func readPagemap(_ ranges: [Range<UInt64>]) -> Int {
     defer { close(fd) }
     var total = 0
     for r in ranges {
-        var offset = Int(r.lowerBound >> 12) * 8
-        var left = Int((r.upperBound - r.lowerBound) >> 12) * 8
+        var offset = Int(r.lowerBound >> Geometry.pageShift) * 8
+        var left = Int((r.upperBound - r.lowerBound) >> Geometry.pageShift) * 8
         while left > 0 {
             let n = pread(fd, readBuffer, Swift.min(left, readBufferSize), offset)
             if n < 0 { if errno == EINTR { continue }; fail("pread pagemap: \(String(cString: strerror(errno)))") }
@@ -90,11 +91,11 @@ func kernelRead(_ work: Work, _ ranges: [Range<UInt64>]) -> Int {
 
 /// pagemap words of a range (for checking what the kernel built).
 func pagemapWords(_ r: Range<UInt64>) -> [UInt64] {
-    var words = [UInt64](repeating: 0, count: Int((r.upperBound - r.lowerBound) >> 12))
+    var words = [UInt64](repeating: 0, count: Int((r.upperBound - r.lowerBound) >> Geometry.pageShift))
     let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return words }
     defer { close(fd) }
-    _ = words.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, Int(r.lowerBound >> 12) * 8) }
+    _ = words.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, Int(r.lowerBound >> Geometry.pageShift) * 8) }
     return words
 }
 
@@ -205,7 +206,7 @@ func buildLive(_ kind: WorkloadKind, _ c: Config, _ live: LiveMappings) throws -
         let m = try live.anonymousPMDAligned(size: size)
         try live.madvise(m, .noHugePage)
         live.touch(m)
-        let run = Int(swapRunPages) << 12
+        let run = Int(swapRunPages) << Geometry.pageShift
         var o = run
         while o < size { try live.madvise(m, .pageOut, offset: o, length: min(run, size - o)); o += 2 * run }
         let words = pagemapWords(range(m))
@@ -301,7 +302,7 @@ func runKernel(_ kind: WorkloadKind, _ c: Config) -> KernelResult {
     }
     result.setupSeconds = seconds(since: t0)
     result.notes = shape.notes
-    result.pages = shape.ranges.reduce(0) { $0 + Int(($1.upperBound - $1.lowerBound) >> 12) }
+    result.pages = shape.ranges.reduce(0) { $0 + Int(($1.upperBound - $1.lowerBound) >> Geometry.pageShift) }
     let ranges = shape.ranges
     let producers = Work.producers.filter { c.works.contains($0) }
     // Per producer: the sibling's read (baseline; none for pagemap, which

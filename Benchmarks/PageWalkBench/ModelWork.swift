@@ -104,9 +104,9 @@ func rawCallback(_ s: ModelSpace) throws -> KindCounts {
         let w = p.rawValue
         if w == 0 || layout.isTable(w, .pmd) { return 0 }
         walk.action = .continue
-        let n = Int((next - addr) >> 12)
+        let n = Int((next - addr) >> Geometry.pageShift)
         if layout.isPresent(w, .pmd) {
-            let pfn = layout.pfn(w) + ((addr & pmdMask) >> 12)
+            let pfn = layout.pfn(w) + ((addr & pmdMask) >> Geometry.pageShift)
             if let f = memory.folio(containing: pfn), !f.isZero { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
         } else {
             walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, n)
@@ -128,12 +128,12 @@ func rawCallback(_ s: ModelSpace) throws -> KindCounts {
         return 0
     }
     ops.pteHole = { addr, next, depth, walk in
-        if depth < 0 { walk.privateData.hole &+= Int((next - addr) >> 12) } else { walk.privateData.none &+= Int((next - addr) >> 12) }
+        if depth < 0 { walk.privateData.hole &+= Int((next - addr) >> Geometry.pageShift) } else { walk.privateData.none &+= Int((next - addr) >> Geometry.pageShift) }
         return 0
     }
     ops.hugetlbEntry = { p, _, addr, next, walk in
         let w = p.rawValue
-        let n = Int((next - addr) >> 12)
+        let n = Int((next - addr) >> Geometry.pageShift)
         if w == 0 { walk.privateData.none &+= n; return 0 }
         if layout.isPresent(w, p.slot.level) {
             if memory.folio(containing: layout.pfn(w)) != nil { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
@@ -245,7 +245,7 @@ func rawFloor(_ s: ModelSpace) -> Int {
         }
         let next = Swift.min((a & ~(pmdSpan - 1)) &+ pmdSpan, s.span.upperBound)
         if let e = ptes {
-            for i in g.tableIndex(a, .pte)..<(g.tableIndex(a, .pte) + Int((next - a) >> 12)) {
+            for i in g.tableIndex(a, .pte)..<(g.tableIndex(a, .pte) + Int((next - a) >> Geometry.pageShift)) {
                 let w = e[i].load(ordering: .relaxed)
                 if layout.isPresent(w, .pte) && folios.folio(containing: layout.pfn(w)) != nil { found &+= 1 }
             }

@@ -87,14 +87,14 @@ func space(_ mm: AddressSpace) -> ModelSpace {
 }
 
 func pageCount(_ spaces: [ModelSpace]) -> Int {
-    spaces.reduce(0) { $0 + $1.ranges.reduce(0) { $0 + Int(($1.upperBound - $1.lowerBound) >> 12) } }
+    spaces.reduce(0) { $0 + $1.ranges.reduce(0) { $0 + Int(($1.upperBound - $1.lowerBound) >> Geometry.pageShift) } }
 }
 
 func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorkload {
     let t0 = nanoseconds()
     let bytes = UInt64(c.size(kind)) << 20
     func plain(budget: UInt64) throws -> (PhysicalMemory, AddressSpace) {
-        let memory = try PhysicalMemory(budgetBytes: budget + (64 << 20), swapSlots: Int(budget >> 12) + 4096)
+        let memory = try PhysicalMemory(budgetBytes: budget + (64 << 20), swapSlots: Int(budget >> Geometry.pageShift) + Geometry.pageBytes)
         return (memory, try AddressSpace(geometry: .x86_64, memory: memory))
     }
     func done(_ detail: String, _ spaces: [ModelSpace], populate: PopulateFigures? = nil, owner: Any? = nil) -> ModelWorkload {
@@ -111,7 +111,7 @@ func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorklo
         try mm.fault(modelBase, end, write: true)
         let secs = seconds(since: p0)
         let growth = residentBytes() - rss0
-        let pages = Int(bytes >> 12)
+        let pages = Int(bytes >> Geometry.pageShift)
         let pop = PopulateFigures(pages: pages, seconds: secs, pagesPerSecond: Double(pages) / secs,
                                   rssGrowthBytes: growth, bytesPerMappedPage: Double(growth) / Double(pages))
         return done("\(bytes >> 20) MiB, order-0 folios, every page written", [space(mm)], populate: pop)
@@ -138,7 +138,7 @@ func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorklo
         let (_, mm) = try plain(budget: bytes)
         try mm.mmap(start: modelBase, end: end, access: [.read, .write], extraFlags: [.noHugePage])
         try mm.fault(modelBase, end, write: true)
-        let run = swapRunPages << 12
+        let run = swapRunPages << Geometry.pageShift
         var a = modelBase + run
         while a < end { try mm.swapOut(a, min(a + run, end)); a += 2 * run }
         return done("\(bytes >> 20) MiB dense 4K, every other run of \(swapRunPages) pages swapped out", [space(mm)])

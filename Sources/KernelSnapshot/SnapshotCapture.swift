@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemoryModel
 
 /// Captures live processes into a snapshot directory (docs/SNAPSHOT.md, format v1).
 ///
@@ -297,8 +298,8 @@ public enum SnapshotCapture {
         let chunk = state.chunk
         let cap = state.chunkWords
         for r in state.ranges {
-            var page = r.start / 4096
-            let endPage = r.end / 4096
+            var page = r.start / Geometry.pageSize
+            let endPage = r.end / Geometry.pageSize
             while page < endPage {
                 let n = Int(min(UInt64(cap), endPage - page))
                 let got = try RawIO.pread(fd: fd, path: source, into: UnsafeMutableRawPointer(chunk),

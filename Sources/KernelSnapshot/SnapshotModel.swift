@@ -9,7 +9,7 @@ public struct SnapshotFormat: Hashable, Sendable {
     /// Lines with keys this reader does not know, in order (key, rest of line).
     public var extra: [SnapshotField]
 
-    public init(version: Int = 1, kernel: String, pageSize: Int = 4096, pids: [Int32], extra: [SnapshotField] = []) {
+    public init(version: Int = 1, kernel: String, pageSize: Int = Geometry.pageBytes, pids: [Int32], extra: [SnapshotField] = []) {
         self.version = version
         self.kernel = kernel
         self.pageSize = pageSize
@@ -83,7 +83,7 @@ public struct MapsLine: AddressRanged, Hashable, Sendable, CustomStringConvertib
 
     public var size: UInt64 { end - start }
     /// Number of 4 KiB pages (pagemap words) in the VMA.
-    public var pageCount: Int { Int((end - start) / 4096) }
+    public var pageCount: Int { Int((end - start) / Geometry.pageSize) }
     public var isReadable: Bool { perms.utf8.first == UInt8(ascii: "r") }
     public var isWritable: Bool { perms.utf8.dropFirst(1).first == UInt8(ascii: "w") }
     public var isExecutable: Bool { perms.utf8.dropFirst(2).first == UInt8(ascii: "x") }
@@ -256,7 +256,7 @@ public struct ProcessSnapshot: Sendable {
     /// The pagemap word for the page holding `address`, nil outside every VMA.
     public func pagemapWord(at address: UInt64) -> PagemapWord? {
         guard let i = vmaIndex(containing: address) else { return nil }
-        return pagemap[vmaPageRanges[i].lowerBound + Int((address - maps[i].start) / 4096)]
+        return pagemap[vmaPageRanges[i].lowerBound + Int((address - maps[i].start) / Geometry.pageSize)]
     }
 
     /// A `Name:` line of status (value trimmed), e.g. `status("VmRSS")`.

@@ -1,13 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemoryModel
 
 /// Parses a snapshot directory (docs/SNAPSHOT.md, format v1) into plain values,
 /// validating sizes, order and the agreement of maps with smaps.
 public enum SnapshotReader {
     public static let formatMagic = "pagewalk-snapshot"
     public static let supportedVersion = 1
-    public static let pageSize = 4096
+    public static let pageSize = Geometry.pageSize
 
     // MARK: Whole snapshot
 
@@ -182,7 +183,7 @@ public enum SnapshotReader {
     }
 
     private static func validate(_ m: MapsLine, previousEnd: UInt64, path: String, line: Int) throws {
-        if m.start >= m.end || m.start % 4096 != 0 || m.end % 4096 != 0 {
+        if m.start >= m.end || m.start % Geometry.pageSize != 0 || m.end % Geometry.pageSize != 0 {
             throw SnapshotError.malformedText(path: path, line: line,
                 reason: "VMA \(hex(m.start))-\(hex(m.end)) is empty or not page aligned")
         }

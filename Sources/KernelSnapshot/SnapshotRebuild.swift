@@ -200,7 +200,7 @@ final class RebuildSession {
 
     func run() throws -> RebuiltSnapshot {
         try prescan()
-        let capturedBytes = UInt64(snap.kpageflags.count) * 4096
+        let capturedBytes = UInt64(snap.kpageflags.count) * Geometry.pageSize
         let zp = zeroPFN ?? freeFrame(near: PhysicalMemory.zeroPagePFN, alignment: 1)
         let hzp = hugeZeroPFN ?? freeFrame(near: PhysicalMemory.hugeZeroPFN, alignment: 512)
         let maxSwap = swapHolders.keys.map { Int($0 & ((1 << 50) - 1)) }.max() ?? 0
@@ -307,7 +307,7 @@ final class RebuildSession {
             hugeSize = kb * 1024
         }
         let device = DeviceNumber(major: m.devMajor, minor: m.devMinor)
-        let pgoff = m.offset / 4096
+        let pgoff = m.offset / Geometry.pageSize
         let backing: VMABacking
         var name: String? = m.name.isEmpty ? nil : m.name
         if flags.contains(.pfnMap) {
@@ -412,7 +412,7 @@ final class RebuildSession {
         var k = 0
         while k < words.count {
             let w = words[words.startIndex + k]
-            let address = m.start + UInt64(k) * 4096
+            let address = m.start + UInt64(k) * Geometry.pageSize
             let wordIndex = base + k
             if w.rawValue == 0 || (vmaSoftDirty && w.rawValue == PagemapWord.softDirtyBit) { k += 1; continue }
             if w.isPresent {
@@ -553,11 +553,11 @@ final class RebuildSession {
     func planHugetlb(_ p: ProcessSnapshot, _ vma: VMA, _ words: ArraySlice<PagemapWord>, _ k: Int, _ address: UInt64,
                      _ word: Int, _ plan: inout [PlannedEntry]) throws -> Int {
         let size = vma.hugePageSize
-        let pages = Int(size / 4096)
+        let pages = Int(size / Geometry.pageSize)
         let headAddress = address & ~(size - 1)
-        let consumed = pages - Int((address - headAddress) / 4096)
+        let consumed = pages - Int((address - headAddress) / Geometry.pageSize)
         let w = words[words.startIndex + k]
-        let pfn = (w.pfn ?? 0) - UInt64((address - headAddress) / 4096)
+        let pfn = (w.pfn ?? 0) - UInt64((address - headAddress) / Geometry.pageSize)
         guard address == headAddress, let fi = folioIndex(pfn), folios[fi].pfn == pfn, folios[fi].isHugetlb,
               folios[fi].pageCount == pages else {
             warnings.add(.unexpressibleEntry, pid: p.pid, detail: "hugetlb entry that is not one whole captured huge page",

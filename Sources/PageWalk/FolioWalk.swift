@@ -176,7 +176,7 @@ struct FolioLookup {
         case .pmd: size = access.geometry.entrySize(.pmd)
         case .pud: size = access.geometry.entrySize(.pud)
         }
-        let exposed = expose ? memory.page(page.pfn + ((address & (size - 1)) >> 12)) : nil
+        let exposed = expose ? memory.page(page.pfn + ((address & (size - 1)) >> Geometry.pageShift)) : nil
         return FolioWalk(folio: page.folio, page: exposed, level: level, slot: slot, entry: raw, lock: lock,
                          hugetlbVMA: hugetlbVMA)
     }

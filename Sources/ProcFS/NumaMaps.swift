@@ -12,7 +12,7 @@ public enum NumaMaps {
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) in
             // The gate VMA ([vsyscall]) has no mm: show_numa_map() skips it.
-            for vma in mm.vmas where vma.end <= mm.geometry.userAddressLimit + 4096 {
+            for vma in mm.vmas where vma.end <= mm.geometry.userAddressLimit + Geometry.pageSize {
                 let md = try gather(mm, vma, lock: lock, options: options)
                 show(vma, md, mm: mm, to: &w)
             }
@@ -76,7 +76,7 @@ public enum NumaMaps {
             let dirty = e.entryAttributesContain(.dirty)
             if vma.isHugetlb {
                 // pte_page() of the huge entry: the first page it maps.
-                let entryFirst = first - Int((e.start - (e.start & ~(vma.hugePageSize - 1))) >> 12)
+                let entryFirst = first - Int((e.start - (e.start & ~(vma.hugePageSize - 1))) >> Geometry.pageShift)
                 md.gatherHugetlb(f, first: entryFirst, dirty: dirty)
             } else if e.level.tableLevel != .pte {
                 if f.isZero { continue }
@@ -99,9 +99,9 @@ public enum NumaMaps {
             if w == 0 || layout.isTable(w, .pmd) { return 0 }
             walk.action = .continue
             guard layout.isPresent(w, .pmd) else { return 0 }
-            let pfn = layout.pfn(w) + ((addr & (mm.geometry.entrySize(.pmd) - 1)) >> 12)
+            let pfn = layout.pfn(w) + ((addr & (mm.geometry.entrySize(.pmd) - 1)) >> Geometry.pageShift)
             guard let f = memory.folio(containing: pfn), !f.isZero else { return 0 }
-            walk.privateData.gatherPMD(f, first: Int(pfn - f.pfn), count: Int((next - addr) >> 12), dirty: p.entry.isDirty)
+            walk.privateData.gatherPMD(f, first: Int(pfn - f.pfn), count: Int((next - addr) >> Geometry.pageShift), dirty: p.entry.isDirty)
             return 0
         }
         ops.pteEntry = { p, _, _, walk in

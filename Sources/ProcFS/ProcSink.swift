@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MemoryModel
 
 /// Where a producer's output goes, chunk by chunk: the model's `seq_file`
 /// reader side. Producers never build their whole text in memory; they
@@ -62,7 +63,7 @@ public struct ProcWriter<Sink: ProcSink> {
     @usableFromInline var used = 0
     @usableFromInline let capacity: Int
 
-    public init(_ sink: Sink, capacity: Int = 4096) {
+    public init(_ sink: Sink, capacity: Int = Geometry.pageBytes) {
         self.sink = sink
         self.capacity = Swift.max(capacity, 1)
         storage = ProcBuffer(capacity: self.capacity)

@@ -137,7 +137,7 @@ public enum ReferenceChecker {
             for v in mm.vmas {
                 var a = v.start
                 while a < v.end {
-                    defer { a += 4096 }
+                    defer { a += Geometry.pageSize }
                     let t = mm.translate(a)
                     guard let e = p.pages[a] else {
                         if case .none = t {} else { fail(pid, a, "entry", "none", describe(t)) }

@@ -12,7 +12,7 @@ extension ReferenceModel {
         case .preferred(let x): n = x
         case .bind(let ns): n = ns.first ?? 0
         case .interleave(let ns), .weightedInterleave(let ns):
-            n = ns.isEmpty ? 0 : ns[Int((a >> 12) % UInt64(ns.count))]
+            n = ns.isEmpty ? 0 : ns[Int((a >> Geometry.pageShift) % UInt64(ns.count))]
         }
         return min(max(n, 0), nodeCount - 1)
     }
@@ -53,11 +53,11 @@ extension ReferenceModel {
             switch lookupTable(p, a, allocate: true) {
             case .table:
                 // Populated entries first, then none ones (faultTable()).
-                let none = (0..<Int((next - a) >> 12)).map { a + UInt64($0) << 12 }.filter { p.pages[$0] == nil }
+                let none = (0..<Int((next - a) >> Geometry.pageShift)).map { a + UInt64($0) << Geometry.pageShift }.filter { p.pages[$0] == nil }
                 var b = a
                 while b < next {
                     if p.pages[b] != nil { try faultPage(p, vma, b, write: write) }
-                    b += 4096
+                    b += Geometry.pageSize
                 }
                 for x in none { try faultPage(p, vma, x, write: write) }
             case .pmdEntry:
@@ -96,7 +96,7 @@ extension ReferenceModel {
     /// Rewrites the attributes of a PMD leaf (all 512 page states).
     func setRegion(_ p: ReferenceProcess, _ r: UInt64, _ pp: ReferencePresent) {
         for k in 0..<512 {
-            let a = r + UInt64(k) << 12
+            let a = r + UInt64(k) << Geometry.pageShift
             guard case .present(var x)? = p.pages[a] else { continue }
             x.attrs = pp.attrs
             set(p, a, .present(x))

@@ -33,7 +33,7 @@ extension ReferenceModel {
             case .leaf:
                 let r = pmdBase(a)
                 for k in 0..<512 {
-                    let x = r + UInt64(k) << 12
+                    let x = r + UInt64(k) << Geometry.pageShift
                     guard let s = p.pages[x] else { continue }
                     switch s {
                     case .present(var pp):
@@ -56,7 +56,7 @@ extension ReferenceModel {
                 var b = a
                 while b < next {
                     if let s = p.pages[b], let cs = copyPTE(p, b, s, cow: cow, vma: vma) { set(c, b, cs) }
-                    b += 4096
+                    b += Geometry.pageSize
                 }
             }
         }
@@ -116,8 +116,8 @@ extension ReferenceModel {
             if cow { pp.attrs.remove(.writable) }
             var cp = pp
             cp.attrs.remove(.young)
-            for k in 0..<Int(vma.hugePageSize / 4096) {
-                let x = a + UInt64(k) << 12
+            for k in 0..<Int(vma.hugePageSize / Geometry.pageSize) {
+                let x = a + UInt64(k) << Geometry.pageShift
                 guard case .present(var q)? = p.pages[x] else { continue }
                 q.attrs = pp.attrs
                 set(p, x, .present(q))

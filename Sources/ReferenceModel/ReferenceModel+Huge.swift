@@ -17,21 +17,21 @@ extension ReferenceModel {
                 var attrs = pp.attrs
                 attrs.insert(.special)
                 attrs.remove(.writable)
-                for k in 0..<512 { set(p, r + UInt64(k) << 12, .present(ReferencePresent(target: .zero, attrs: attrs))) }
+                for k in 0..<512 { set(p, r + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .zero, attrs: attrs))) }
             case .folio(let f, _):
                 if folios[f]!.isHugetlb { throw .unsupported("hugetlb PMDs cannot be split") }
                 if folios[f]!.isAnon && folios[f]!.exclusive[0] {
                     for k in 0..<folios[f]!.pageCount { folios[f]!.exclusive[k] = true }
                 }
                 for k in 0..<512 {
-                    set(p, r + UInt64(k) << 12, .present(ReferencePresent(target: .folio(f, page: k), attrs: pp.attrs)))
+                    set(p, r + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(f, page: k), attrs: pp.attrs)))
                 }
             case .zero, .pfn:
                 return
             }
         case .migration(let kind, let f, _, let y, let d, let bits, .pmd):
             for k in 0..<512 {
-                set(p, r + UInt64(k) << 12, .migration(kind, folio: f, page: k, young: y, dirty: d, bits: bits, level: .pte))
+                set(p, r + UInt64(k) << Geometry.pageShift, .migration(kind, folio: f, page: k, young: y, dirty: d, bits: bits, level: .pte))
             }
         default:
             return
@@ -71,7 +71,7 @@ extension ReferenceModel {
                 if a % ReferenceModel.pmdSize == 0 && next - a == ReferenceModel.pmdSize && pmdState(p, a) == .none {
                     if !write && options.useHugeZeroPage {
                         for k in 0..<512 {
-                            set(p, a + UInt64(k) << 12, .present(ReferencePresent(target: .hugeZero(page: k), attrs: [.young, .special],
+                            set(p, a + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .hugeZero(page: k), attrs: [.young, .special],
                                                                                   level: .pmd, entire: true)))
                         }
                     } else {
@@ -79,7 +79,7 @@ extension ReferenceModel {
                         folios[f]!.exclusive[0] = true
                         let attrs = faultAttrs(vma, write: true, writable: true)
                         for k in 0..<512 {
-                            set(p, a + UInt64(k) << 12, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs,
+                            set(p, a + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs,
                                                                                   level: .pmd, entire: true)))
                         }
                         vma.hasAnonVMA = true
@@ -105,7 +105,7 @@ extension ReferenceModel {
             vma.hasAnonVMA = true
             let s = max(start, vma.start), e = min(end, vma.end)
             let n = 1 << order
-            let size = UInt64(4096) << UInt64(order)
+            let size = UInt64(Geometry.pageSize) << UInt64(order)
             var a = s
             while a < e {
                 let next = geometry.entryEnd(a, at: .pmd, limit: e)
@@ -113,17 +113,17 @@ extension ReferenceModel {
                 case .table:
                     var b = a
                     while b < next {
-                        if b % size == 0 && b + size <= next && (0..<n).allSatisfy({ p.pages[b + UInt64($0) << 12] == nil }) {
+                        if b % size == 0 && b + size <= next && (0..<n).allSatisfy({ p.pages[b + UInt64($0) << Geometry.pageShift] == nil }) {
                             let f = newFolio(order: order, node: node(vma, b), flags: [.anon, .swapBacked])
                             let attrs = faultAttrs(vma, write: true, writable: true)
                             for k in 0..<n {
                                 folios[f]!.exclusive[k] = true
-                                set(p, b + UInt64(k) << 12, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs)))
+                                set(p, b + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs)))
                             }
                             b += size
                         } else {
                             try faultPage(p, vma, b, write: true)
-                            b += 4096
+                            b += Geometry.pageSize
                         }
                     }
                 case .pmdEntry:
@@ -155,7 +155,7 @@ extension ReferenceModel {
             throw .wrongVMAKind(address: start, reason: "write fault on a VMA without write permission")
         }
         let (level, _) = hugetlbShape(size)
-        let order = (size / 4096).trailingZeroBitCount
+        let order = (size / Geometry.pageSize).trailingZeroBitCount
         var a = start
         while a < end {
             defer { a += size }
@@ -178,7 +178,7 @@ extension ReferenceModel {
             if vma.flags.contains(.write) && (vma.isShared || write) { attrs.formUnion([.writable, .dirty]) }
             if write && tracksSoftDirty { attrs.insert(.softDirty) }
             for k in 0..<(1 << order) {
-                set(p, a + UInt64(k) << 12, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs, level: level, entire: true)))
+                set(p, a + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs, level: level, entire: true)))
             }
         }
     }

@@ -17,7 +17,7 @@ extension ReferenceModel {
             switch lookupTable(p, a, allocate: allocate) {
             case .table:
                 var b = a
-                while b < next { try body(b); b += 4096 }
+                while b < next { try body(b); b += Geometry.pageSize }
             case .pmdEntry:
                 if try pmd(a) == .split { try splitPMD(p, a); continue }
             case .blocked:
@@ -48,8 +48,8 @@ extension ReferenceModel {
             guard case .present(let pp)? = p.pages[a], !pp.attrs.contains(.special),
                   case .folio(let f, let i) = pp.target, let fo = folios[f] else { return }
             guard fo.isAnon, accept(fo), !seen.contains(f) else { return }
-            let first = a - UInt64(i) * 4096
-            guard first >= start, first + (UInt64(4096) << UInt64(fo.order)) <= end else { return }
+            let first = a - UInt64(i) * Geometry.pageSize
+            guard first >= start, first + (UInt64(Geometry.pageSize) << UInt64(fo.order)) <= end else { return }
             seen.insert(f)
             out.append((f, first))
         }

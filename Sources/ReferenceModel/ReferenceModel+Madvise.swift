@@ -26,7 +26,7 @@ extension ReferenceModel {
                 !f.isKSM && !f.flags.contains(.zoneDevice) && f.mapcount == (f.entireMaps > 0 ? 1 : f.pageCount) && f.entireMaps <= 1
             }
             for (f, a) in list {
-                let size = UInt64(4096) << UInt64(folios[f]!.order)
+                let size = UInt64(Geometry.pageSize) << UInt64(folios[f]!.order)
                 try forEachPTE(p, a, a + size, pmd: { (x) throws(ModelError) -> PMDDecision in
                     if case .present(var pp)? = p.pages[self.pmdBase(x)], case .folio(f, _) = pp.target {
                         pp.attrs.subtract([.dirty, .young])
@@ -116,7 +116,7 @@ extension ReferenceModel {
         defer { collect() }
         guard let vma = p.vma(containing: address) else { throw .noVMA(address: address) }
         guard !vma.isHugetlb else { throw .unsupported("hwpoison of hugetlb pages") }
-        let a = address & ~4095
+        let a = address & ~Geometry.pageOffsetMask
         if pmdState(p, a) == .leaf { try splitPMD(p, a) }
         guard case .present(let pp)? = p.pages[a], !pp.attrs.contains(.special), case .folio(var f, var i) = pp.target else {
             throw .invalidArgument(name: "address", reason: "maps no normal page")
@@ -248,7 +248,7 @@ extension ReferenceModel {
             if v.flags.contains(.write) && v.isShared { attrs.formUnion([.writable, .dirty]) }
             try forEachPTE(p, max(start, v.start), min(end, v.end), allocate: true) { (a) throws(ModelError) in
                 guard p.pages[a] == nil else { return }
-                set(p, a, .present(ReferencePresent(target: .pfn(base + (a - v.start) / 4096), attrs: attrs)))
+                set(p, a, .present(ReferencePresent(target: .pfn(base + (a - v.start) / Geometry.pageSize), attrs: attrs)))
             }
         }
     }

@@ -39,7 +39,7 @@ extension ReferenceModel {
                 if case .migration(_, let f, _, _, _, _, .pmd)? = p.pages[self.pmdBase(a)] { found.append((f, a)) }
                 return .skip
             }) { (a) throws(ModelError) in
-                if case .migration(_, let f, let i, _, _, _, _)? = p.pages[a] { found.append((f, a - UInt64(i) * 4096)) }
+                if case .migration(_, let f, let i, _, _, _, _)? = p.pages[a] { found.append((f, a - UInt64(i) * Geometry.pageSize)) }
             }
             for (f, a) in found where done.insert(f).inserted { try removeMigration(p, f, a, onto: f) }
         }
@@ -76,13 +76,13 @@ extension ReferenceModel {
                 if pp.attrs.contains(.uffdWP) { bits.insert(.uffdWP) }
                 let kind = migrationKind(pp, exclusive: folios[f]!.exclusive[0])
                 for k in 0..<512 {
-                    set(mm, address + UInt64(k) << 12, .migration(kind, folio: f, page: k, young: pp.attrs.contains(.young),
+                    set(mm, address + UInt64(k) << Geometry.pageShift, .migration(kind, folio: f, page: k, young: pp.attrs.contains(.young),
                                                                   dirty: pp.attrs.contains(.dirty), bits: bits, level: .pmd))
                 }
                 if folios[f]!.isAnon { folios[f]!.exclusive[0] = false }
             }
             for k in 0..<folios[f]!.pageCount {
-                let a = address + UInt64(k) * 4096
+                let a = address + UInt64(k) * Geometry.pageSize
                 try withPTEMapping(mm, a, folio: f, page: k) { (pp) in
                     var bits: SwapPTEBits = []
                     if pp.attrs.contains(.softDirty) { bits.insert(.softDirty) }
@@ -100,7 +100,7 @@ extension ReferenceModel {
         let anon = folios[f]!.isAnon
         let spaces = anon ? familyMembers(p) : [p]
         let n = folios[f]!.pageCount
-        let size = UInt64(4096) << UInt64(folios[f]!.order)
+        let size = UInt64(Geometry.pageSize) << UInt64(folios[f]!.order)
         for mm in spaces {
             guard mm.vma(containing: address) != nil else { continue }
             func attrs(_ kind: MigrationKind, _ y: Bool, _ d: Bool, _ bits: SwapPTEBits) -> LeafAttributes {
@@ -115,7 +115,7 @@ extension ReferenceModel {
             if folios[f]!.order == 9, address % ReferenceModel.pmdSize == 0,
                case .migration(let kind, f, 0, let y, let d, let bits, .pmd)? = mm.pages[address] {
                 for k in 0..<512 {
-                    set(mm, address + UInt64(k) << 12, .present(ReferencePresent(target: .folio(t, page: k), attrs: attrs(kind, y, d, bits),
+                    set(mm, address + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(t, page: k), attrs: attrs(kind, y, d, bits),
                                                                                  level: .pmd, entire: true)))
                 }
                 if kind != .read && anon { folios[t]!.exclusive[0] = true }
@@ -126,12 +126,12 @@ extension ReferenceModel {
                 if lookupTable(mm, a, allocate: false) == .table {
                     var b = a
                     while b < next {
-                        let k = Int((b - address) >> 12)
+                        let k = Int((b - address) >> Geometry.pageShift)
                         if case .migration(let kind, f, k, let y, let d, let bits, .pte)? = mm.pages[b] {
                             set(mm, b, .present(ReferencePresent(target: .folio(t, page: k), attrs: attrs(kind, y, d, bits))))
                             if kind != .read && anon { folios[t]!.exclusive[k] = true }
                         }
-                        b += 4096
+                        b += Geometry.pageSize
                     }
                 }
                 a = next

@@ -29,7 +29,7 @@ extension ReferenceModel {
     /// Whether the PTE table of the region holding `a` has no entries left.
     func tableEmpty(_ p: ReferenceProcess, _ a: UInt64) -> Bool {
         let r = pmdBase(a)
-        for k in 0..<512 where p.pages[r + UInt64(k) << 12] != nil { return false }
+        for k in 0..<512 where p.pages[r + UInt64(k) << Geometry.pageShift] != nil { return false }
         return true
     }
 

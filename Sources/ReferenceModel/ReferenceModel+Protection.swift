@@ -28,7 +28,7 @@ extension ReferenceModel {
                     var a = vma.start
                     while a < vma.end {
                         if case .present(var pp)? = p.pages[a] { pp.attrs.remove(.writable); set(p, a, .present(pp)) }
-                        a += 4096
+                        a += Geometry.pageSize
                     }
                 }
                 continue
@@ -110,8 +110,8 @@ extension ReferenceModel {
             return .skip
         }) { (a) throws(ModelError) in
             guard case .present(let pp)? = p.pages[a], !pp.attrs.contains(.special), case .folio(let f, let i) = pp.target else { return }
-            let first = a - UInt64(i) * 4096
-            if !on || (first >= vma.start && first + (UInt64(4096) << UInt64(folios[f]!.order)) <= vma.end) { apply(f) }
+            let first = a - UInt64(i) * Geometry.pageSize
+            if !on || (first >= vma.start && first + (UInt64(Geometry.pageSize) << UInt64(folios[f]!.order)) <= vma.end) { apply(f) }
         }
     }
 }

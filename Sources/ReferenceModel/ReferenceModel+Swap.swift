@@ -28,7 +28,7 @@ extension ReferenceModel {
         for k in 0..<n { slotCounts[first + k] = 0 }
         for mm in familyMembers(p) {
             for k in 0..<n {
-                let a = address + UInt64(k) * 4096
+                let a = address + UInt64(k) * Geometry.pageSize
                 try withPTEMapping(mm, a, folio: f, page: k) { (pp) in
                     var bits: SwapPTEBits = []
                     if self.folios[f]!.exclusive[k] { bits.insert(.exclusive) }

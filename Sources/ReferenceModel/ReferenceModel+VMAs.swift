@@ -8,8 +8,8 @@ extension ReferenceModel {
     static let specialFlags: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
 
     func covered(_ p: ReferenceProcess, _ start: UInt64, _ end: UInt64, _ op: String) throws(ModelError) -> [ReferenceVMA] {
-        guard start & 4095 == 0 else { throw .unaligned(name: "\(op) start", value: start, alignment: 4096) }
-        guard end & 4095 == 0 else { throw .unaligned(name: "\(op) end", value: end, alignment: 4096) }
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "\(op) start", value: start, alignment: Geometry.pageSize) }
+        guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "\(op) end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "\(op): start must be below end") }
         let vs = p.vmas(intersecting: start, end)
         var a = start
@@ -45,7 +45,7 @@ extension ReferenceModel {
         switch (a.backing, b.backing) {
         case (.anonymous, .anonymous): return true
         case (.file(let f, let o), .file(let g, let q)), (.shmem(let f, let o), .shmem(let g, let q)):
-            return f === g && o + (a.end - a.start) / 4096 == q
+            return f === g && o + (a.end - a.start) / Geometry.pageSize == q
         default: return false
         }
     }
@@ -69,8 +69,8 @@ extension ReferenceModel {
                      kind: MappingKind = .anonymous, name: String? = nil, extraFlags: VMFlags = [],
                      policy: MemoryPolicy = .default, protectionKey: Int = 0) throws(ModelError) {
         let p = try alive(pid)
-        guard start & 4095 == 0 else { throw .unaligned(name: "start", value: start, alignment: 4096) }
-        guard end & 4095 == 0 else { throw .unaligned(name: "end", value: end, alignment: 4096) }
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "start", value: start, alignment: Geometry.pageSize) }
+        guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "start must be below end") }
         guard end <= geometry.userAddressLimit else {
             throw .invalidRange(start: start, end: end, reason: "beyond the user address space")
@@ -89,12 +89,12 @@ extension ReferenceModel {
             if shared { backing = .shmem(newFile(nil, shmem: true), pageOffset: 0) }
             else { backing = .anonymous; if access.contains(.write) { flags.insert(.account) } }
         case .file(let f, let offset):
-            guard offset & 4095 == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: 4096) }
-            backing = .file(newFile(f, shmem: f.isShmem), pageOffset: offset / 4096)
+            guard offset & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: Geometry.pageSize) }
+            backing = .file(newFile(f, shmem: f.isShmem), pageOffset: offset / Geometry.pageSize)
             if !shared && access.contains(.write) { flags.insert(.account) }
         case .shmem(let f, let offset):
-            guard offset & 4095 == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: 4096) }
-            backing = .shmem(newFile(f, shmem: true), pageOffset: offset / 4096)
+            guard offset & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: Geometry.pageSize) }
+            backing = .shmem(newFile(f, shmem: true), pageOffset: offset / Geometry.pageSize)
             if !shared && access.contains(.write) { flags.insert(.account) }
         case .hugetlb(let size, let f):
             guard geometry.hugetlbSizes.contains(size) else {
@@ -107,7 +107,7 @@ extension ReferenceModel {
             flags.formUnion([.hugetlb, .dontExpand])
             backing = .file(newFile(f, shmem: false), pageOffset: 0)
         case .pfnMap(let pfn), .mixedMap(let pfn):
-            guard pfn + (end - start) / 4096 <= geometry.maxPFN else {
+            guard pfn + (end - start) / Geometry.pageSize <= geometry.maxPFN else {
                 throw .invalidArgument(name: "pfn", reason: "range exceeds the architecture's frames")
             }
             if case .pfnMap = kind { flags.formUnion([.pfnMap, .io, .dontExpand, .dontDump]) } else { flags.insert(.mixedMap) }

@@ -20,7 +20,7 @@ extension ReferenceModel {
     public func munmap(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
         let p = try alive(pid)
         defer { collect() }
-        guard start & 4095 == 0, end & 4095 == 0, start < end else {
+        guard start & Geometry.pageOffsetMask == 0, end & Geometry.pageOffsetMask == 0, start < end else {
             throw .invalidRange(start: start, end: end, reason: "munmap needs a page-aligned, non-empty range")
         }
         for v in p.vmas(intersecting: start, end) where v.isHugetlb {
@@ -59,11 +59,11 @@ extension ReferenceModel {
             switch lookupTable(p, a, allocate: false) {
             case .table:
                 var b = a
-                while b < next { zapPTE(p, vma, b, dropMarkers: dropMarkers); b += 4096 }
+                while b < next { zapPTE(p, vma, b, dropMarkers: dropMarkers); b += Geometry.pageSize }
                 if tableEmpty(p, a) { p.pteTables.remove(pmdBase(a)) }
             case .pmdEntry:
                 if a % ReferenceModel.pmdSize == 0 && next - a == ReferenceModel.pmdSize {
-                    for k in 0..<512 { set(p, a + UInt64(k) << 12, nil) }
+                    for k in 0..<512 { set(p, a + UInt64(k) << Geometry.pageShift, nil) }
                 } else {
                     try splitPMD(p, a)
                     continue
@@ -136,7 +136,7 @@ extension ReferenceModel {
         }
         var a = start
         while a < end {
-            for k in 0..<Int(size / 4096) { set(p, a + UInt64(k) << 12, nil) }
+            for k in 0..<Int(size / Geometry.pageSize) { set(p, a + UInt64(k) << Geometry.pageShift, nil) }
             a += size
         }
     }

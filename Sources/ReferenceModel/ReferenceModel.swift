@@ -178,9 +178,9 @@ public final class ReferenceVMA: @unchecked Sendable, CustomStringConvertible {
     func copy(start s: UInt64, end e: UInt64) -> ReferenceVMA {
         let b: ReferenceBacking
         switch backing {
-        case .file(let f, let o): b = .file(f, pageOffset: o + (s - start) / 4096)
-        case .shmem(let f, let o): b = .shmem(f, pageOffset: o + (s - start) / 4096)
-        case .pfnRange(let p): b = .pfnRange(firstPFN: p + (s - start) / 4096)
+        case .file(let f, let o): b = .file(f, pageOffset: o + (s - start) / Geometry.pageSize)
+        case .shmem(let f, let o): b = .shmem(f, pageOffset: o + (s - start) / Geometry.pageSize)
+        case .pfnRange(let p): b = .pfnRange(firstPFN: p + (s - start) / Geometry.pageSize)
         case .anonymous: b = .anonymous
         }
         return ReferenceVMA(start: s, end: e, flags: flags, backing: b, name: name, policy: policy,
@@ -193,7 +193,7 @@ public final class ReferenceVMA: @unchecked Sendable, CustomStringConvertible {
     public var isShared: Bool { flags.contains(.shared) || flags.contains(.mayShare) }
     public var isPrivate: Bool { !flags.contains(.mayShare) }
     var file: ReferenceFile? { backing.file }
-    func pageIndex(_ a: UInt64) -> UInt64 { backing.pageOffset + (a - start) / 4096 }
+    func pageIndex(_ a: UInt64) -> UInt64 { backing.pageOffset + (a - start) / Geometry.pageSize }
     public var description: String { "rvma(0x\(String(start, radix: 16))-0x\(String(end, radix: 16)))" }
 }
 
@@ -358,7 +358,7 @@ public final class ReferenceModel: @unchecked Sendable {
                     continue
                 }
                 if fo.isHugetlb {
-                    if pp.entire && i == 0 { c.hugetlbBytes += UInt64(4096) << UInt64(fo.order) }
+                    if pp.entire && i == 0 { c.hugetlbBytes += UInt64(Geometry.pageSize) << UInt64(fo.order) }
                     continue
                 }
                 if pp.level == .pmd && a % ReferenceModel.pmdSize == 0 && fo.isAnon { deposits += 1 }

@@ -146,8 +146,8 @@ public enum ScenarioBuilder {
         case .file: kind = .file(file!, offset: spec.file?.offset ?? 0)
         case .shmem: kind = .shmem(file, offset: spec.file?.offset ?? 0)
         case .hugetlb: kind = .hugetlb(pageSize: spec.hugePageSize?.bytes ?? (2 << 20), file: file)
-        case .pfnmap: kind = .pfnMap(firstPFN: (spec.file?.offset ?? 0) / 4096)
-        case .mixedmap: kind = .mixedMap(firstPFN: (spec.file?.offset ?? 0) / 4096)
+        case .pfnmap: kind = .pfnMap(firstPFN: (spec.file?.offset ?? 0) / Geometry.pageSize)
+        case .mixedmap: kind = .mixedMap(firstPFN: (spec.file?.offset ?? 0) / Geometry.pageSize)
         }
         try mm.mmap(start: spec.start, end: spec.end, access: access(spec.perms), shared: spec.perms.shared,
                     kind: kind, name: spec.name, extraFlags: vmFlags(spec.flags), policy: policy(spec.policy),

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import ProcFS
+import MemoryModel
 
 // MARK: - Errors and exit codes
 
@@ -233,7 +234,7 @@ func parseRange(_ text: String, option: String, args: ParsedArguments) throws(CL
     guard parts.count == 2, let start = parseAddress(String(parts[0])), let end = parseAddress(String(parts[1])) else {
         throw args.usage("\(option) '\(text)' is not START-END (hex addresses, e.g. 0x7f0000000000-0x7f0000200000)")
     }
-    guard start & 4095 == 0, end & 4095 == 0 else {
+    guard start & Geometry.pageOffsetMask == 0, end & Geometry.pageOffsetMask == 0 else {
         throw args.usage("\(option) '\(text)': both ends must be page aligned (multiples of 0x1000)")
     }
     guard start < end else { throw args.usage("\(option) '\(text)': START must be below END") }

@@ -16,7 +16,7 @@ enum ProcFiles {
         var stackStart: UInt64 = 0, codeStart: UInt64 = 0, codeEnd: UInt64 = 0
 
         init(_ mm: AddressSpace) {
-            let vmas = mm.vmas.filter { $0.end <= mm.geometry.userAddressLimit + 4096 }
+            let vmas = mm.vmas.filter { $0.end <= mm.geometry.userAddressLimit + Geometry.pageSize }
             let mainFile = vmas.first { $0.backing.file != nil }?.backing.file?.path
             for v in vmas {
                 let kb = v.size >> 10

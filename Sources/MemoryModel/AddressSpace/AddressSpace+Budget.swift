@@ -36,13 +36,13 @@ extension AddressSpace {
             while a < e {
                 switch translate(a) {
                 case .present(_, let raw, _):
-                    if write && kind == .fault && vma.isPrivate && raw & layout.write == 0 { needed += 4096 }
+                    if write && kind == .fault && vma.isPrivate && raw & layout.write == 0 { needed += Geometry.pageSize }
                 case .softLeaf(_, _, let leaf):
-                    if case .swap = leaf.leaf { needed += 4096 }
+                    if case .swap = leaf.leaf { needed += Geometry.pageSize }
                 case .none:
-                    if kind != .fault || write || !vma.isAnonymous { needed += 4096 }
+                    if kind != .fault || write || !vma.isAnonymous { needed += Geometry.pageSize }
                 }
-                a += 4096
+                a += Geometry.pageSize
             }
         }
         if needed > 0 && (used > budget || needed > budget - used) {

@@ -13,7 +13,7 @@ extension AddressSpace {
         case .preferred(let p): n = p
         case .bind(let ns): n = ns.first ?? 0
         case .interleave(let ns), .weightedInterleave(let ns):
-            n = ns.isEmpty ? 0 : ns[Int((address >> 12) % UInt64(ns.count))]
+            n = ns.isEmpty ? 0 : ns[Int((address >> Geometry.pageShift) % UInt64(ns.count))]
         }
         return min(max(n, 0), memory.nodeCount - 1)
     }
@@ -108,14 +108,14 @@ extension AddressSpace {
     private func faultTable(_ vma: VMA, _ t: TableID, _ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
         let e = arena.entries(t)
         let first = geometry.tableIndex(start, .pte)
-        let count = Int((end - start) >> 12)
+        let count = Int((end - start) >> Geometry.pageShift)
         // Populated entries first, one by one.
         for i in first..<(first + count) where e[i].load(ordering: .relaxed) != 0 {
-            try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+            try faultPTE(vma, t, i, start + UInt64(i - first) << Geometry.pageShift, write: write)
         }
         guard vma.isAnonymous && write else {
             for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
-                try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+                try faultPTE(vma, t, i, start + UInt64(i - first) << Geometry.pageShift, write: write)
             }
             return
         }
@@ -128,7 +128,7 @@ extension AddressSpace {
         let pfns: [UInt64]
         if case .interleave = vma.policy {
             for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
-                try faultPTE(vma, t, i, start + UInt64(i - first) << 12, write: write)
+                try faultPTE(vma, t, i, start + UInt64(i - first) << Geometry.pageShift, write: write)
             }
             return
         } else {
@@ -141,7 +141,7 @@ extension AddressSpace {
                                         flags: [.anon, .swapBacked, .uptodate, .lru, .anonExclusive], refcount: 1)
             k += 1
             f.head[RecordWord.mapcount].store(1, ordering: .relaxed)
-            e[i].store(pte0 | (f.pfn << 12), ordering: .releasing)
+            e[i].store(pte0 | (f.pfn << Geometry.pageShift), ordering: .releasing)
         }
         arena.adjustUsed(t, none)
         addRSS(.anon, none)

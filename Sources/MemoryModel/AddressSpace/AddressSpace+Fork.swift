@@ -60,7 +60,7 @@ extension AddressSpace {
             ptl.lock()
             defer { ptl.unlock(); child.arena.lock(dst).unlock() }
             let first = geometry.tableIndex(a, .pte)
-            for i in first..<(first + Int((next - a) >> 12)) {
+            for i in first..<(first + Int((next - a) >> Geometry.pageShift)) {
                 let copied = try copyPTE(src, i, cow: cow, vma: vma, child: child)
                 if copied != 0 { child.storePTE(dst, i, copied) }
             }

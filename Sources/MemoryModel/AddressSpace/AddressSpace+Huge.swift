@@ -156,7 +156,7 @@ extension AddressSpace {
                 }
                 vma.hasAnonVMA = true
                 let s = max(start, vma.start), e = min(end, vma.end)
-                let size = UInt64(4096) << UInt64(order)
+                let size = UInt64(Geometry.pageSize) << UInt64(order)
                 var a = s
                 while a < e {
                     let next = geometry.entryEnd(a, at: .pmd, limit: e)
@@ -169,7 +169,7 @@ extension AddressSpace {
                                 b += size
                             } else {
                                 try faultPTE(vma, t, geometry.tableIndex(b, .pte), b, write: true)
-                                b += 4096
+                                b += Geometry.pageSize
                             }
                         }
                     case .pmdEntry:
@@ -238,7 +238,7 @@ extension AddressSpace {
         vma.hugetlbLock.lockRead()
         defer { vma.hugetlbLock.unlockRead() }
         let (level, count) = hugetlbEntryShape(forSize: size)
-        let order = (size / 4096).trailingZeroBitCount
+        let order = (size / Geometry.pageSize).trailingZeroBitCount
         var a = start
         while a < end {
             defer { a += size }
@@ -344,7 +344,7 @@ extension AddressSpace {
             let x = e[i].load(ordering: .relaxed)
             if x != 0 && !layout.isPresent(x, .pte) {
                 ptl.unlock()
-                throw .unsupported("collapse at \(hex(address)): non-present entry at \(hex(address + UInt64(i) * 4096))")
+                throw .unsupported("collapse at \(hex(address)): non-present entry at \(hex(address + UInt64(i) * Geometry.pageSize))")
             }
         }
         let folio: Folio

@@ -24,7 +24,7 @@ extension AddressSpace {
                     var i = geometry.tableIndex(a, .pte)
                     while b < next {
                         try body(t, i, b)
-                        b += 4096
+                        b += Geometry.pageSize
                         i += 1
                     }
                 }
@@ -93,7 +93,7 @@ extension AddressSpace {
             case .pmdEntry(let s):
                 let w = mm.load(s)
                 guard mm.layout.isPresent(w, .pmd) else { return }
-                let offset = (address >> 12) & 511
+                let offset = (address >> Geometry.pageShift) & 511
                 guard mm.layout.pfn(w) + offset == pfn else { return }
                 try mm.splitHugePMD(at: s)
             case .blocked, .absent:
@@ -129,7 +129,7 @@ extension AddressSpace {
                   let page = memory.page(layout.pfn(w)) else { return }
             let f = page.folio
             guard f.isAnon, !f.isZero, accept(f), !seen.contains(f.pfn) else { return }
-            let first = a - UInt64(page.index) * 4096
+            let first = a - UInt64(page.index) * Geometry.pageSize
             guard first >= start, first + f.size <= end, f.tryGet() else { return }
             seen.insert(f.pfn)
             out.append((f, first))

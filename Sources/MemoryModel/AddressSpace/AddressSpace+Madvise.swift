@@ -81,7 +81,7 @@ extension AddressSpace {
                     if let stable = memory.ksmStableFolio(id) {
                         stable.addPTEMappings(first: 0, count: 1, delta: 1)
                         stable.addRef(1)
-                        storePTE(t, i, (clean & ~layout.pfnMask) | (stable.pfn << 12))
+                        storePTE(t, i, (clean & ~layout.pfnMask) | (stable.pfn << Geometry.pageShift))
                         page.folio.addPTEMappings(first: 0, count: 1, delta: -1)
                         memory.put(page.folio)
                     } else {
@@ -130,7 +130,7 @@ extension AddressSpace {
         try withMmapReadLock { (_) throws(ModelError) in
             guard let vma = vma(containing: address) else { throw .noVMA(address: address) }
             guard !vma.isHugetlb else { throw .unsupported("hwpoison of hugetlb pages") }
-            let page4k = address & ~4095
+            let page4k = address & ~Geometry.pageOffsetMask
             if case .slot(let s)? = try? slot(page4k, at: .pmd, allocate: false), load(s) != 0,
                !layout.isTable(load(s), .pmd) {
                 try splitHugePMD(at: s)
@@ -252,13 +252,13 @@ extension AddressSpace {
                 if vma.flags.contains(.write) && vma.isShared { attrs.formUnion([.writable, .dirty]) }
                 if vma.flags.contains(.exec) { attrs.insert(.executable) }
                 if vma.flags.contains(.io) { attrs.insert(.uncached) }
-                let base = pfn.map { $0 &- (max(start, vma.start) - vma.start) / 4096 } ?? vmaBase
-                guard base &+ (vma.end - vma.start) / 4096 <= geometry.maxPFN else {
+                let base = pfn.map { $0 &- (max(start, vma.start) - vma.start) / Geometry.pageSize } ?? vmaBase
+                guard base &+ (vma.end - vma.start) / Geometry.pageSize <= geometry.maxPFN else {
                     throw .invalidArgument(name: "pfn", reason: "range exceeds the architecture's frames")
                 }
                 try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true) { (t, i, a) throws(ModelError) in
                     guard arena.entries(t)[i].load(ordering: .relaxed) == 0 else { return }
-                    storePTE(t, i, layout.leaf(pfn: base + (a - vma.start) / 4096, level: .pte, attrs))
+                    storePTE(t, i, layout.leaf(pfn: base + (a - vma.start) / Geometry.pageSize, level: .pte, attrs))
                 }
             }
         }

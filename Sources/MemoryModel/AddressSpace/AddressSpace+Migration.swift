@@ -53,7 +53,7 @@ extension AddressSpace {
                     guard w != 0, !layout.isPresent(w, .pte),
                           case .migration(_, let pfn, _, _) = SoftLeafEntry(decoding: w, layout: layout).leaf,
                           let page = memory.page(pfn) else { return }
-                    found.append((page.folio, a - UInt64(page.index) * 4096))
+                    found.append((page.folio, a - UInt64(page.index) * Geometry.pageSize))
                 }
                 for (f, a) in found where done.insert(f.pfn).inserted {
                     try removeMigrationEntries(f, at: a, onto: f)
@@ -135,7 +135,7 @@ extension AddressSpace {
                 l.unlock()
             }
             for k in 0..<folio.pageCount {
-                try withPTEMapping(in: mm, address + UInt64(k) * 4096, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
+                try withPTEMapping(in: mm, address + UInt64(k) * Geometry.pageSize, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
                     var bits: SwapPTEBits = []
                     if w & mm.layout.softDirty != 0 { bits.insert(.softDirty) }
                     if w & mm.layout.uffdWP != 0 { bits.insert(.uffdWP) }
@@ -194,7 +194,7 @@ extension AddressSpace {
                     while b < next {
                         let i = mm.geometry.tableIndex(b, .pte)
                         let w = mm.arena.entries(t)[i].load(ordering: .relaxed)
-                        let k = Int((b - address) >> 12)
+                        let k = Int((b - address) >> Geometry.pageShift)
                         if w != 0 && !mm.layout.isPresent(w, .pte) {
                             let leaf = SoftLeafEntry(decoding: w, layout: mm.layout)
                             if case .migration(let kind, let pfn, let young, let dirty) = leaf.leaf, pfn == folio.pfn + UInt64(k) {
@@ -205,7 +205,7 @@ extension AddressSpace {
                                 if moving { target.addRef(1); memory.put(folio) }
                             }
                         }
-                        b += 4096
+                        b += Geometry.pageSize
                     }
                     mm.arena.lock(t).unlock()
                 }

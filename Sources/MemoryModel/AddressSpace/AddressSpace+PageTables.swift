@@ -59,7 +59,7 @@ extension EntryLayout {
     }
 
     @inlinable @inline(__always)
-    public func pfn(_ raw: UInt64) -> UInt64 { (raw & pfnMask) >> 12 }
+    public func pfn(_ raw: UInt64) -> UInt64 { (raw & pfnMask) >> Geometry.pageShift }
 }
 
 extension AddressSpace {
@@ -252,7 +252,7 @@ extension AddressSpace {
                 return .softLeaf(level: lv, raw: w, SoftLeafEntry(decoding: w, layout: layout))
             }
             if lv == .pte || layout.isLeaf(w, lv) {
-                let offset = (address & (geometry.entrySize(lv) - 1)) >> 12
+                let offset = (address & (geometry.entrySize(lv) - 1)) >> Geometry.pageShift
                 return .present(level: lv, raw: w, pagePFN: layout.pfn(w) + offset)
             }
             table = arena.uncheckedTable(atPFN: layout.pfn(w))

@@ -153,7 +153,7 @@ extension AddressSpace {
             guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)) else { return }
             let f = page.folio
             guard !f.isZero else { return }
-            let first = a - UInt64(page.index) * 4096
+            let first = a - UInt64(page.index) * Geometry.pageSize
             if !on || (first >= vma.start && first + f.size <= vma.end) { f.setFlags(flags, on) }
         }
     }

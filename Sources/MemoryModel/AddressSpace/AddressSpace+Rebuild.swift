@@ -109,8 +109,8 @@ extension AddressSpace {
                                   hugePageSize: UInt64 = 0, policy: MemoryPolicy = .default, protectionKey: Int = 0,
                                   hasAnonVMA: Bool = false, gateArea: Bool = false) throws(ModelError) -> VMA {
         try checkAlive()
-        guard start & 4095 == 0 else { throw .unaligned(name: "start", value: start, alignment: 4096) }
-        guard end & 4095 == 0 else { throw .unaligned(name: "end", value: end, alignment: 4096) }
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "start", value: start, alignment: Geometry.pageSize) }
+        guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "start must be below end") }
         if !gateArea && end > geometry.userAddressLimit {
             throw .invalidRange(start: start, end: end, reason: "beyond the user address space (\(hex(geometry.userAddressLimit)))")

@@ -50,7 +50,7 @@ extension AddressSpace {
         defer { walk.end() }
         for mm in walk.spaces {
             for k in 0..<n {
-                try withPTEMapping(in: mm, address + UInt64(k) * 4096, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
+                try withPTEMapping(in: mm, address + UInt64(k) * Geometry.pageSize, pfn: folio.pfn + UInt64(k)) { (t, i, w) throws(ModelError) in
                     var bits: SwapPTEBits = []
                     if folio.pageFlags(k).contains(.anonExclusive) { bits.insert(.exclusive) }
                     if w & mm.layout.softDirty != 0 { bits.insert(.softDirty) }

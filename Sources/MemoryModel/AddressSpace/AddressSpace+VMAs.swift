@@ -33,8 +33,8 @@ extension AddressSpace {
 
     func mmapLocked(start: UInt64, end: UInt64, access: VMFlags, shared: Bool, kind: MappingKind,
                     name: String?, extraFlags: VMFlags, policy: MemoryPolicy, protectionKey: Int) throws(ModelError) -> VMA {
-        guard start & 4095 == 0 else { throw .unaligned(name: "start", value: start, alignment: 4096) }
-        guard end & 4095 == 0 else { throw .unaligned(name: "end", value: end, alignment: 4096) }
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "start", value: start, alignment: Geometry.pageSize) }
+        guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "start must be below end") }
         guard end <= geometry.userAddressLimit else {
             throw .invalidRange(start: start, end: end, reason: "beyond the user address space (\(hex(geometry.userAddressLimit)))")
@@ -61,14 +61,14 @@ extension AddressSpace {
                 if access.contains(.write) { flags.insert(.account) }
             }
         case .file(let f, let offset):
-            guard offset & 4095 == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: 4096) }
-            backing = .file(f, pageOffset: offset / 4096)
+            guard offset & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: Geometry.pageSize) }
+            backing = .file(f, pageOffset: offset / Geometry.pageSize)
             if !shared && access.contains(.write) { flags.insert(.account) }
         case .shmem(let f, let offset):
-            guard offset & 4095 == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: 4096) }
+            guard offset & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "file offset", value: offset, alignment: Geometry.pageSize) }
             let file = f ?? memory.file(path: "/dev/zero (deleted)", device: DeviceNumber(major: 0, minor: 1),
                                         inode: AddressSpace.nextAnonInode(), isShmem: true)
-            backing = .shmem(file, pageOffset: offset / 4096)
+            backing = .shmem(file, pageOffset: offset / Geometry.pageSize)
             if !shared && access.contains(.write) { flags.insert(.account) }
         case .hugetlb(let size, let f):
             guard geometry.hugetlbSizes.contains(size) else {
@@ -83,7 +83,7 @@ extension AddressSpace {
                                         inode: AddressSpace.nextAnonInode(), isShmem: false)
             backing = .file(file, pageOffset: 0)
         case .pfnMap(let pfn), .mixedMap(let pfn):
-            guard pfn + (end - start) / 4096 <= geometry.maxPFN else {
+            guard pfn + (end - start) / Geometry.pageSize <= geometry.maxPFN else {
                 throw .invalidArgument(name: "pfn", reason: "\(hex(pfn)) range exceeds the architecture's frames")
             }
             if case .pfnMap = kind { flags.formUnion([.pfnMap, .io, .dontExpand, .dontDump]) }
@@ -134,7 +134,7 @@ extension AddressSpace {
         switch (a.backing, b.backing) {
         case (.anonymous, .anonymous): return true
         case (.file(let f, let o), .file(let g, let p)), (.shmem(let f, let o), .shmem(let g, let p)):
-            return f === g && o + a.size / 4096 == p
+            return f === g && o + a.size / Geometry.pageSize == p
         default: return false
         }
     }
@@ -157,8 +157,8 @@ extension AddressSpace {
     /// Checks that `[start, end)` is page aligned, non-empty, in user space
     /// and fully covered by VMAs; returns those VMAs.
     func coveredVMAs(_ start: UInt64, _ end: UInt64, operation: String) throws(ModelError) -> ArraySlice<VMA> {
-        guard start & 4095 == 0 else { throw .unaligned(name: "\(operation) start", value: start, alignment: 4096) }
-        guard end & 4095 == 0 else { throw .unaligned(name: "\(operation) end", value: end, alignment: 4096) }
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "\(operation) start", value: start, alignment: Geometry.pageSize) }
+        guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "\(operation) end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "\(operation): start must be below end") }
         let vs = vmas(intersecting: start, end)
         var a = start

@@ -24,7 +24,7 @@ extension AddressSpace {
     }
 
     func munmapLocked(_ start: UInt64, _ end: UInt64) throws(ModelError) {
-        guard start & 4095 == 0, end & 4095 == 0, start < end else {
+        guard start & Geometry.pageOffsetMask == 0, end & Geometry.pageOffsetMask == 0, start < end else {
             throw .invalidRange(start: start, end: end, reason: "munmap needs a page-aligned, non-empty range")
         }
         // do_vmi_munmap(): -EINVAL beyond TASK_SIZE.

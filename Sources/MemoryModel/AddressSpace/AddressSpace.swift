@@ -16,7 +16,7 @@ public struct MMCounters: Hashable, Sendable, CustomStringConvertible {
     /// Bytes of hugetlb pages mapped (`hugetlb_usage`).
     public var hugetlbBytes: UInt64 = 0
     public init() {}
-    public var pageTableBytes: Int { (pteTables + pmdTables + pudTables + p4dTables) * 4096 }
+    public var pageTableBytes: Int { (pteTables + pmdTables + pudTables + p4dTables) * Geometry.pageBytes }
     public var rssPages: Int { file + anon + shmem }
     public var description: String {
         "rss file \(file) anon \(anon) shmem \(shmem) swap \(swapEntries); tables pte \(pteTables) pmd \(pmdTables) pud \(pudTables) p4d \(p4dTables); hugetlb \(hugetlbBytes)"

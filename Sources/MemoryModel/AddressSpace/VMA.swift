@@ -117,9 +117,9 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     func copy(start: UInt64, end: UInt64) -> VMA {
         let b: VMABacking
         switch backing {
-        case .file(let f, let off): b = .file(f, pageOffset: off + (start - self.start) / 4096)
-        case .shmem(let f, let off): b = .shmem(f, pageOffset: off + (start - self.start) / 4096)
-        case .pfnRange(let p): b = .pfnRange(firstPFN: p + (start - self.start) / 4096)
+        case .file(let f, let off): b = .file(f, pageOffset: off + (start - self.start) / Geometry.pageSize)
+        case .shmem(let f, let off): b = .shmem(f, pageOffset: off + (start - self.start) / Geometry.pageSize)
+        case .pfnRange(let p): b = .pfnRange(firstPFN: p + (start - self.start) / Geometry.pageSize)
         case .anonymous: b = .anonymous
         }
         return VMA(start: start, end: end, flags: flags, backing: b, name: name, policy: policy,
@@ -143,7 +143,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
     /// The file page index of `address` (`linear_page_index()`).
     @inlinable
-    public func pageIndex(_ address: UInt64) -> UInt64 { backing.pageOffset + (address - start) / 4096 }
+    public func pageIndex(_ address: UInt64) -> UInt64 { backing.pageOffset + (address - start) / Geometry.pageSize }
 
     /// Permissions as /proc/PID/maps prints them (`rw-p`).
     public var permissions: String {

@@ -11,9 +11,14 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     /// Number of real levels, 2 … 5.
     public let levels: Int
 
-    /// log2 of the page size (4K pages throughout).
-    public static let pageShift = 12
-    public static let pageSize: UInt64 = 4096
+    /// `PAGE_SHIFT`: log2 of the page size (4K pages throughout).
+    @inlinable public static var pageShift: Int { 12 }
+    /// `PAGE_SIZE`.
+    @inlinable public static var pageSize: UInt64 { 1 << pageShift }
+    /// `PAGE_SIZE` where a count or index is an `Int`.
+    @inlinable public static var pageBytes: Int { 1 << pageShift }
+    /// `~PAGE_MASK`: the offset bits of an address within its page.
+    @inlinable public static var pageOffsetMask: UInt64 { pageSize - 1 }
     /// Entries per real table (512 on both architectures with 4K pages).
     public static let entriesPerTable = 512
 
@@ -130,7 +135,7 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     @inlinable
     public var userAddressLimit: UInt64 {
         switch architecture {
-        case .x86_64: return (1 << UInt64(virtualAddressBits - 1)) - 4096
+        case .x86_64: return (1 << UInt64(virtualAddressBits - 1)) - Self.pageSize
         case .arm64: return 1 << UInt64(virtualAddressBits)
         }
     }
@@ -162,5 +167,5 @@ public struct Geometry: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Largest physical frame number an entry can hold.
-    @inlinable public var maxPFN: UInt64 { layout.pfnMask >> 12 }
+    @inlinable public var maxPFN: UInt64 { layout.pfnMask >> Self.pageShift }
 }

@@ -78,7 +78,7 @@ extension PageTableEntry {
     @inlinable public var isValid: Bool { rawValue & layout.valid != 0 }
 
     /// `p?d_pfn()`: the frame number of a present entry.
-    @inlinable public var pfn: UInt64 { (rawValue & layout.pfnMask) >> 12 }
+    @inlinable public var pfn: UInt64 { (rawValue & layout.pfnMask) >> Geometry.pageShift }
 
     /// The decoded non-present entry, or nil for none and present entries.
     @inlinable
@@ -172,7 +172,7 @@ extension EntryLayout {
     /// Builds a present leaf at `level` mapping `pfn` with `attributes`.
     @inlinable
     public func leaf(pfn: UInt64, level: PageTableLevel, _ a: LeafAttributes) -> UInt64 {
-        var raw = (pfn << 12) & pfnMask
+        var raw = (pfn << Geometry.pageShift) & pfnMask
         raw |= leafBaseBits(level: level)
         if a.contains(.protNone) { raw = (raw & ~valid) | presentInvalid }
         if a.contains(.young) { raw |= young }
@@ -206,7 +206,7 @@ extension EntryLayout {
     /// Builds a table entry pointing at the table in frame `pfn`.
     @inlinable
     public func table(pfn: UInt64, user: Bool) -> UInt64 {
-        ((pfn << 12) & pfnMask) | tableEntryBits(user: user)
+        ((pfn << Geometry.pageShift) & pfnMask) | tableEntryBits(user: user)
     }
 
     /// Reads back the layout-independent attributes of a present leaf.

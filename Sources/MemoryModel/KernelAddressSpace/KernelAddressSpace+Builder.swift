@@ -88,7 +88,7 @@ public final class KernelLayoutBuilder {
         }
         let first = (nextFrame + alignment - 1) & ~(alignment - 1)
         guard first + count <= framePool.upperBound else {
-            throw .outOfMemory(requestedBytes: count << 12, budgetBytes: UInt64(framePool.count) << 12)
+            throw .outOfMemory(requestedBytes: count << Geometry.pageShift, budgetBytes: UInt64(framePool.count) << Geometry.pageShift)
         }
         nextFrame = first + count
         return first
@@ -100,11 +100,11 @@ public final class KernelLayoutBuilder {
     /// according to `policy`, without touching the tables.
     public func plan(_ va: UInt64, size: UInt64, pfn: UInt64, policy: KernelLeafPolicy) throws(ModelError) -> [KernelLeafRun] {
         try checkRange(va, size)
-        guard va & 4095 == 0, size & 4095 == 0 else {
-            throw .unaligned(name: "kernel mapping", value: va | size, alignment: 4096)
+        guard va & Geometry.pageOffsetMask == 0, size & Geometry.pageOffsetMask == 0 else {
+            throw .unaligned(name: "kernel mapping", value: va | size, alignment: Geometry.pageSize)
         }
         let g = geometry
-        let pa = pfn << 12
+        let pa = pfn << Geometry.pageShift
         switch policy {
         case .fixed(let level, let cont):
             try checkLeafLevel(level, contiguous: cont)
@@ -136,7 +136,7 @@ public final class KernelLayoutBuilder {
                     last.size += unit
                     runs[runs.count - 1] = last
                 } else {
-                    runs.append(KernelLeafRun(virtualAddress: a, size: unit, pfn: p >> 12, level: chosen.0, contiguous: chosen.1))
+                    runs.append(KernelLeafRun(virtualAddress: a, size: unit, pfn: p >> Geometry.pageShift, level: chosen.0, contiguous: chosen.1))
                 }
                 off += unit
             }
@@ -197,7 +197,7 @@ public final class KernelLayoutBuilder {
         try checkRange(va, size)
         let g = geometry
         let end = va &+ size
-        var a = va & ~4095
+        var a = va & ~Geometry.pageOffsetMask
         while a != end && (end == 0 || a < end) {
             let pmdEnd = g.entryEnd(a, at: .pmd, limit: end)
             if allowPMD && isRealLeafLevel(.pmd) && a % g.entrySize(.pmd) == 0 && pmdEnd &- a == g.entrySize(.pmd),
@@ -213,7 +213,7 @@ public final class KernelLayoutBuilder {
                     let f = try takeFrames(1)
                     storeChecked(s, protection.encode(pfn: f, level: .pte, layout: layout))
                 }
-                a &+= 4096
+                a &+= Geometry.pageSize
             case .blocked(let s), .missing(let s):
                 // A larger leaf already covers this address.
                 a = g.entryEnd(a, at: s.level, limit: end)
@@ -260,7 +260,7 @@ public final class KernelLayoutBuilder {
             lock.lock()
             for k in 0..<Int(inTable) {
                 let slot = EntrySlot(s.table, s.index + k, s.level)
-                let pfn = r.pfn + (i + UInt64(k)) * (step >> 12)
+                let pfn = r.pfn + (i + UInt64(k)) * (step >> Geometry.pageShift)
                 mm.store(slot, prot.encode(pfn: pfn, level: r.level, layout: layout))
             }
             lock.unlock()
@@ -307,7 +307,7 @@ public final class KernelLayoutBuilder {
     /// entries of the next lower level), allocating the tables above as
     /// needed. The entry must be empty.
     public func link(_ va: UInt64, at level: PageTableLevel, to table: TableID) throws(ModelError) {
-        try checkRange(va, 4096)
+        try checkRange(va, Geometry.pageSize)
         guard level != .pte, mm.hasEntries(at: level), mm.childLevel(of: level) == mm.arena.level(table) else {
             throw .invalidArgument(name: "table", reason: "a \(level) entry cannot point at a table of \(mm.arena.level(table)) entries")
         }
@@ -398,8 +398,8 @@ public final class KernelLayoutBuilder {
     /// a partly covered one gets a private table filled the same way; what
     /// is already mapped (real shadow) stays.
     public func mapZeroShadow(_ start: UInt64, _ end: UInt64, using z: ZeroShadowTables) throws(ModelError) {
-        guard start & 4095 == 0, end & 4095 == 0 else {
-            throw .unaligned(name: "zero shadow range", value: start | end, alignment: 4096)
+        guard start & Geometry.pageOffsetMask == 0, end & Geometry.pageOffsetMask == 0 else {
+            throw .unaligned(name: "zero shadow range", value: start | end, alignment: Geometry.pageSize)
         }
         try checkRange(start, end &- start)
         try fillZero(mm.root, level: mm.tableLevels[0], start, end, z)

@@ -136,7 +136,7 @@ extension KernelLayout {
             for (piece, prot, pol) in pieces(r.lowerBound, r.upperBound, base: (.kernel, largest), overrides: overrides) {
                 let alias = prot == .kernel ? "direct map" : "direct map (kernel image alias)"
                 maps.append(KernelMapping(alias, pageOffset + piece.lowerBound, size: UInt64(piece.count),
-                                          pfn: piece.lowerBound >> 12, prot, policy: pol, shadow: .blocks))
+                                          pfn: piece.lowerBound >> Geometry.pageShift, prot, policy: pol, shadow: .blocks))
             }
         }
         // vmalloc area: 4K areas with a guard page after each, one 2M area.
@@ -152,14 +152,14 @@ extension KernelLayout {
         ]
         for (name, off, pages, prot, pol) in vmallocAreas {
             let f = frames.take(pages, alignment: pol == .pmd ? 512 : 1)
-            let pfn = prot.attributes.contains(.uncached) ? 0xfe00_0 + off >> 12 : f
-            maps.append(KernelMapping(name, vmallocStart + off, size: pages << 12, pfn: pfn, prot, policy: pol, shadow: .pages))
+            let pfn = prot.attributes.contains(.uncached) ? 0xfe00_0 + off >> Geometry.pageShift : f
+            maps.append(KernelMapping(name, vmallocStart + off, size: pages << Geometry.pageShift, pfn: pfn, prot, policy: pol, shadow: .pages))
         }
         // vmemmap: 2M of struct pages per present 128M section.
         for run in presentSections(ram, physBase: 0) {
             let size = UInt64(run.count) * 2 * MiB
             maps.append(KernelMapping("vmemmap", vmemmapStart + run.lowerBound * 2 * MiB, size: size,
-                                      pfn: frames.take(size >> 12, alignment: 512), .kernel, policy: .pmd))
+                                      pfn: frames.take(size >> Geometry.pageShift, alignment: 512), .kernel, policy: .pmd))
         }
         // cpu_entry_area: the read-only IDT, then per CPU the GDT, entry
         // stack, TSS (read-only on 64-bit) and exception stacks with guards.
@@ -185,23 +185,23 @@ extension KernelLayout {
         }
         // High kernel mapping.
         let image = KernelLeafPolicy.largest(upTo: .pmd, contiguous: false)
-        maps.append(KernelMapping("kernel text", text, size: etext - text, pfn: pa(text) >> 12, .kernelROX, policy: image, shadow: .blocks))
-        maps.append(KernelMapping("kernel rodata", rodata, size: erodata - rodata, pfn: pa(rodata) >> 12, .kernelRO, policy: image, shadow: .blocks))
-        maps.append(KernelMapping("kernel data", sdata, size: edata - sdata, pfn: pa(sdata) >> 12, .kernel, policy: image, shadow: .blocks))
-        maps.append(KernelMapping("kernel bss", edata, size: end - edata, pfn: pa(edata) >> 12, .kernel, policy: image, shadow: .blocks))
+        maps.append(KernelMapping("kernel text", text, size: etext - text, pfn: pa(text) >> Geometry.pageShift, .kernelROX, policy: image, shadow: .blocks))
+        maps.append(KernelMapping("kernel rodata", rodata, size: erodata - rodata, pfn: pa(rodata) >> Geometry.pageShift, .kernelRO, policy: image, shadow: .blocks))
+        maps.append(KernelMapping("kernel data", sdata, size: edata - sdata, pfn: pa(sdata) >> Geometry.pageShift, .kernel, policy: image, shadow: .blocks))
+        maps.append(KernelMapping("kernel bss", edata, size: end - edata, pfn: pa(edata) >> Geometry.pageShift, .kernel, policy: image, shadow: .blocks))
         // Modules: text, rodata, data each in its own area with a guard page.
         let modules: [(UInt64, UInt64, UInt64, UInt64)] = [   // offset, text, rodata, data pages
             (0x0, 4, 2, 3), (0xc000, 9, 1, 2), (0x1b000, 2, 0, 1),
         ]
         for (off, t, r, d) in modules {
             var a = modulesVaddr + off
-            maps.append(KernelMapping("module text", a, size: t << 12, pfn: frames.take(t), .kernelROX, policy: .pte, shadow: .pages))
-            a += (t + 1) << 12
+            maps.append(KernelMapping("module text", a, size: t << Geometry.pageShift, pfn: frames.take(t), .kernelROX, policy: .pte, shadow: .pages))
+            a += (t + 1) << Geometry.pageShift
             if r > 0 {
-                maps.append(KernelMapping("module rodata", a, size: r << 12, pfn: frames.take(r), .kernelRO, policy: .pte, shadow: .pages))
-                a += (r + 1) << 12
+                maps.append(KernelMapping("module rodata", a, size: r << Geometry.pageShift, pfn: frames.take(r), .kernelRO, policy: .pte, shadow: .pages))
+                a += (r + 1) << Geometry.pageShift
             }
-            maps.append(KernelMapping("module data", a, size: d << 12, pfn: frames.take(d), .kernel, policy: .pte, shadow: .pages))
+            maps.append(KernelMapping("module data", a, size: d << Geometry.pageShift, pfn: frames.take(d), .kernel, policy: .pte, shadow: .pages))
         }
         // Fixmap: firmware table (RO), local APIC and I/O APIC (uncached).
         maps.append(KernelMapping("fixmap I/O APIC", 0xffff_ffff_ff5f_b000, size: 4 * KiB, pfn: 0xfec0_0, .kernelNoCache, policy: .pte))
@@ -220,7 +220,7 @@ extension KernelLayout {
         if kasan {
             markers.append(.init("KASAN shadow", kasanStart))
             markers.append(.init("KASAN shadow end", kasanEnd))
-            func sh(_ a: UInt64) -> UInt64 { ((a >> 3) &+ kasanOffset + 4095) & ~4095 }
+            func sh(_ a: UInt64) -> UInt64 { ((a >> 3) &+ kasanOffset + Geometry.pageOffsetMask) & ~Geometry.pageOffsetMask }
             kasanLayout = KasanShadowLayout(start: kasanStart, end: kasanEnd, offset: kasanOffset, unpopulated: [
                 sh(vmallocStart)..<sh(vmallocEnd &+ 1),
                 sh(startKernelMap)..<sh(text),
@@ -291,7 +291,7 @@ extension KernelLayout {
         let modulesEnd = modulesVaddr + 2 * GiB
         let kimage = modulesEnd
         let vmemmapEnd: UInt64 = 0xffff_ffff_c000_0000           // -1G
-        let vmemmapSize = ((UInt64(1) << 47) >> 12) * 64          // struct page per linear page
+        let vmemmapSize = ((UInt64(1) << 47) >> Geometry.pageShift) * 64          // struct page per linear page
         let vmemmapStart = vmemmapEnd - vmemmapSize
         let vmallocStart = modulesEnd
         let vmallocEnd = vmemmapStart - 256 * MiB
@@ -327,25 +327,25 @@ extension KernelLayout {
             for (piece, prot, pol) in pieces(r.lowerBound, r.upperBound, base: (.kernel, linear), overrides: overrides) {
                 let name = pol == linear ? "linear map" : "linear map (kernel image alias)"
                 maps.append(KernelMapping(name, lm(piece.lowerBound), size: UInt64(piece.count),
-                                          pfn: piece.lowerBound >> 12, prot, policy: pol, shadow: .blocks))
+                                          pfn: piece.lowerBound >> Geometry.pageShift, prot, policy: pol, shadow: .blocks))
             }
         }
         // Modules.
         for (off, t, r, d) in [(UInt64(0x1_0000), UInt64(4), UInt64(2), UInt64(3)), (0x2_0000, 9, 1, 2)] {
             var a = modulesVaddr + off
-            maps.append(KernelMapping("module text", a, size: t << 12, pfn: frames.take(t), .kernelROX, policy: .pte, shadow: .pages))
-            a += (t + 1) << 12
-            maps.append(KernelMapping("module rodata", a, size: r << 12, pfn: frames.take(r), .kernelRO, policy: .pte, shadow: .pages))
-            a += (r + 1) << 12
-            maps.append(KernelMapping("module data", a, size: d << 12, pfn: frames.take(d), .kernel, policy: .pte, shadow: .pages))
+            maps.append(KernelMapping("module text", a, size: t << Geometry.pageShift, pfn: frames.take(t), .kernelROX, policy: .pte, shadow: .pages))
+            a += (t + 1) << Geometry.pageShift
+            maps.append(KernelMapping("module rodata", a, size: r << Geometry.pageShift, pfn: frames.take(r), .kernelRO, policy: .pte, shadow: .pages))
+            a += (r + 1) << Geometry.pageShift
+            maps.append(KernelMapping("module data", a, size: d << Geometry.pageShift, pfn: frames.take(d), .kernel, policy: .pte, shadow: .pages))
         }
         // Kernel image.
         let contImage = KernelLeafPolicy.largest(upTo: .pmd, contiguous: true)
         let plainImage = KernelLeafPolicy.largest(upTo: .pmd, contiguous: false)
-        maps.append(KernelMapping("kernel text", text, size: etext - text, pfn: pa(text) >> 12, .kernelROX, policy: contImage, shadow: .blocks))
-        maps.append(KernelMapping("kernel rodata", rodata, size: initBegin - rodata, pfn: pa(rodata) >> 12, .kernelRO, policy: plainImage, shadow: .blocks))
-        maps.append(KernelMapping("kernel data", sdata, size: edata - sdata, pfn: pa(sdata) >> 12, .kernel, policy: contImage, shadow: .blocks))
-        maps.append(KernelMapping("kernel bss", edata, size: end - edata, pfn: pa(edata) >> 12, .kernel, policy: contImage, shadow: .blocks))
+        maps.append(KernelMapping("kernel text", text, size: etext - text, pfn: pa(text) >> Geometry.pageShift, .kernelROX, policy: contImage, shadow: .blocks))
+        maps.append(KernelMapping("kernel rodata", rodata, size: initBegin - rodata, pfn: pa(rodata) >> Geometry.pageShift, .kernelRO, policy: plainImage, shadow: .blocks))
+        maps.append(KernelMapping("kernel data", sdata, size: edata - sdata, pfn: pa(sdata) >> Geometry.pageShift, .kernel, policy: contImage, shadow: .blocks))
+        maps.append(KernelMapping("kernel bss", edata, size: end - edata, pfn: pa(edata) >> Geometry.pageShift, .kernel, policy: contImage, shadow: .blocks))
         // vmalloc areas after the image.
         let vbase = kimage + 0x240_0000
         maps.append(KernelMapping("vmalloc", vbase, size: 16 * KiB, pfn: frames.take(4), .kernel, policy: .pte, shadow: .pages))
@@ -356,7 +356,7 @@ extension KernelLayout {
         for run in presentSections(ram, physBase: memstart) {
             let size = UInt64(run.count) * 2 * MiB
             maps.append(KernelMapping("vmemmap", vmemmapStart + run.lowerBound * 2 * MiB, size: size,
-                                      pfn: frames.take(size >> 12, alignment: 512), .kernel, policy: .pmd))
+                                      pfn: frames.take(size >> Geometry.pageShift, alignment: 512), .kernel, policy: .pmd))
         }
         // PCI I/O space (QEMU virt's window at 0x3eff0000).
         maps.append(KernelMapping("PCI I/O", pciIOStart, size: 64 * KiB, pfn: 0x3eff_0, .kernelNoCache, policy: .pte))
@@ -372,7 +372,7 @@ extension KernelLayout {
         if kasan {
             markers.append(.init("Kasan shadow start", kasanStart))
             markers.append(.init("Kasan shadow end", kasanEnd))
-            func sh(_ a: UInt64) -> UInt64 { ((a >> 3) &+ kasanOffset + 4095) & ~4095 }
+            func sh(_ a: UInt64) -> UInt64 { ((a >> 3) &+ kasanOffset + Geometry.pageOffsetMask) & ~Geometry.pageOffsetMask }
             kasanLayout = KasanShadowLayout(start: kasanStart, end: kasanEnd, offset: kasanOffset, unpopulated: [
                 sh(modulesVaddr)..<sh(vmallocEnd),
             ])

@@ -92,7 +92,7 @@ public struct KernelProtection: Hashable, Sendable, CustomStringConvertible {
             if writeThrough { raw |= l.writeThrough }
             return raw
         case .arm64:
-            var raw = (pfn << 12) & l.pfnMask
+            var raw = (pfn << Geometry.pageShift) & l.pfnMask
             raw |= l.valid | (level == .pte ? l.tableBit : 0) | (3 << 8)
             if a.contains(.young) { raw |= l.young }
             if a.contains(.user) { raw |= l.user } else { raw |= l.noExecute }

@@ -68,8 +68,8 @@ public struct KasanShadowLayout: Hashable, Sendable {
 
     /// The page-aligned shadow of `[start, start + size)`.
     public func shadowRange(of start: UInt64, size: UInt64) -> (start: UInt64, size: UInt64) {
-        let s = shadow(of: start) & ~4095
-        let e = (shadow(of: start &+ size &- 1) + 4096) & ~4095
+        let s = shadow(of: start) & ~Geometry.pageOffsetMask
+        let e = (shadow(of: start &+ size &- 1) + Geometry.pageSize) & ~Geometry.pageOffsetMask
         return (s, e &- s)
     }
 

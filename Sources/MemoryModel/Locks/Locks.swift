@@ -8,7 +8,7 @@ import Glibc
 @inlinable
 public func currentThreadToken() -> UInt32 {
     let t = UInt64(pthread_self())
-    let token = UInt32(truncatingIfNeeded: (t >> 12) ^ (t >> 40))
+    let token = UInt32(truncatingIfNeeded: (t >> Geometry.pageShift) ^ (t >> 40))
     return token == 0 ? 1 : token
 }
 

@@ -32,7 +32,7 @@ public struct Folio: Hashable, @unchecked Sendable, CustomStringConvertible {
     /// `folio_test_large()`.
     @inlinable public var isLarge: Bool { order > 0 }
     /// `folio_size()` in bytes.
-    @inlinable public var size: UInt64 { UInt64(4096) << UInt64(order) }
+    @inlinable public var size: UInt64 { UInt64(Geometry.pageSize) << UInt64(order) }
     /// `folio_nid()`.
     @inlinable public var node: Int { Int((word(0, RecordWord.compound).pointee.load(ordering: .relaxed) >> 5) & 63) }
 

@@ -85,7 +85,7 @@ public final class Memmap: @unchecked Sendable {
         let flags = r[RecordWord.flags].load(ordering: .relaxed)
         let compound = r[RecordWord.compound].load(ordering: .relaxed)
         guard flags & PageFlags.allocated.rawValue != 0 || compound & (1 << 11) != 0 else { return nil }
-        let back = Int(compound >> 12)
+        let back = Int(compound >> Geometry.pageShift)
         return (Folio(pfn: pfn &- UInt64(back), head: r - back &* RecordWord.wordsPerRecordInline),
                 compound & ((1 << 11) | 31) != 0)
     }
@@ -131,6 +131,6 @@ enum RecordWord {
 
     @inlinable @inline(always)
     static func compound(order: Int, node: Int, tailOffset: Int) -> UInt32 {
-        UInt32(order) | UInt32(node) << 5 | (tailOffset > 0 ? 1 << 11 : 0) | UInt32(tailOffset) << 12
+        UInt32(order) | UInt32(node) << 5 | (tailOffset > 0 ? 1 << 11 : 0) | UInt32(tailOffset) << Geometry.pageShift
     }
 }

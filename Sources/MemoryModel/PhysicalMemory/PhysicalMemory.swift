@@ -119,7 +119,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// node's allocator past those frames so that no later allocation
     /// hands them out again. Pair with `installFolio`.
     func chargeAdoptedFrames(pfn: UInt64, order: Int, node: Int) throws(ModelError) {
-        let bytes = UInt64(4096) << UInt64(order)
+        let bytes = UInt64(Geometry.pageSize) << UInt64(order)
         let end = pfn + (UInt64(1) << UInt64(order))
         let budget = budgetBytes
         try allocator.withLock { (s) throws(ModelError) in
@@ -170,7 +170,7 @@ public final class PhysicalMemory: @unchecked Sendable {
             for w in 0..<4 { r[w].store(0, ordering: .relaxed) }
         }
         allocator.withLock { s in
-            s.allocatedBytes -= UInt64(n) << 12
+            s.allocatedBytes -= UInt64(n) << Geometry.pageShift
             s.folios -= 1
             // A poisoned frame is never handed out again.
             if !poisoned { s.free[node * 19 + order].append(folio.pfn) }

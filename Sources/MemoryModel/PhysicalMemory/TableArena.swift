@@ -59,7 +59,7 @@ public final class TableArena: @unchecked Sendable {
     deinit {
         for i in 0..<TableArena.maxChunks {
             let c = chunks[i].load(ordering: .relaxed)
-            if c != 0 { munmap(UnsafeMutableRawPointer(bitPattern: c), TableArena.tablesPerChunk * 4096) }
+            if c != 0 { munmap(UnsafeMutableRawPointer(bitPattern: c), TableArena.tablesPerChunk * Geometry.pageBytes) }
             let m = metaChunks[i].load(ordering: .relaxed)
             if m != 0 { UnsafeMutablePointer<Atomic<UInt32>>(bitPattern: m)!.deallocate() }
         }
@@ -135,7 +135,7 @@ public final class TableArena: @unchecked Sendable {
             let c = Int(i) >> TableArena.chunkShift
             guard c < TableArena.maxChunks else { s.live -= 1; throw .allocationFailed("page-table arena full") }
             if Int(i) & (TableArena.tablesPerChunk - 1) == 0 && chunks[c].load(ordering: .relaxed) == 0 {
-                let mem = mmap(nil, TableArena.tablesPerChunk * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                let mem = mmap(nil, TableArena.tablesPerChunk * Geometry.pageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                 guard mem != MAP_FAILED else { s.live -= 1; throw .allocationFailed("host memory for page tables") }
                 let meta = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: TableArena.tablesPerChunk * TableArena.metaWords)
                 for k in 0..<(TableArena.tablesPerChunk * TableArena.metaWords) { (meta + k).initialize(to: Atomic(0)) }

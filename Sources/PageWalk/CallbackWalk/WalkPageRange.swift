@@ -23,10 +23,10 @@ func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkErr
 func checkWalk(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, tablesOnly: Bool) throws(PageWalkError) {
     guard !mm.isTornDown else { throw .model(.tornDown) }
     let toTop = end == UInt64.max && (tablesOnly || mm.isKernel)
-    guard start < end, start & 4095 == 0, end & 4095 == 0 || toTop else {
+    guard start < end, start & Geometry.pageOffsetMask == 0, end & Geometry.pageOffsetMask == 0 || toTop else {
         throw .invalidRange(start: start, end: end)
     }
-    if !mm.isKernel && !tablesOnly && end > mm.geometry.userAddressLimit + 4096 {
+    if !mm.isKernel && !tablesOnly && end > mm.geometry.userAddressLimit + Geometry.pageSize {
         throw .invalidRange(start: start, end: end)
     }
 }

@@ -24,11 +24,11 @@ extension AddressSpace {
         // A table-only walk may end at 2^64 - 1: to the top of the address
         // space, as the kernel's walks to ~0UL do.
         let toTop = range.upperBound == UInt64.max && (isKernel || options.ignoreVMAs)
-        guard range.lowerBound < range.upperBound, range.lowerBound & 4095 == 0,
-              range.upperBound & 4095 == 0 || toTop else {
+        guard range.lowerBound < range.upperBound, range.lowerBound & Geometry.pageOffsetMask == 0,
+              range.upperBound & Geometry.pageOffsetMask == 0 || toTop else {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
-        if !isKernel && !options.ignoreVMAs && range.upperBound > geometry.userAddressLimit + 4096 {
+        if !isKernel && !options.ignoreVMAs && range.upperBound > geometry.userAddressLimit + Geometry.pageSize {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
         return RangeWalk(mm: self, start: range.lowerBound, end: range.upperBound, options: options)

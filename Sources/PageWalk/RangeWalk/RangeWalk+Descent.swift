@@ -103,8 +103,8 @@ extension RangeWalk.Iterator {
                 ptes = arena.entries(lower)
                 ptIndex = geometry.tableIndex(addr, .pte)
                 // Rounded up: a walk to the top of the address space ends at 2^64 - 1.
-                ptEnd = ptIndex + Int((entryEnd - addr + 4095) >> 12)
-                ptBase = addr - UInt64(ptIndex) << 12
+                ptEnd = ptIndex + Int((entryEnd - addr + Geometry.pageOffsetMask) >> Geometry.pageShift)
+                ptBase = addr - UInt64(ptIndex) << Geometry.pageShift
                 ptVMAPointer = vma
                 addr = entryEnd
                 return nil

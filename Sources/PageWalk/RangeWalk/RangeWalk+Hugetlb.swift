@@ -39,7 +39,7 @@ extension RangeWalk.Iterator {
         let l = (count > 1 || level == .pud) ? mm.pageTableLock.ref : mm.lock(forEntriesOf: table, level: level)
         take(l)
         let w = s.pointee.load(ordering: .relaxed)
-        let offset = (addr - blockStart) >> 12
+        let offset = (addr - blockStart) >> Geometry.pageShift
         let content: WalkContent
         var attrs: EntryAttributes = []
         if w == 0 {
@@ -51,7 +51,7 @@ extension RangeWalk.Iterator {
             for k in 1..<count { merged |= (s + k).pointee.load(ordering: .relaxed) & (layout.young | layout.dirty) }
             attrs = AttributeWord(presentWord: merged, presentSource).attributes
             if let f = folios.folio(containing: pfn) {
-                content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> 12))
+                content = .folio(f, firstPage: Int(pfn - f.pfn), pageCount: Int((blockEnd - addr) >> Geometry.pageShift))
             } else {
                 content = .pfn(pfn)
             }

@@ -25,9 +25,9 @@ extension RangeWalk.Iterator {
     /// copied, on every call; the same for `content(of:offset:)`.)
     @inlinable @inline(always)
     mutating func upperLeafEntry(_ w: UInt64, level: PageTableLevel, vma: UnsafeRawPointer?, end entryEnd: UInt64) -> WalkEntry {
-        let pages = Int((entryEnd - addr) >> 12)
+        let pages = Int((entryEnd - addr) >> Geometry.pageShift)
         let size = geometry.entrySize(level)
-        let offset = (addr & (size - 1)) >> 12
+        let offset = (addr & (size - 1)) >> Geometry.pageShift
         if layout.isPresent(w, level) {
             let pfn = layout.pfn(w) + offset
             let entryLevel = EntryLevel(level, contiguous: w & layout.contiguous != 0)

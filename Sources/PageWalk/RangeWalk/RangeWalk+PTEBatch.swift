@@ -8,7 +8,7 @@ extension RangeWalk.Iterator {
     mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
         let i = ptIndex
         let w = e[i].load(ordering: .relaxed)
-        let a = ptBase &+ UInt64(truncatingIfNeeded: i) << 12
+        let a = ptBase &+ UInt64(truncatingIfNeeded: i) << Geometry.pageShift
         if w == 0 { return nonePTEs(e, i, a) }
         if w & ptePresentBits != 0 { return presentPTE(e, i, w, a) }
         if layout.swapType(w) < SoftLeaf.maxSwapFiles { return swapPTEs(e, i, w, a) }
@@ -50,7 +50,7 @@ extension RangeWalk.Iterator {
     /// top of the address space.
     @inlinable @inline(always)
     func runEnd(_ a: UInt64, _ n: Int) -> UInt64 {
-        let e = a &+ UInt64(truncatingIfNeeded: n) << 12
+        let e = a &+ UInt64(truncatingIfNeeded: n) << Geometry.pageShift
         return e == 0 ? end : e
     }
 
@@ -94,7 +94,7 @@ extension RangeWalk.Iterator {
         var orBits = w
         var n = 1
         while n < limit {
-            expected &+= 1 << 12
+            expected &+= 1 << Geometry.pageShift
             let w2 = e[i + n].load(ordering: .relaxed)
             if (w2 ^ expected) & keep != 0 { break }
             orBits |= w2

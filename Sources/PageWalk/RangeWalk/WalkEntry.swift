@@ -177,7 +177,7 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
     @inlinable public var size: UInt64 { end - start }
     /// 4K pages covered.
     /// (Wrapping: an entry always ends above its start.)
-    @inlinable public var pageCount: Int { Int(truncatingIfNeeded: (end &- start) >> 12) }
+    @inlinable public var pageCount: Int { Int(truncatingIfNeeded: (end &- start) >> Geometry.pageShift) }
 
     public var description: String {
         var s = "0x\(String(start, radix: 16))-0x\(String(end, radix: 16)) \(level) x\(count) "

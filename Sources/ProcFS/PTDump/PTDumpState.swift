@@ -123,7 +123,7 @@ final class PTDumper {
         } else {
             kasanPTE = zeroShadow?.pte ?? 0
         }
-        out.reserveCapacity(4096)
+        out.reserveCapacity(Geometry.pageBytes)
     }
 
     // MARK: Effective permissions (x86)
@@ -373,7 +373,7 @@ final class PTDumper {
             printMarker()
         } else if prot != currentProt || lv != level || addr >= markerStarts[marker + 1] {
             if currentProt != 0 && checkWX {
-                if currentProt & Arm64Bits.uxn == 0 { report.nonUXNPages &+= (addr &- startAddress) / 4096 }
+                if currentProt & Arm64Bits.uxn == 0 { report.nonUXNPages &+= (addr &- startAddress) / Geometry.pageSize }
                 if currentProt & Arm64Bits.rdonly == 0 && currentProt & Arm64Bits.pxn == 0 { countWX(addr) }
             }
             if printing {
@@ -425,7 +425,7 @@ final class PTDumper {
     // MARK: Shared pieces
 
     func countWX(_ addr: UInt64) {
-        report.wxPages &+= (addr &- startAddress) / 4096
+        report.wxPages &+= (addr &- startAddress) / Geometry.pageSize
         if report.wxRanges.count < 16 {
             let end = addr == 0 ? UInt64.max : addr
             if end > startAddress { report.wxRanges.append(startAddress..<end) }

@@ -112,14 +112,14 @@ extension PTDumper {
         switch e.content {
         case .hole(let depth):
             if depth >= 4 {
-                noteRun(e.start, e.end, granule: 4096, level: 4, 0, effectiveStep: true)
+                noteRun(e.start, e.end, granule: Geometry.pageSize, level: 4, 0, effectiveStep: true)
             } else if depth >= 0 {
                 note(e.start, depth, 0)
             }
         default:
             let index = e.level.tableLevel.holeDepth
             if e.count > 1 && index == 4 {
-                noteRun(e.start, e.end, granule: 4096, level: 4, e.raw, effectiveStep: true)
+                noteRun(e.start, e.end, granule: Geometry.pageSize, level: 4, e.raw, effectiveStep: true)
             } else {
                 effective(index, e.raw)
                 note(e.start, index, e.raw)

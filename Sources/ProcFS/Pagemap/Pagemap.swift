@@ -28,7 +28,7 @@ public enum Pagemap {
                                          to w: inout ProcWriter<S>, options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         let start = range.lowerBound
         let end = Swift.min(range.upperBound, mm.geometry.userAddressLimit)
-        guard start & 4095 == 0, range.upperBound & 4095 == 0 else {
+        guard start & Geometry.pageOffsetMask == 0, range.upperBound & Geometry.pageOffsetMask == 0 else {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
         guard start < end else { return }
@@ -50,7 +50,7 @@ public enum Pagemap {
         // crash; the kernel reads through a bounded buffer, `read(_:_:to:)`
         // streams.
         let end = Swift.min(range.upperBound, mm.geometry.userAddressLimit)
-        let wanted = end > range.lowerBound ? (end - range.lowerBound) / 4096 * 8 : 0
+        let wanted = end > range.lowerBound ? (end - range.lowerBound) / Geometry.pageSize * 8 : 0
         guard wanted <= Pagemap.maxCollectedBytes else {
             throw .model(.outOfMemory(requestedBytes: wanted, budgetBytes: Pagemap.maxCollectedBytes))
         }
@@ -241,7 +241,7 @@ public enum Pagemap {
             case .folio(let f, let first, let n):
                 let pfn = f.pfn &+ UInt64(truncatingIfNeeded: first)
                 if pmdLevel {
-                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
+                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> Geometry.pageShift)
                     enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: n, softDirty: sd, uffdWP: uffd, &w)
                 } else {
                     // presentPTEs(), spelled out so that the page loop is compiled into this one.
@@ -250,14 +250,14 @@ public enum Pagemap {
                 }
             case .pfn(let pfn):
                 if pmdLevel {
-                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> 12)
+                    let base = pfn - ((e.start & (enc.pmdSize - 1)) >> Geometry.pageShift)
                     enc.presentPMD(vbits, pfn: pfn, basePFN: base, count: pages, softDirty: sd, uffdWP: uffd, &w)
                 } else {
                     enc.presentPTEs(vbits, pfn: pfn, folio: nil, first: 0, count: pages, softDirty: sd, uffdWP: uffd, &w)
                 }
             case .swap, .migration, .device, .hwpoison, .marker:
                 let entry = SoftLeafEntry(decoding: e.raw, layout: enc.layout)
-                let offset = pmdLevel ? (e.start & (enc.pmdSize - 1)) >> 12 : 0
+                let offset = pmdLevel ? (e.start & (enc.pmdSize - 1)) >> Geometry.pageShift : 0
                 enc.softLeaf(vbits, raw: e.raw, entry, pageOffset: offset, count: pages, &w)
             }
         }
@@ -270,7 +270,7 @@ public enum Pagemap {
         let layout = enc.layout
         var ops = MMWalkOps<ProcWriter<S>>()
         ops.pteHole = { s, e, _, walk in
-            enc.holes(enc.vmaBits(walk.vma), Int((e - s) >> 12), &walk.privateData)
+            enc.holes(enc.vmaBits(walk.vma), Int((e - s) >> Geometry.pageShift), &walk.privateData)
             return 0
         }
         ops.pmdEntry = { p, addr, next, walk in
@@ -279,8 +279,8 @@ public enum Pagemap {
             if raw == 0 || layout.isTable(raw, .pmd) { return 0 }
             walk.action = .continue
             let vma = walk.vma!
-            let pages = Int((next - addr) >> 12)
-            let offset = (addr & (enc.pmdSize - 1)) >> 12
+            let pages = Int((next - addr) >> Geometry.pageShift)
+            let offset = (addr & (enc.pmdSize - 1)) >> Geometry.pageShift
             if layout.isPresent(raw, .pmd) {
                 let pmd = p.entry
                 enc.presentPMD(enc.vmaBits(vma), pfn: layout.pfn(raw) + offset, basePFN: layout.pfn(raw), count: pages,
@@ -312,9 +312,9 @@ public enum Pagemap {
             let raw = p.rawValue
             let vma = walk.vma!
             let level = p.slot.level
-            let pages = Int((next - addr) >> 12)
+            let pages = Int((next - addr) >> Geometry.pageShift)
             if layout.isPresent(raw, level) {
-                let pfn = layout.pfn(raw) + ((addr & ~hmask) >> 12)
+                let pfn = layout.pfn(raw) + ((addr & ~hmask) >> Geometry.pageShift)
                 enc.hugetlb(enc.vmaBits(vma), present: true, pfn: pfn, uffdWP: raw & layout.uffdWP != 0, count: pages, &walk.privateData)
             } else {
                 var uffd = false

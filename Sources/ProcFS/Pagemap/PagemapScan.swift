@@ -115,10 +115,10 @@ public enum PagemapScan {
         if a.flags.contains(.wpMatching) { throw .unsupported("PM_SCAN_WP_MATCHING") }
         let masks = a.categoryInverted.union(a.categoryMask).union(a.categoryAnyofMask).union(a.returnMask)
         guard masks.subtracting(.all).isEmpty else { throw .invalidArgument("unknown categories") }
-        guard a.start & 4095 == 0 else { throw .invalidArgument("start not page aligned") }
+        guard a.start & Geometry.pageOffsetMask == 0 else { throw .invalidArgument("start not page aligned") }
         guard a.end >= a.start, a.end <= mm.geometry.userAddressLimit else { throw .badAddress }
         guard a.vecLen >= 0 else { throw .invalidArgument("vec_len") }
-        a.end = (a.end + 4095) & ~4095
+        a.end = (a.end + Geometry.pageOffsetMask) & ~Geometry.pageOffsetMask
         if a.maxPages == 0 { a.maxPages = UInt64.max }
         var s = State(a)
         var ret = 0
@@ -220,12 +220,12 @@ public enum PagemapScan {
             guard buf != nil else { return (0, end) }
             let c = categories.intersection(arg.returnMask)
             var end = end
-            var nPages = (end - addr) >> 12
+            var nPages = (end - addr) >> Geometry.pageShift
             var ret = 0
             let (total, overflow) = foundPages.addingReportingOverflow(nPages)
             if overflow || total > arg.maxPages {
                 let tooMuch = total &- arg.maxPages
-                end -= tooMuch << 12
+                end -= tooMuch << Geometry.pageShift
                 nPages -= tooMuch
                 ret = PagemapScan.enospc
             }
@@ -448,7 +448,7 @@ public enum PagemapScan {
             let cur = walk.privateData.curVMACategory
             let c: Category
             if layout.isPresent(raw, .pmd) {
-                let pfn = layout.pfn(raw) + ((addr >> 12) & 511)
+                let pfn = layout.pfn(raw) + ((addr >> Geometry.pageShift) & 511)
                 let f = memory.folio(containing: pfn).flatMap { $0.isZero ? nil : $0 }
                 let pmd = p.entry
                 c = cur.union(walk.privateData.pmd(present: true, normalFolio: f, pfn: pfn, zeroPFN: zeroPFN,

@@ -33,7 +33,7 @@ public enum Smaps {
     public static func gather(_ mm: AddressSpace, _ vma: VMA, lock: AddressSpace.MmapLockToken,
                               options: ProcOptions) throws(PageWalkError) -> MemSizeStats {
         // The gate VMA ([vsyscall]) lies beyond user space: printed, not walked.
-        if vma.end > mm.geometry.userAddressLimit + 4096 { return MemSizeStats() }
+        if vma.end > mm.geometry.userAddressLimit + Geometry.pageSize { return MemSizeStats() }
         switch options.walker {
         case .range: return try gatherRange(mm, vma, lock: lock, batching: options.batching)
         case .callback: return try gatherCallback(mm, vma)
@@ -170,8 +170,8 @@ public enum Smaps {
             let w = p.rawValue
             if w == 0 || layout.isTable(w, .pmd) { return 0 }
             walk.action = .continue
-            let pages = Int((next - addr) >> 12)
-            let offset = (addr & (mm.geometry.entrySize(.pmd) - 1)) >> 12
+            let pages = Int((next - addr) >> Geometry.pageShift)
+            let offset = (addr & (mm.geometry.entrySize(.pmd) - 1)) >> Geometry.pageShift
             if layout.isPresent(w, .pmd) {
                 let pfn = layout.pfn(w) + offset
                 guard let f = memory.folio(containing: pfn), !f.isZero else { return 0 }

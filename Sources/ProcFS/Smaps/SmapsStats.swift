@@ -55,7 +55,7 @@ public struct MemSizeStats: Equatable, Sendable {
     public mutating func account(_ folio: Folio, first: Int, count: Int, young: Bool, dirty: Bool,
                                  locked: Bool, present: Bool) {
         let flags = folio.flags
-        let size = UInt64(count) << 12
+        let size = UInt64(count) << Geometry.pageShift
         if flags.contains(.anon) {
             anonymous &+= size
             if !flags.contains(.swapBacked) && !dirty && !flags.contains(.dirty) { lazyFree &+= size }
@@ -72,9 +72,9 @@ public struct MemSizeStats: Equatable, Sendable {
         // CONFIG_PAGE_MAPCOUNT: each page's own mapcount.
         for i in first..<(first + count) {
             let mapcount = folio.pageMapcount(i)
-            var pss: UInt64 = 4096 << pssShift
+            var pss: UInt64 = Geometry.pageSize << pssShift
             if mapcount >= 2 { pss /= UInt64(mapcount) }
-            accumulate(flags, size: 4096, pss: pss, dirty: dirty, locked: locked, private: mapcount < 2)
+            accumulate(flags, size: Geometry.pageSize, pss: pss, dirty: dirty, locked: locked, private: mapcount < 2)
         }
     }
 
@@ -83,7 +83,7 @@ public struct MemSizeStats: Equatable, Sendable {
     public mutating func accountPMD(_ folio: Folio, first: Int, count: Int, young: Bool, dirty: Bool,
                                     locked: Bool, present: Bool) {
         let flags = folio.flags
-        let size = UInt64(count) << 12
+        let size = UInt64(count) << Geometry.pageShift
         if flags.contains(.anon) { anonymousTHP &+= size }
         else if flags.contains(.swapBacked) { shmemTHP &+= size }
         else if flags.contains(.zoneDevice) { }
@@ -94,10 +94,10 @@ public struct MemSizeStats: Equatable, Sendable {
     /// `count` swap entries from `first` (`smaps_pte_entry()` on swap PTEs):
     /// SwapPss divides each page by its swap count.
     public mutating func accountSwap(_ first: SwapEntry, count: Int, memory: PhysicalMemory) {
-        swap &+= UInt64(count) << 12
+        swap &+= UInt64(count) << Geometry.pageShift
         for k in 0..<count {
             let n = memory.swap.count(Int(first.offset) + k)
-            var pss: UInt64 = 4096 << pssShift
+            var pss: UInt64 = Geometry.pageSize << pssShift
             if n >= 2 { pss /= UInt64(n) }
             swapPss &+= pss
         }

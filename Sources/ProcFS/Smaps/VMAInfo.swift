@@ -16,7 +16,7 @@ enum VMAInfo {
     static func header(_ vma: VMA) -> HeaderLine {
         let file = vma.file
         var h = HeaderLine.prefix(start: vma.start, end: vma.end, perms: vma.permissions,
-                                  offset: file != nil ? vma.backing.pageOffset << 12 : 0,
+                                  offset: file != nil ? vma.backing.pageOffset << Geometry.pageShift : 0,
                                   device: file?.device ?? .none, inode: file?.inode ?? 0)
         if let file {
             h.pad()
@@ -34,7 +34,7 @@ enum VMAInfo {
 
     /// `vma_kernel_pagesize()` (and `vma_mmu_pagesize()`, equal on the
     /// modelled architectures).
-    static func kernelPageSize(_ vma: VMA) -> UInt64 { vma.isHugetlb ? vma.hugePageSize : 4096 }
+    static func kernelPageSize(_ vma: VMA) -> UInt64 { vma.isHugetlb ? vma.hugePageSize : Geometry.pageSize }
 
     /// `show_smap_vma_flags()`: one mnemonic per set bit, in bit order; bits
     /// the kernel names with an empty string are skipped, unknown ones print
@@ -154,10 +154,10 @@ enum VMAInfo {
 
     /// `thp_vma_suitable_order(vma, vm_end - (PAGE_SIZE << order), order)`.
     static func suitableOrder(_ vma: VMA, order: Int, anonymous: Bool) -> Bool {
-        let size = UInt64(4096) << UInt64(order)
-        let pages = size >> 12
+        let size = UInt64(Geometry.pageSize) << UInt64(order)
+        let pages = size >> Geometry.pageShift
         if !anonymous {
-            let delta = (vma.start >> 12) &- vma.backing.pageOffset
+            let delta = (vma.start >> Geometry.pageShift) &- vma.backing.pageOffset
             if delta & (pages - 1) != 0 { return false }
         }
         guard vma.end >= size else { return false }

@@ -56,7 +56,7 @@ enum PagemapCommand: Command {
         var w = stdoutWriter()
         var hexLines = HexLines()
         for r in ranges {
-            let pages = Int((r.upperBound - r.lowerBound) >> 12)
+            let pages = Int((r.upperBound - r.lowerBound) >> Geometry.pageShift)
             if hexOutput {
                 // In chunks of 1 GiB of address space: a large sparse VMA
                 // never needs all its words in memory at once.
@@ -71,10 +71,10 @@ enum PagemapCommand: Command {
                             try Pagemap.words(p.mm, at..<min(end, limit), privileged: privileged, options: options)
                         }
                     }
-                    let pages = Int((end - at) >> 12)
+                    let pages = Int((end - at) >> Geometry.pageShift)
                     if words.count < pages { words += repeatElement(0, count: pages - words.count) }
                     for (i, word) in words.enumerated() {
-                        hexLines.write(address: at + UInt64(i) << 12, word: word, to: &w)
+                        hexLines.write(address: at + UInt64(i) << Geometry.pageShift, word: word, to: &w)
                     }
                     at = end
                 }
@@ -96,7 +96,7 @@ enum PagemapCommand: Command {
     }
 
     private static func writeZeros(_ words: Int, to w: inout ProcWriter<StdoutSink>) {
-        let zeros = [UInt8](repeating: 0, count: 4096)
+        let zeros = [UInt8](repeating: 0, count: Geometry.pageBytes)
         var left = words * 8
         zeros.withUnsafeBytes { buf in
             while left > 0 {
