@@ -1,17 +1,29 @@
+import MemoryModel
+
 /// One /proc/<pid>/pagemap word (one virtual page), decoded as docs/FORMATS.md describes.
+/// The bits are MemoryModel's `PagemapBits`, the layout ProcFS's `Pagemap`
+/// writes; the masks below are the same constants under this type's names.
 public struct PagemapWord: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
-    public static let pfnMask: UInt64 = (1 << 55) - 1
-    public static let softDirtyBit: UInt64 = 1 << 55
-    public static let exclusiveBit: UInt64 = 1 << 56
-    public static let uffdWPBit: UInt64 = 1 << 57
-    public static let guardBit: UInt64 = 1 << 58
-    public static let fileOrSharedBit: UInt64 = 1 << 61
-    public static let swappedBit: UInt64 = 1 << 62
-    public static let presentBit: UInt64 = 1 << 63
+    /// `PagemapBits.pfnMask` (`PM_PFRAME_MASK`).
+    public static let pfnMask: UInt64 = PagemapBits.pfnMask
+    /// `PagemapBits.softDirty` (`PM_SOFT_DIRTY`).
+    public static let softDirtyBit: UInt64 = PagemapBits.softDirty
+    /// `PagemapBits.exclusive` (`PM_MMAP_EXCLUSIVE`).
+    public static let exclusiveBit: UInt64 = PagemapBits.exclusive
+    /// `PagemapBits.uffdWP` (`PM_UFFD_WP`).
+    public static let uffdWPBit: UInt64 = PagemapBits.uffdWP
+    /// `PagemapBits.guardRegion` (`PM_GUARD_REGION`).
+    public static let guardBit: UInt64 = PagemapBits.guardRegion
+    /// `PagemapBits.file` (`PM_FILE`).
+    public static let fileOrSharedBit: UInt64 = PagemapBits.file
+    /// `PagemapBits.swap` (`PM_SWAP`).
+    public static let swappedBit: UInt64 = PagemapBits.swap
+    /// `PagemapBits.present` (`PM_PRESENT`).
+    public static let presentBit: UInt64 = PagemapBits.present
 
     /// Bit 63: the page is present in RAM.
     public var isPresent: Bool { rawValue & Self.presentBit != 0 }
@@ -30,9 +42,9 @@ public struct PagemapWord: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Bits 0–54 when present (zero when the reader may not see PFNs).
     public var pfn: UInt64? { isPresent ? rawValue & Self.pfnMask : nil }
     /// Bits 0–4 when swapped.
-    public var swapType: UInt64? { isSwapped ? rawValue & 0x1f : nil }
+    public var swapType: UInt64? { isSwapped ? rawValue & PagemapBits.swapTypeMask : nil }
     /// Bits 5–54 when swapped.
-    public var swapOffset: UInt64? { isSwapped ? (rawValue & Self.pfnMask) >> 5 : nil }
+    public var swapOffset: UInt64? { isSwapped ? (rawValue >> PagemapBits.swapOffsetShift) & PagemapBits.swapOffsetMask : nil }
     /// Nothing at all is known about the page (not present, not swapped, no flag).
     public var isEmpty: Bool { rawValue == 0 }
 
