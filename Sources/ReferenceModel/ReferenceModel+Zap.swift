@@ -88,9 +88,15 @@ extension ReferenceModel {
                 if pp.attrs.contains(.dirty) && !folios[f]!.isAnon { folios[f]!.flags.insert(.dirty) }
                 freeSwapCache(f)
             }
-            if !dropMarkers && vma.flags.contains(.uffdWP) && pp.attrs.contains(.uffdWP) { set(p, a, .marker(.uffdWP)) }
+            // Anonymous memory keeps no trace of the protection after a zap.
+            if !dropMarkers && !vma.isAnonymous && vma.flags.contains(.uffdWP) && pp.attrs.contains(.uffdWP) {
+                set(p, a, .marker(.uffdWP))
+            }
         case .marker(let m):
-            if dropMarkers || m == .poisoned { set(p, a, nil) }
+            // uffd-wp markers go with anonymous memory, guards only when
+            // markers are dropped, poison always.
+            let drop = m.contains(.uffdWP) ? (vma.isAnonymous || dropMarkers) : m.contains(.guardRegion) ? dropMarkers : true
+            if drop { set(p, a, nil) }
         case .swap(let slot, _):
             set(p, a, nil)
             releaseSwap(slot)

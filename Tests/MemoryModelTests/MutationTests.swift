@@ -250,7 +250,13 @@ import ReferenceModel
         #expect(page(mm, 0x40_0000).0!.isUffdWP && !page(mm, 0x40_0000).0!.isWritable)
         #expect(leaf(mm, 0x40_3000)?.leaf == .marker(.uffdWP))
         ok(h, h.op("zap", 1, 0x40_0000, 0x40_1000, { try $0.zap(0x40_0000, 0x40_1000) }, { try $0.zap(pid: 1, 0x40_0000, 0x40_1000) }))
-        #expect(leaf(mm, 0x40_0000)?.leaf == .marker(.uffdWP))            // zap leaves the marker
+        // A zap of anonymous memory drops everything, the protection too
+        // (LiveKernelTests.uffdWPZapAndGuardInstall checks this on the kernel).
+        #expect(mm.translate(0x40_0000) == .none(level: .pte))
+        ok(h, h.op("zap", 1, 0x40_3000, 0x40_4000, { try $0.zap(0x40_3000, 0x40_4000) }, { try $0.zap(pid: 1, 0x40_3000, 0x40_4000) }))
+        #expect(mm.translate(0x40_3000) == .none(level: .pte))            // and the markers of empty PTEs
+        ok(h, h.op("uffdwp", 1, 0x40_3000, 0x40_4000, { try $0.userfaultWriteProtect(0x40_3000, 0x40_4000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x40_3000, 0x40_4000) }))
         ok(h, h.fork(1, 2))
         #expect(h.spaces[2]!.translate(0x40_3000) == .none(level: .pte))  // the child drops uffd-wp markers
         ok(h, h.fault(1, 0x40_3000, 0x40_4000, write: true))

@@ -203,6 +203,34 @@ import LiveKernel
         try compare(mirror, [m])
     }
 
+    /// Write-protected anonymous memory (uffd-wp markers on none PTEs, the
+    /// uffd-wp bit on present ones), then MADV_DONTNEED over half of it and
+    /// MADV_GUARD_INSTALL over the other half. On anonymous VMAs a zap drops
+    /// uffd-wp markers and leaves none for protected pages, so the guard
+    /// install finds nothing populated and replaces the markers.
+    @Test func uffdWPZapAndGuardInstall() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(16 * 4096)
+        let uffd: UserfaultfdWP
+        do { uffd = try UserfaultfdWP(m) } catch { try Test.cancel("userfaultfd write-protect: \(error)") }
+        f.touch(m, write: true, pages: 0..<2)
+        f.touch(m, write: true, pages: 8..<10)
+        try uffd.writeProtect(m.start, length: m.size)
+        try f.live.madvise(m, .dontNeed, offset: 0, length: 8 * 4096)
+        do { try f.live.madvise(m, .guardInstall, offset: 8 * 4096, length: 4 * 4096) } catch {
+            try Test.cancel("MADV_GUARD_INSTALL: \(error)")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.uffdWP])
+        var (a, b) = mirror.pages(m, 0..<2); try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(m, 8..<10); try mirror.mm.fault(a, b, write: true)
+        try mirror.mm.userfaultWriteProtect(m.start, m.end)
+        (a, b) = mirror.pages(m, 0..<8); try mirror.mm.zap(a, b)
+        (a, b) = mirror.pages(m, 8..<12); try madviseGuardInstall(mirror.mm, a, b)
+        try compare(mirror, [m])
+        withExtendedLifetime(uffd) {}
+    }
+
     @Test func swappedOut() throws {
         guard Self.isRoot else { try Test.cancel("needs root for swapon") }
         let f = try FencedMappings()

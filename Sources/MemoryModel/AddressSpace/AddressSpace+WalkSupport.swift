@@ -21,8 +21,9 @@ extension AddressSpace {
     }
 
     /// Unmaps `[start, end)` of one VMA (`zap_page_range_single()` with no
-    /// zap details): pages and swap entries go, guard and uffd-wp markers
-    /// stay, PMD leaves straddling the range are split. The caller holds the
+    /// zap details): pages and swap entries go, guard markers stay (and
+    /// uffd-wp markers in file-backed VMAs), PMD leaves straddling the range
+    /// are split. The caller holds the
     /// mmap lock; this takes only page-table locks.
     package func zapPageRangeSingle(_ vma: VMA, _ start: UInt64, _ end: UInt64) throws(ModelError) {
         try zapRange(vma, start, end, dropMarkers: false)

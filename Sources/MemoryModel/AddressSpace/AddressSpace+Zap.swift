@@ -2,8 +2,9 @@ import Synchronization
 
 extension AddressSpace {
     /// `MADV_DONTNEED`: unmaps the pages of `[start, end)` and frees PTE
-    /// tables left empty (`CONFIG_PT_RECLAIM`). Guard and uffd-wp markers
-    /// survive; a uffd-wp-protected page leaves a uffd-wp marker. Refused for
+    /// tables left empty (`CONFIG_PT_RECLAIM`). Guard markers survive; uffd-wp
+    /// markers survive, and a uffd-wp-protected page leaves one, in
+    /// file-backed VMAs only (anonymous memory is dropped whole). Refused for
     /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL).
     public func zap(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
@@ -114,7 +115,10 @@ extension AddressSpace {
                     memory.put(f)
                 }
             }
-            if !dropMarkers && vma.flags.contains(.uffdWP) && old & layout.uffdWP != 0 {
+            // zap_install_uffd_wp_if_needed(): only file-backed VMAs keep
+            // the protection as a marker; a zap of anonymous memory drops
+            // everything.
+            if !dropMarkers && !vma.isAnonymous && vma.flags.contains(.uffdWP) && old & layout.uffdWP != 0 {
                 storePTE(t, i, (try? SoftLeafEntry(.marker(.uffdWP)).encode(layout)) ?? 0)
             }
             return
@@ -122,7 +126,7 @@ extension AddressSpace {
         let leaf = SoftLeafEntry(decoding: old, layout: layout)
         switch leaf.leaf {
         case .marker(let m):
-            if dropMarkers || m == .poisoned { storePTE(t, i, 0) }
+            if Self.zapDrops(m, anonymous: vma.isAnonymous, dropMarkers: dropMarkers) { storePTE(t, i, 0) }
             return
         case .swap(let s):
             storePTE(t, i, 0)
@@ -264,5 +268,17 @@ extension AddressSpace {
         }
         guard case .slot(let s)? = try? slot(address, at: level, allocate: false) else { return nil }
         return s
+    }
+}
+
+extension AddressSpace {
+    /// Whether a zap clears marker `m` (`zap_nonpresent_ptes()`): uffd-wp
+    /// markers always on anonymous VMAs, on file VMAs only when markers are
+    /// dropped (munmap, teardown); guard markers only then; poison markers
+    /// always.
+    static func zapDrops(_ m: PTEMarker, anonymous: Bool, dropMarkers: Bool) -> Bool {
+        if m.contains(.uffdWP) { return anonymous || dropMarkers }
+        if m.contains(.guardRegion) { return dropMarkers }
+        return true
     }
 }

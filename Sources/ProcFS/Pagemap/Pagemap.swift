@@ -4,19 +4,28 @@ import PageWalk
 /// `/proc/PID/pagemap` (fs/proc/task_mmu.c: pagemap_read(),
 /// pte_to_pagemap_entry(), pagemap_pmd_range(), pagemap_hugetlb_range(),
 /// pagemap_pte_hole()): one little-endian 64-bit word per virtual page.
+///
+/// The word's bits are MemoryModel's `PagemapBits` (the one definition the
+/// snapshot parser reads too); the names below are the same constants.
 public enum Pagemap {
-    public static let pfnMask: UInt64 = (1 << 55) - 1
-    public static let softDirty: UInt64 = 1 << 55
-    public static let exclusive: UInt64 = 1 << 56
-    public static let uffdWP: UInt64 = 1 << 57
-    public static let guardRegion: UInt64 = 1 << 58
-    public static let file: UInt64 = 1 << 61
-    public static let swap: UInt64 = 1 << 62
-    public static let present: UInt64 = 1 << 63
+    /// `PagemapBits.pfnMask` (`PM_PFRAME_MASK`, bits 0–54).
+    public static let pfnMask: UInt64 = PagemapBits.pfnMask
+    /// `PagemapBits.softDirty` (`PM_SOFT_DIRTY`, bit 55).
+    public static let softDirty: UInt64 = PagemapBits.softDirty
+    /// `PagemapBits.exclusive` (`PM_MMAP_EXCLUSIVE`, bit 56).
+    public static let exclusive: UInt64 = PagemapBits.exclusive
+    /// `PagemapBits.uffdWP` (`PM_UFFD_WP`, bit 57).
+    public static let uffdWP: UInt64 = PagemapBits.uffdWP
+    /// `PagemapBits.guardRegion` (`PM_GUARD_REGION`, bit 58).
+    public static let guardRegion: UInt64 = PagemapBits.guardRegion
+    /// `PagemapBits.file` (`PM_FILE`, bit 61).
+    public static let file: UInt64 = PagemapBits.file
+    /// `PagemapBits.swap` (`PM_SWAP`, bit 62).
+    public static let swap: UInt64 = PagemapBits.swap
+    /// `PagemapBits.present` (`PM_PRESENT`, bit 63).
+    public static let present: UInt64 = PagemapBits.present
     /// The most output `words(_:_:privileged:options:)` collects in memory.
     public static let maxCollectedBytes: UInt64 = 1 << 30
-    /// `MAX_SWAPFILES_SHIFT`: a swap entry is `type | offset << 5`.
-    static let swapTypeBits: UInt64 = 5
 
     /// Writes the words of the pages of `range` (page aligned; clipped to
     /// user space, as the kernel clips to `TASK_SIZE`). `privileged` is
@@ -152,7 +161,7 @@ public enum Pagemap {
             guard privileged else { w.writeLE64(count: count) { _ in flags }; return }
             let stride: UInt64 = step ? 1 : 0
             w.writeLE64(count: count) { k in
-                flags | ((UInt64(type) | (offset &+ UInt64(truncatingIfNeeded: k) &* stride) << Pagemap.swapTypeBits) & Pagemap.pfnMask)
+                flags | PagemapBits.swapEntry(type: UInt64(type), offset: offset &+ UInt64(truncatingIfNeeded: k) &* stride)
             }
         }
 

@@ -38,7 +38,8 @@ enum VMAInfo {
 
     /// `show_smap_vma_flags()`: one mnemonic per set bit, in bit order; bits
     /// the kernel names with an empty string are skipped, unknown ones print
-    /// `??`.
+    /// `??`. The names are MemoryModel's table (`VMFlags.mnemonics`), the
+    /// one the snapshot rebuild parses.
     static func vmFlags(_ flags: VMFlags, architecture: Architecture) -> String {
         var out = "VmFlags: "
         let raw = flags.rawValue
@@ -50,46 +51,9 @@ enum VMAInfo {
         return out + "\n"
     }
 
+    /// The mnemonic of `bit` (`VMFlags.mnemonic(ofBit:architecture:)`).
     static func mnemonic(_ bit: Int, _ arch: Architecture) -> String {
-        switch bit {
-        case 0: return "rd"
-        case 1: return "wr"
-        case 2: return "ex"
-        case 3: return "sh"
-        case 4: return "mr"
-        case 5: return "mw"
-        case 6: return "me"
-        case 7: return "ms"
-        case 8: return "gd"
-        case 9: return "um"
-        case 10: return "pf"
-        case 11: return "gu"   // VM_MAYBE_GUARD (this 6.18 kernel has it)
-        case 12: return "uw"
-        case 13: return "lo"
-        case 14: return "io"
-        case 15: return "sr"
-        case 16: return "rr"
-        case 17: return "dc"
-        case 18: return "de"
-        case 19: return "lf"
-        case 20: return "ac"
-        case 21: return "nr"
-        case 22: return "ht"
-        case 23: return "sf"
-        case 24: return arch == .arm64 ? "bt" : "ar"   // VM_ARCH_1: x86 VM_PAT, arm64 VM_ARM64_BTI
-        case 25: return "wf"
-        case 26: return "dd"
-        case 27: return "sd"   // VM_SOFTDIRTY exists only with CONFIG_MEM_SOFT_DIRTY
-        case 28: return "mm"
-        case 29: return "hg"
-        case 30: return "nh"
-        case 31: return "mg"
-        case 32, 33, 34, 35: return arch == .x86_64 ? "" : "??"   // pkey bits, shown as ProtectionKey
-        case 40: return "dp"
-        case 41: return "ui"
-        case 42: return "sl"
-        default: return "??"
-        }
+        VMFlags.mnemonic(ofBit: bit, architecture: arch)
     }
 
     // MARK: THPeligible
