@@ -21,16 +21,16 @@ enum ModelPagemap {
             break
         case .present(let level, let raw, let pagePFN):
             frame = pagePFN
-            flags |= PagemapWord.presentBit
+            flags |= PagemapBits.present
             if vma.isHugetlb {
                 if let folio = memory.folio(containing: pagePFN) {
-                    if !folio.isAnon { flags |= PagemapWord.fileOrSharedBit }
-                    if folio.mapcount <= 1 { flags |= PagemapWord.exclusiveBit }
+                    if !folio.isAnon { flags |= PagemapBits.file }
+                    if folio.mapcount <= 1 { flags |= PagemapBits.exclusive }
                 }
-                if raw & layout.uffdWP != 0 { flags |= PagemapWord.uffdWPBit }
+                if raw & layout.uffdWP != 0 { flags |= PagemapBits.uffdWP }
             } else {
-                if raw & layout.softDirty != 0 { flags |= PagemapWord.softDirtyBit }
-                if raw & layout.uffdWP != 0 { flags |= PagemapWord.uffdWPBit }
+                if raw & layout.softDirty != 0 { flags |= PagemapBits.softDirty }
+                if raw & layout.uffdWP != 0 { flags |= PagemapBits.uffdWP }
                 let page: Page?
                 if level == .pte {
                     // vm_normal_page(): no page for special PTEs (zero page, PFN maps).
@@ -39,23 +39,23 @@ enum ModelPagemap {
                     page = memory.page(pagePFN)      // pmd_page()
                 }
                 if let page {
-                    if !page.folio.isAnon { flags |= PagemapWord.fileOrSharedBit }
+                    if !page.folio.isAnon { flags |= PagemapBits.file }
                     // 6.18 asks the PMD's first page for every page of a PMD
                     // leaf (`__folio_page_mapped_exclusively(folio, page)`
                     // with the head page), the PTE path asks each page.
                     let asked = level == .pte ? page.mapcount : page.folio.pageMapcount(Int(pagePFN - page.folio.pfn) & ~511)
-                    if asked == 1 { flags |= PagemapWord.exclusiveBit }
+                    if asked == 1 { flags |= PagemapBits.exclusive }
                 }
             }
         case .softLeaf(_, _, let entry):
             if vma.isHugetlb {
-                if entry.bits.contains(.uffdWP) { flags |= PagemapWord.uffdWPBit }
-                if case .marker(let m) = entry.leaf, m.contains(.uffdWP) { flags |= PagemapWord.uffdWPBit }
+                if entry.bits.contains(.uffdWP) { flags |= PagemapBits.uffdWP }
+                if case .marker(let m) = entry.leaf, m.contains(.uffdWP) { flags |= PagemapBits.uffdWP }
                 break
             }
-            flags |= PagemapWord.swappedBit
-            if entry.bits.contains(.softDirty) { flags |= PagemapWord.softDirtyBit }
-            if entry.bits.contains(.uffdWP) { flags |= PagemapWord.uffdWPBit }
+            flags |= PagemapBits.swap
+            if entry.bits.contains(.softDirty) { flags |= PagemapBits.softDirty }
+            if entry.bits.contains(.uffdWP) { flags |= PagemapBits.uffdWP }
             let type: UInt64, offset: UInt64
             var pfn: UInt64? = nil
             switch entry.leaf {
@@ -66,14 +66,14 @@ enum ModelPagemap {
             case .hwpoison(let p): (type, offset, pfn) = (24, p, p)
             case .marker(let m):
                 (type, offset) = (31, m.rawValue)
-                if m.contains(.uffdWP) { flags |= PagemapWord.uffdWPBit }
-                if m.contains(.guardRegion) { flags |= PagemapWord.guardBit }
+                if m.contains(.uffdWP) { flags |= PagemapBits.uffdWP }
+                if m.contains(.guardRegion) { flags |= PagemapBits.guardRegion }
             }
             frame = type | offset << 5
-            if let pfn, let folio = memory.folio(containing: pfn), !folio.isAnon { flags |= PagemapWord.fileOrSharedBit }
+            if let pfn, let folio = memory.folio(containing: pfn), !folio.isAnon { flags |= PagemapBits.file }
         }
-        if vma.flags.contains(.softDirty) { flags |= PagemapWord.softDirtyBit }
-        return (frame & PagemapWord.pfnMask) | flags
+        if vma.flags.contains(.softDirty) { flags |= PagemapBits.softDirty }
+        return (frame & PagemapBits.pfnMask) | flags
     }
 
     /// Regenerated words of VMA `index` of `rebuilt` against the captured

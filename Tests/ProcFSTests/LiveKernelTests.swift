@@ -63,9 +63,9 @@ import LiveKernel
             for i in kernelWords.indices {
                 let k = kernelWords[i], o = ourWords[i]
                 // PFNs and swap offsets are the kernel's choice: masked.
-                let masked = k & Pagemap.present != 0 || (k & Pagemap.swap != 0 && k & Pagemap.guardRegion == 0)
-                let mask = masked ? ~Pagemap.pfnMask : ~0
-                if k & mask != o & mask || ourUnprivileged[i] != o & ~Pagemap.pfnMask {
+                let masked = k & PagemapBits.present != 0 || (k & PagemapBits.swap != 0 && k & PagemapBits.guardRegion == 0)
+                let mask = masked ? ~PagemapBits.pfnMask : ~0
+                if k & mask != o & mask || ourUnprivileged[i] != o & ~PagemapBits.pfnMask {
                     mismatches.append("page \(i): kernel 0x\(String(k, radix: 16)) model 0x\(String(o, radix: 16))")
                 }
             }
@@ -92,8 +92,8 @@ import LiveKernel
         f.touch(m, write: true, pages: 0..<512)
         f.touch(m, write: false, pages: 512..<1024)
         let words = try KernelView.pagemap(m)
-        guard let head = words.first, head & Pagemap.present != 0, Self.isRoot,
-              try LiveMappings.physicalPage(pfn: head & Pagemap.pfnMask).flags.contains(.thp) else {
+        guard let head = words.first, head & PagemapBits.present != 0, Self.isRoot,
+              try LiveMappings.physicalPage(pfn: head & PagemapBits.pfnMask).flags.contains(.thp) else {
             try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with a PMD THP")
         }
         let mirror = try Mirror()
@@ -111,8 +111,8 @@ import LiveKernel
         let m = try f.anonymous(1 << 20, alignment: 64 << 10)
         f.touch(m, write: true)
         let words = try KernelView.pagemap(m)
-        guard let head = words.first, head & Pagemap.present != 0,
-              try LiveMappings.physicalPage(pfn: head & Pagemap.pfnMask).flags.contains(.thp) else {
+        guard let head = words.first, head & PagemapBits.present != 0,
+              try LiveMappings.physicalPage(pfn: head & PagemapBits.pfnMask).flags.contains(.thp) else {
             try Test.cancel("the kernel did not allocate 64K mTHPs")
         }
         let mirror = try Mirror()
@@ -239,8 +239,8 @@ import LiveKernel
         f.touch(m, write: true)
         do { try f.live.madvise(m, .pageOut) } catch { try Test.cancel("MADV_PAGEOUT: \(error)") }
         let words = try KernelView.pagemap(m)
-        guard words.allSatisfy({ $0 & Pagemap.swap != 0 }) else {
-            try Test.cancel("the kernel kept \(words.filter { $0 & Pagemap.swap == 0 }.count) pages resident")
+        guard words.allSatisfy({ $0 & PagemapBits.swap != 0 }) else {
+            try Test.cancel("the kernel kept \(words.filter { $0 & PagemapBits.swap == 0 }.count) pages resident")
         }
         let mirror = try Mirror()
         try mirror.map(m)

@@ -56,7 +56,7 @@ struct DefaultScenarioTests {
         for vma in mm.vmas { hidden += try Pagemap.words(mm, vma.start..<vma.end, privileged: false) }
         let u = try Ptwalk.run(["pagemap", "--unprivileged"])
         #expect(u.stdout == Ptwalk.bytes(hidden))
-        #expect(hidden.contains { $0 >> 63 == 1 } && !hidden.contains { $0 >> 63 == 1 && $0 & Pagemap.pfnMask != 0 })
+        #expect(hidden.contains { $0 >> 63 == 1 } && !hidden.contains { $0 >> 63 == 1 && $0 & PagemapBits.pfnMask != 0 })
     }
 
     @Test func pagemapHexDecodesEachPage() throws {

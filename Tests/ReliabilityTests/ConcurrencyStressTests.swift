@@ -484,7 +484,7 @@ import ProcFS
         case 3:
             let words = try Pagemap.words(mm, L.a, privileged: true, options: options)
             if words.count != L.a.count / Int(page) { stats.violation("pagemap: \(words.count) words for A") }
-            for (i, w) in words.enumerated() where w & (Pagemap.present | Pagemap.swap) == 0 {
+            for (i, w) in words.enumerated() where w & (PagemapBits.present | PagemapBits.swap) == 0 {
                 stats.violation("pagemap (\(options.walker)): page \(hx(L.a.lowerBound + UInt64(i) * page)) of A is \(hx(w))")
                 break
             }

@@ -6,24 +6,8 @@ import PageWalk
 /// pagemap_pte_hole()): one little-endian 64-bit word per virtual page.
 ///
 /// The word's bits are MemoryModel's `PagemapBits` (the one definition the
-/// snapshot parser reads too); the names below are the same constants.
+/// snapshot parser reads too); there are no second names for them.
 public enum Pagemap {
-    /// `PagemapBits.pfnMask` (`PM_PFRAME_MASK`, bits 0–54).
-    public static let pfnMask: UInt64 = PagemapBits.pfnMask
-    /// `PagemapBits.softDirty` (`PM_SOFT_DIRTY`, bit 55).
-    public static let softDirty: UInt64 = PagemapBits.softDirty
-    /// `PagemapBits.exclusive` (`PM_MMAP_EXCLUSIVE`, bit 56).
-    public static let exclusive: UInt64 = PagemapBits.exclusive
-    /// `PagemapBits.uffdWP` (`PM_UFFD_WP`, bit 57).
-    public static let uffdWP: UInt64 = PagemapBits.uffdWP
-    /// `PagemapBits.guardRegion` (`PM_GUARD_REGION`, bit 58).
-    public static let guardRegion: UInt64 = PagemapBits.guardRegion
-    /// `PagemapBits.file` (`PM_FILE`, bit 61).
-    public static let file: UInt64 = PagemapBits.file
-    /// `PagemapBits.swap` (`PM_SWAP`, bit 62).
-    public static let swap: UInt64 = PagemapBits.swap
-    /// `PagemapBits.present` (`PM_PRESENT`, bit 63).
-    public static let present: UInt64 = PagemapBits.present
     /// The most output `words(_:_:privileged:options:)` collects in memory.
     public static let maxCollectedBytes: UInt64 = 1 << 30
 
@@ -87,11 +71,11 @@ public enum Pagemap {
             self.privileged = privileged
             self.memory = memory
             self.pmdSize = pmdSize
-            shownPFN = privileged ? Pagemap.pfnMask : 0
+            shownPFN = privileged ? PagemapBits.pfnMask : 0
         }
 
         @inline(always)
-        func vmaBits(_ vma: VMA?) -> UInt64 { vma?.flags.contains(.softDirty) == true ? Pagemap.softDirty : 0 }
+        func vmaBits(_ vma: VMA?) -> UInt64 { vma?.flags.contains(.softDirty) == true ? PagemapBits.softDirty : 0 }
 
         /// `count` holes (none entries, missing tables, gaps, PFN maps);
         /// `vbits` is `vmaBits()` of their VMA (nil outside VMAs).
@@ -107,7 +91,7 @@ public enum Pagemap {
                                       softDirty: Bool, uffdWP: Bool, _ w: inout ProcWriter<S>) {
             let flags = presentFlags(vbits, folio: folio, softDirty: softDirty, uffdWP: uffdWP)
             guard let f = folio else {
-                let pfnMask = privileged ? Pagemap.pfnMask : 0
+                let pfnMask = privileged ? PagemapBits.pfnMask : 0
                 w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
                 return
             }
@@ -118,10 +102,10 @@ public enum Pagemap {
         /// of a present PTE, before the per-page exclusive bit and the PFN).
         @inline(always)
         func presentFlags(_ vbits: UInt64, folio: Folio?, softDirty: Bool, uffdWP: Bool) -> UInt64 {
-            var flags = Pagemap.present | vbits
-            if softDirty { flags |= Pagemap.softDirty }
-            if uffdWP { flags |= Pagemap.uffdWP }
-            if let f = folio, !f.test(.anon) { flags |= Pagemap.file }
+            var flags = PagemapBits.present | vbits
+            if softDirty { flags |= PagemapBits.softDirty }
+            if uffdWP { flags |= PagemapBits.uffdWP }
+            if let f = folio, !f.test(.anon) { flags |= PagemapBits.file }
             return flags
         }
 
@@ -129,7 +113,7 @@ public enum Pagemap {
         /// page is mapped once (`page_mapcount() == 1`).
         @inline(always)
         func presentWord(_ flags: UInt64, folio f: Folio, page: Int, pfn: UInt64) -> UInt64 {
-            let exclusive = f.pageMapcount(page) == 1 ? Pagemap.exclusive : 0
+            let exclusive = f.pageMapcount(page) == 1 ? PagemapBits.exclusive : 0
             return flags | exclusive | (pfn & shownPFN)
         }
 
@@ -138,14 +122,14 @@ public enum Pagemap {
         @inline(always)
         func presentPMD<S: ProcSink>(_ vbits: UInt64, pfn: UInt64, basePFN: UInt64, count: Int, softDirty: Bool,
                                      uffdWP: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.present | vbits
-            if softDirty { flags |= Pagemap.softDirty }
-            if uffdWP { flags |= Pagemap.uffdWP }
+            var flags = PagemapBits.present | vbits
+            if softDirty { flags |= PagemapBits.softDirty }
+            if uffdWP { flags |= PagemapBits.uffdWP }
             if let f = memory.folio(containing: basePFN) {
-                if !f.test(.anon) { flags |= Pagemap.file }
-                if f.pageMapcount(Int(basePFN - f.pfn)) == 1 { flags |= Pagemap.exclusive }
+                if !f.test(.anon) { flags |= PagemapBits.file }
+                if f.pageMapcount(Int(basePFN - f.pfn)) == 1 { flags |= PagemapBits.exclusive }
             }
-            let pfnMask = privileged ? Pagemap.pfnMask : 0
+            let pfnMask = privileged ? PagemapBits.pfnMask : 0
             w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
         }
 
@@ -153,11 +137,11 @@ public enum Pagemap {
         /// they name (pfn entries), the swap-PTE bits.
         func swapEntries<S: ProcSink>(_ vbits: UInt64, type: Int, offset: UInt64, step: Bool, pagePFN: UInt64?, count: Int,
                                       softDirty: Bool, uffdWP: Bool, guardRegion: Bool, _ w: inout ProcWriter<S>) {
-            var flags = Pagemap.swap | vbits
-            if softDirty { flags |= Pagemap.softDirty }
-            if uffdWP { flags |= Pagemap.uffdWP }
-            if guardRegion { flags |= Pagemap.guardRegion }
-            if let pfn = pagePFN, let f = memory.folio(containing: pfn), !f.test(.anon) { flags |= Pagemap.file }
+            var flags = PagemapBits.swap | vbits
+            if softDirty { flags |= PagemapBits.softDirty }
+            if uffdWP { flags |= PagemapBits.uffdWP }
+            if guardRegion { flags |= PagemapBits.guardRegion }
+            if let pfn = pagePFN, let f = memory.folio(containing: pfn), !f.test(.anon) { flags |= PagemapBits.file }
             guard privileged else { w.writeLE64(count: count) { _ in flags }; return }
             let stride: UInt64 = step ? 1 : 0
             w.writeLE64(count: count) { k in
@@ -170,15 +154,15 @@ public enum Pagemap {
                                   _ w: inout ProcWriter<S>) {
             var flags = vbits
             if present {
-                flags |= Pagemap.present
+                flags |= PagemapBits.present
                 if let f = memory.folio(containing: pfn) {
-                    if !f.test(.anon) { flags |= Pagemap.file }
+                    if !f.test(.anon) { flags |= PagemapBits.file }
                     // !folio_maybe_mapped_shared() (PMD table sharing is not modelled).
-                    if f.mapcount <= 1 { flags |= Pagemap.exclusive }
+                    if f.mapcount <= 1 { flags |= PagemapBits.exclusive }
                 }
             }
-            if uffdWP { flags |= Pagemap.uffdWP }
-            let pfnMask = privileged && present ? Pagemap.pfnMask : 0
+            if uffdWP { flags |= PagemapBits.uffdWP }
+            let pfnMask = privileged && present ? PagemapBits.pfnMask : 0
             w.writeLE64(count: count) { k in flags | ((pfn &+ UInt64(truncatingIfNeeded: k)) & pfnMask) }
         }
 

@@ -24,7 +24,7 @@ extension RebuildSession {
             let w = words[words.startIndex + k]
             let address = m.start + UInt64(k) * Geometry.pageSize
             let wordIndex = base + k
-            if w.rawValue == 0 || (vmaSoftDirty && w.rawValue == PagemapWord.softDirtyBit) { k += 1; continue }
+            if w.rawValue == 0 || (vmaSoftDirty && w.rawValue == PagemapBits.softDirty) { k += 1; continue }
             if w.isPresent {
                 let pfn = w.pfn ?? 0
                 if vma.isHugetlb {
@@ -104,7 +104,7 @@ extension RebuildSession {
         let f = folios[fi]
         guard f.order == 9, f.pfn == pfn, !f.isHugetlb, f.isMappable, !vma.isPFNMap else { return nil }
         let first = words[words.startIndex + k]
-        let same = PagemapWord.softDirtyBit | PagemapWord.uffdWPBit
+        let same = PagemapBits.softDirty | PagemapBits.uffdWP
         for j in 0..<512 {
             let w = words[words.startIndex + k + j]
             guard w.isPresent, w.pfn == pfn + UInt64(j), w.rawValue & same == first.rawValue & same else { return nil }

@@ -308,8 +308,8 @@ public enum SnapshotCapture {
                 if gotWords < n { (chunk + gotWords).initialize(repeating: 0, count: n - gotWords) }
                 for i in 0..<gotWords {
                     let w = UInt64(littleEndian: chunk[i])
-                    if w & PagemapWord.presentBit != 0 {
-                        let pfn = w & PagemapWord.pfnMask
+                    if w & PagemapBits.present != 0 {
+                        let pfn = w & PagemapBits.pfnMask
                         if pfn != 0 { state.pfns.append(pfn) }
                     }
                 }

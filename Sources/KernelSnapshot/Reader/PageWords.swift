@@ -8,39 +8,23 @@ public struct PagemapWord: RawRepresentable, Hashable, Sendable, CustomStringCon
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
-    /// `PagemapBits.pfnMask` (`PM_PFRAME_MASK`).
-    public static let pfnMask: UInt64 = PagemapBits.pfnMask
-    /// `PagemapBits.softDirty` (`PM_SOFT_DIRTY`).
-    public static let softDirtyBit: UInt64 = PagemapBits.softDirty
-    /// `PagemapBits.exclusive` (`PM_MMAP_EXCLUSIVE`).
-    public static let exclusiveBit: UInt64 = PagemapBits.exclusive
-    /// `PagemapBits.uffdWP` (`PM_UFFD_WP`).
-    public static let uffdWPBit: UInt64 = PagemapBits.uffdWP
-    /// `PagemapBits.guardRegion` (`PM_GUARD_REGION`).
-    public static let guardBit: UInt64 = PagemapBits.guardRegion
-    /// `PagemapBits.file` (`PM_FILE`).
-    public static let fileOrSharedBit: UInt64 = PagemapBits.file
-    /// `PagemapBits.swap` (`PM_SWAP`).
-    public static let swappedBit: UInt64 = PagemapBits.swap
-    /// `PagemapBits.present` (`PM_PRESENT`).
-    public static let presentBit: UInt64 = PagemapBits.present
 
     /// Bit 63: the page is present in RAM.
-    public var isPresent: Bool { rawValue & Self.presentBit != 0 }
+    public var isPresent: Bool { rawValue & PagemapBits.present != 0 }
     /// Bit 62: the page is swapped (or another non-present swap-format entry).
-    public var isSwapped: Bool { rawValue & Self.swappedBit != 0 }
+    public var isSwapped: Bool { rawValue & PagemapBits.swap != 0 }
     /// Bit 61: a file page or shared anonymous (shmem) page.
-    public var isFileOrSharedAnon: Bool { rawValue & Self.fileOrSharedBit != 0 }
+    public var isFileOrSharedAnon: Bool { rawValue & PagemapBits.file != 0 }
     /// Bit 58: a guard-region marker (MADV_GUARD_INSTALL).
-    public var isGuard: Bool { rawValue & Self.guardBit != 0 }
+    public var isGuard: Bool { rawValue & PagemapBits.guardRegion != 0 }
     /// Bit 57: userfaultfd write-protected (PTE bit or marker).
-    public var isUffdWP: Bool { rawValue & Self.uffdWPBit != 0 }
+    public var isUffdWP: Bool { rawValue & PagemapBits.uffdWP != 0 }
     /// Bit 56: the page is exclusively mapped (mapped once).
-    public var isExclusive: Bool { rawValue & Self.exclusiveBit != 0 }
+    public var isExclusive: Bool { rawValue & PagemapBits.exclusive != 0 }
     /// Bit 55: soft-dirty.
-    public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
+    public var isSoftDirty: Bool { rawValue & PagemapBits.softDirty != 0 }
     /// Bits 0–54 when present (zero when the reader may not see PFNs).
-    public var pfn: UInt64? { isPresent ? rawValue & Self.pfnMask : nil }
+    public var pfn: UInt64? { isPresent ? rawValue & PagemapBits.pfnMask : nil }
     /// Bits 0–4 when swapped.
     public var swapType: UInt64? { isSwapped ? rawValue & PagemapBits.swapTypeMask : nil }
     /// Bits 5–54 when swapped.
