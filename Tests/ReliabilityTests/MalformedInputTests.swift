@@ -217,7 +217,7 @@ import KernelSnapshot
         let names = files.keys.sorted()
         let textFiles = names.filter { !$0.hasSuffix("pagemap") && !$0.hasSuffix("kpageflags") && !$0.hasSuffix("cmdline") }
         let pid = names.first { $0.hasSuffix("/maps") }.map { ($0 as NSString).deletingLastPathComponent } ?? "proc/0"
-        switch Int.random(in: 0..<9, using: &rng) {
+        switch Int.random(in: 0..<11, using: &rng) {
         case 0:
             let f = names.randomElement(using: &rng)!
             let n = Int.random(in: 0..<max(1, files[f]!.count), using: &rng)
@@ -300,6 +300,34 @@ import KernelSnapshot
                 for k in 0..<8 { files[f]![i + k] = UInt8(truncatingIfNeeded: w >> (8 * UInt64(k))) }
             }
             return "kpageflags flags/counts replaced"
+        case 8:
+            // Extreme binary words: 0, 2^63 + k, 2^64 - 1, huge PFNs and swap
+            // offsets, into any field of a kpageflags record or a pagemap word.
+            let f = ["kpageflags", pid + "/pagemap"].randomElement(using: &rng)!
+            let count = files[f]!.count / 8
+            guard count > 0 else { return "nothing" }
+            let k = UInt64.random(in: 0...7, using: &rng)
+            let w: UInt64 = [0, 1 << 63 + k, UInt64.max, UInt64.max - k, PagemapBits.present | PagemapBits.pfnMask - k,
+                             PagemapBits.swap | (PagemapBits.pfnMask & ~PagemapBits.swapTypeMask) | k,
+                             PagemapBits.swap | 1 << 40 | k, 1 << 54 | k].randomElement(using: &rng)!
+            let i = Int.random(in: 0..<count, using: &rng) * 8
+            for b in 0..<8 { files[f]![i + b] = UInt8(truncatingIfNeeded: w >> (8 * UInt64(b))) }
+            return "\(f) word \(i / 8) set to 0x\(String(w, radix: 16))"
+        case 9:
+            // Extreme text numbers: any size, negative, empty, in place of a
+            // number of maps, smaps, smaps_rollup, numa_maps, status or FORMAT.
+            let f = textFiles.randomElement(using: &rng)!
+            var l = lines(files[f]!)
+            guard !l.isEmpty else { return "nothing" }
+            let i = Int.random(in: 0..<l.count, using: &rng)
+            var s = String(decoding: l[i], as: UTF8.self)
+            let value = ["", "-1", "-9223372036854775808", "18446744073709551616", "99999999999999999999999999",
+                         "0x", "-0", String(repeating: "9", count: 40)].randomElement(using: &rng)!
+            guard let r = s.range(of: #"[0-9a-f]+"#, options: .regularExpression) else { return "nothing" }
+            s.replaceSubrange(r, with: value)
+            l[i] = Array(s.utf8)
+            files[f] = join(l)
+            return "\(f) line \(i + 1): a number replaced by '\(value)'"
         default:
             let f = names.randomElement(using: &rng)!
             files[f] = nil

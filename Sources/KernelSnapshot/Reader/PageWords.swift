@@ -122,6 +122,10 @@ public struct KPageFlags: OptionSet, Hashable, Sendable, CustomStringConvertible
 
 /// One record of a snapshot's kpageflags file.
 public struct KPageFlagsRecord: Hashable, Sendable {
+    /// The largest kpagecount a page can have: the kernel's mapcount is a
+    /// signed 32-bit counter.
+    public static let maxCount = UInt64(Int32.max)
+
     public var pfn: UInt64
     public var flags: KPageFlags
     /// The /proc/kpagecount word (the page's mapcount).

@@ -159,8 +159,12 @@ public enum SnapshotReader {
                         reason: "record \(i) has pfn 0x\(String(pfn, radix: 16)), not above the previous record's 0x\(String(previous, radix: 16)) (records must be sorted strictly ascending by pfn)")
                 }
                 previous = pfn
-                out.append(KPageFlagsRecord(pfn: pfn, flags: KPageFlags(rawValue: loadLE64(raw, o + 8)),
-                                            count: loadLE64(raw, o + 16)))
+                let count = loadLE64(raw, o + 16)
+                guard count <= KPageFlagsRecord.maxCount else {
+                    throw SnapshotError.malformedBinary(path: path, offset: o + 16,
+                        reason: "record \(i) (pfn 0x\(String(pfn, radix: 16))): kpagecount \(count) is above \(KPageFlagsRecord.maxCount), more than any page can be mapped")
+                }
+                out.append(KPageFlagsRecord(pfn: pfn, flags: KPageFlags(rawValue: loadLE64(raw, o + 8)), count: count))
             }
         }
         return out

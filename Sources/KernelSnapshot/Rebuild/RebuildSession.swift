@@ -130,12 +130,11 @@ final class RebuildSession {
 
     func run() throws -> RebuiltSnapshot {
         try prescan()
-        let capturedBytes = UInt64(snap.kpageflags.count) * Geometry.pageSize
         let zp = zeroPFN ?? freeFrame(near: PhysicalMemory.zeroPagePFN, alignment: 1)
         let hzp = hugeZeroPFN ?? freeFrame(near: PhysicalMemory.hugeZeroPFN, alignment: 512)
-        let maxSwap = swapHolders.keys.map { Int($0 & ((1 << 50) - 1)) }.max() ?? 0
+        let maxSwap = Int(swapHolders.keys.map { $0 & Self.swapKeyOffsetMask }.max() ?? 0)
         do {
-            memory = try PhysicalMemory(budgetBytes: capturedBytes + options.extraBudgetBytes, nodes: nodeCount,
+            memory = try PhysicalMemory(budgetBytes: budgetBytes, nodes: nodeCount,
                                         swapSlots: max(1 << 22, maxSwap + 1), zeroPagePFN: zp, hugeZeroPFN: hzp)
         } catch {
             throw SnapshotError.unsupported(path: kpfPath, reason: "cannot set up physical memory: \(error)")
@@ -160,9 +159,10 @@ final class RebuildSession {
                 if !isGate(m) && m.end > limit4 { needs5 = true }
                 if p.smaps[i].hasVMFlag("sd") { softDirty = true }
                 let words = p.pagemapWords(vma: i)
-                for w in words where !w.isPresent && w.isSwapped {
-                    let t = w.rawValue & 0x1f
-                    if t < 24 { swapHolders[t << 50 | (w.swapOffset ?? 0), default: 0] += 1 }
+                for (k, w) in zip(words.indices, words) where !w.isPresent && w.isSwapped {
+                    guard let t = w.swapType, t < UInt64(SoftLeaf.maxSwapFiles), let offset = w.swapOffset else { continue }
+                    try checkSwapOffset(offset, p, word: k, address: m.start + UInt64(k - words.startIndex) * Geometry.pageSize)
+                    swapHolders[t << Self.swapKeyTypeShift | offset, default: 0] += 1
                 }
             }
             for line in p.numaMaps {
@@ -170,6 +170,24 @@ final class RebuildSession {
             }
         }
         geometry = options.geometry ?? (needs5 ? .x86_64FiveLevel : .x86_64)
+    }
+
+    /// Swap holders are keyed by type and offset in one word.
+    static let swapKeyTypeShift: UInt64 = 50
+    static let swapKeyOffsetMask: UInt64 = (1 << swapKeyTypeShift) - 1
+
+    /// The rebuild's memory budget (captured frames plus the extra allowance).
+    var budgetBytes: UInt64 { UInt64(snap.kpageflags.count) * Geometry.pageSize + options.extraBudgetBytes }
+
+    /// A swap offset sizes the model's swap map (a count per slot up to the
+    /// highest offset): it must fit the rebuild's memory budget first.
+    func checkSwapOffset(_ offset: UInt64, _ p: ProcessSnapshot, word: Int, address: UInt64) throws {
+        let slotBytes = UInt64(MemoryLayout<UInt32>.size)
+        let (needed, overflow) = (offset &+ 1).multipliedReportingOverflow(by: slotBytes)
+        guard offset < Self.swapKeyOffsetMask, !overflow, needed <= budgetBytes else {
+            throw SnapshotError.malformedBinary(path: p.directory + "/pagemap", offset: word * 8,
+                reason: "word at 0x\(rhex(address)): swap offset 0x\(rhex(offset)) needs a swap map beyond the rebuild's memory budget (\(budgetBytes) bytes)")
+        }
     }
 
     func isGate(_ m: MapsLine) -> Bool { m.name == "[vsyscall]" && m.start >= Geometry.x86_64FiveLevel.userAddressLimit }
