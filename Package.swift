@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "MemoryModel"),
         .target(name: "PageWalk", dependencies: ["MemoryModel"]),
         .target(name: "ReferenceModel", dependencies: ["MemoryModel"]),
-        .target(name: "Scenario", dependencies: ["MemoryModel"]),
+        .target(name: "Scenario", dependencies: ["MemoryModel", "PageWalk"]),
         .target(name: "KernelSnapshot", dependencies: ["MemoryModel"]),
         .target(name: "ProcFS", dependencies: ["MemoryModel", "PageWalk"]),
         .target(name: "PageWalkKit", dependencies: ["MemoryModel", "PageWalk", "ProcFS", "Scenario", "KernelSnapshot"]),
@@ -40,10 +40,10 @@ let package = Package(
         // tear-down) and the host's facts; shared by the live tests and the
         // benchmark's kernel row, not a product.
         .target(name: "LiveKernel", dependencies: ["MemoryModel", "ProcFS", "KernelSnapshot"], path: "Tests/LiveKernel"),
-        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "ReferenceModel", "TestKit"]),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "PageWalk", "ReferenceModel", "TestKit"]),
         .testTarget(name: "PageWalkTests", dependencies: ["PageWalk", "MemoryModel", "ReferenceModel", "Scenario", "TestKit"]),
         .testTarget(name: "ProcFSTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "ReferenceModel", "TestKit", "LiveKernel"]),
-        .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel"]),
+        .testTarget(name: "ScenarioTests", dependencies: ["Scenario", "MemoryModel", "PageWalk"]),
         .testTarget(name: "KernelSnapshotTests", dependencies: ["KernelSnapshot", "MemoryModel", "ProcFS", "PageWalk", "TestKit", "LiveKernel"]),
         // Runs the built ptwalk executable (found next to the test bundle).
         .testTarget(name: "PtwalkTests", dependencies: ["ProcFS", "PageWalk", "MemoryModel", "Scenario", "KernelSnapshot", "TestKit", "LiveKernel"]),

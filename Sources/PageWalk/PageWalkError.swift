@@ -36,24 +36,15 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
     case handlerError(Int32)
     /// A model operation the walk needed (a THP split) failed.
     case model(ModelError)
-    /// madvise: the VMA does not allow the operation (-EINVAL).
-    case invalidVMA(address: UInt64, reason: String)
-    /// madvise: part of the range is not mapped (-ENOMEM); the mapped parts
-    /// were still processed.
-    case unmapped(address: UInt64)
-    /// madvise: raced by faults too often; the kernel restarts the syscall
-    /// (-ERESTARTNOINTR).
-    case restartSyscall
 
     /// The kernel's return value for this failure (negative errno).
     public var errno: Int32 {
         switch self {
-        case .invalidRange, .installNotPermitted, .hugetlbInstall, .wrongAddressSpace, .invalidVMA: return -EINVAL
-        case .allocationFailed, .unmapped: return -ENOMEM
+        case .invalidRange, .installNotPermitted, .hugetlbInstall, .wrongAddressSpace: return -EINVAL
+        case .allocationFailed: return -ENOMEM
         case .lockNotHeld: return -EDEADLK   // no errno in the kernel: lockdep warns
         case .handlerError(let e): return e
         case .model: return -EINVAL
-        case .restartSyscall: return -ERESTARTNOINTR
         }
     }
 
@@ -67,9 +58,6 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .allocationFailed(let s): return "page-table allocation failed: \(s)"
         case .handlerError(let e): return "walk handler returned \(e)"
         case .model(let e): return "model error during walk: \(e)"
-        case .invalidVMA(let a, let r): return "VMA at 0x\(String(a, radix: 16)): \(r)"
-        case .unmapped(let a): return "no VMA at 0x\(String(a, radix: 16))"
-        case .restartSyscall: return "raced by faults; restart the call"
         }
     }
 }

@@ -204,17 +204,19 @@ extension ReferenceModel {
         }
     }
 
-    /// `AddressSpace.installGuardMarkers`.
+    /// `madvise(MADV_GUARD_INSTALL)` (PageWalk's `madviseGuardInstall`): VMA
+    /// by VMA in address order, each marked VM_MAYBE_GUARD, zapped, and its
+    /// none entries made guard markers; the first VMA that may not hold
+    /// them stops the call (-EINVAL, the earlier ones stay done); a gap is
+    /// reported (-ENOMEM) after the mapped parts are done.
     public func installGuardMarkers(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
         let p = try alive(pid)
         defer { collect() }
-        let vs = try covered(p, start, end, "guard_install")
-        for v in vs where !(v.flags.intersection(ReferenceModel.specialFlags).isEmpty && !v.isHugetlb && !v.flags.contains(.locked)) {
-            throw .wrongVMAKind(address: v.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
-        }
-        for v in vs { v.flags.insert(.maybeGuard) }   // VM_MAYBE_GUARD, as AddressSpace.installGuardMarkers
-        for v in vs {
-            let s = max(start, v.start), e = min(end, v.end)
+        try forEachMadviseVMA(p, start, end) { (v, s, e) throws(ModelError) in
+            guard guardAllowed(v, allowLocked: false) else {
+                throw .wrongVMAKind(address: v.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
+            }
+            v.flags.insert(.maybeGuard)
             try zapRange(p, v, s, e, dropMarkers: false)
             try forEachPTE(p, s, e, allocate: true) { (a) throws(ModelError) in
                 guard let st = p.pages[a] else { set(p, a, .marker(.guardRegion)); return }
@@ -223,17 +225,50 @@ extension ReferenceModel {
         }
     }
 
-    /// `AddressSpace.removeGuardMarkers`.
+    /// `madvise(MADV_GUARD_REMOVE)`: the same walk, clearing guard markers;
+    /// locked VMAs are allowed, hugetlb and special ones are not (-EINVAL).
     public func removeGuardMarkers(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
         let p = try alive(pid)
         defer { collect() }
-        for v in try covered(p, start, end, "guard_remove") where !v.isHugetlb {
-            try forEachPTE(p, max(start, v.start), min(end, v.end), pmd: { _ in .skip }) { (a) throws(ModelError) in
+        try forEachMadviseVMA(p, start, end) { (v, s, e) throws(ModelError) in
+            guard guardAllowed(v, allowLocked: true) else {
+                throw .wrongVMAKind(address: v.start, reason: "guard regions are refused in hugetlb and PFN-mapped VMAs")
+            }
+            try forEachPTE(p, s, e, pmd: { _ in .skip }) { (a) throws(ModelError) in
                 guard case .marker(let m)? = p.pages[a], m.contains(.guardRegion) else { return }
                 let rest = m.subtracting(.guardRegion)
                 set(p, a, rest.isEmpty ? nil : .marker(rest))
             }
         }
+    }
+
+    /// `is_valid_guard_vma()`.
+    func guardAllowed(_ v: ReferenceVMA, allowLocked: Bool) -> Bool {
+        v.flags.intersection(ReferenceModel.specialFlags).isEmpty && !v.isHugetlb && (allowLocked || !v.flags.contains(.locked))
+    }
+
+    /// `madvise_walk_vmas()`: an aligned start (the end rounded up to a
+    /// page; an empty range does nothing), then `body` for each VMA piece
+    /// in order, stopping at its first error; a gap throws `.noVMA` once the
+    /// mapped pieces are done.
+    func forEachMadviseVMA(_ p: ReferenceProcess, _ start: UInt64, _ end: UInt64,
+                           _ body: (ReferenceVMA, UInt64, UInt64) throws(ModelError) -> Void) throws(ModelError) {
+        guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "madvise start", value: start, alignment: Geometry.pageSize) }
+        guard end >= start, end <= UInt64.max - Geometry.pageSize else {
+            throw .invalidRange(start: start, end: end, reason: "madvise: the range wraps")
+        }
+        let end = (end + Geometry.pageOffsetMask) & ~Geometry.pageOffsetMask
+        guard start < end else { return }
+        var gap: UInt64?
+        var a = start
+        for v in p.vmas(intersecting: start, end) {
+            if a < v.start && gap == nil { gap = a }
+            let s = max(a, v.start), e = min(end, v.end)
+            try body(v, s, e)
+            a = e
+        }
+        if a < end && gap == nil { gap = a }
+        if let gap { throw .noVMA(address: gap) }
     }
 
     /// `AddressSpace.remapPFN`.

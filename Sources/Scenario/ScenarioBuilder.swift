@@ -1,4 +1,5 @@
 import MemoryModel
+import PageWalk
 
 /// Address spaces built from a scenario document.
 public struct BuiltScenario: @unchecked Sendable {
@@ -154,6 +155,15 @@ public enum ScenarioBuilder {
                     protectionKey: spec.pkey)
     }
 
+    /// A madvise behaviour of the walker's, its failure as the model error
+    /// the builder reports (a model failure as it is).
+    static func madvise(_ body: () throws(MadviseError) -> Void) throws(ModelError) {
+        do { try body() } catch {
+            if case .walk(.model(let m)) = error { throw m }
+            throw .invalidArgument(name: "madvise", reason: "\(error.description) (errno \(error.errno))")
+        }
+    }
+
     static func apply(_ op: OperationSpec, to mm: AddressSpace) throws(ModelError) {
         switch op {
         case .fault(let r, let write): try mm.fault(r.start, r.end, write: write)
@@ -173,8 +183,8 @@ public enum ScenarioBuilder {
         case .deviceExclusive(let r): try mm.makeDeviceExclusive(r.start, r.end)
         case .hwpoison(let a): try mm.poison(a)
         case .uffdWP(let r): try mm.userfaultWriteProtect(r.start, r.end)
-        case .guardInstall(let r): try mm.installGuardMarkers(r.start, r.end)
-        case .guardRemove(let r): try mm.removeGuardMarkers(r.start, r.end)
+        case .guardInstall(let r): try madvise { () throws(MadviseError) in try madviseGuardInstall(mm, r.start, r.end) }
+        case .guardRemove(let r): try madvise { () throws(MadviseError) in try madviseGuardRemove(mm, r.start, r.end) }
         case .remapPFN(let r, let pfn): try mm.remapPFN(r.start, r.end, pfn: pfn)
         case .fork: break   // handled by the builder
         case .mprotect(let r, let perms): try mm.mprotect(r.start, r.end, access: access(perms))

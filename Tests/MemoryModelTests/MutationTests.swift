@@ -1,6 +1,11 @@
 import Testing
 import MemoryModel
 import ReferenceModel
+import PageWalk
+import TestKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One test per mutation: the operation runs on the real address space and
 /// the reference (the checker compares every page, folio, count and VMA),
@@ -267,7 +272,7 @@ import ReferenceModel
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))
         ok(h, h.fault(1, 0x40_0000, 0x40_8000, write: true))
-        ok(h, h.op("guard", 1, 0x40_2000, 0x40_6000, { try $0.installGuardMarkers(0x40_2000, 0x40_6000) },
+        ok(h, h.madvise("guard", 1, 0x40_2000, 0x40_6000, { try madviseGuardInstall($0, 0x40_2000, 0x40_6000) },
                    { try $0.installGuardMarkers(pid: 1, 0x40_2000, 0x40_6000) }))
         let mm = h.spaces[1]!
         #expect(leaf(mm, 0x40_2000)?.leaf == .marker(.guardRegion) && mm.counterSnapshot.anon == 4)
@@ -275,7 +280,7 @@ import ReferenceModel
         #expect(leaf(mm, 0x40_2000)?.leaf == .marker(.guardRegion))
         ok(h, h.fork(1, 2))
         #expect(leaf(h.spaces[2]!, 0x40_2000)?.leaf == .marker(.guardRegion))   // guards survive fork
-        ok(h, h.op("unguard", 1, 0x40_0000, 0x40_8000, { try $0.removeGuardMarkers(0x40_0000, 0x40_8000) },
+        ok(h, h.madvise("unguard", 1, 0x40_0000, 0x40_8000, { try madviseGuardRemove($0, 0x40_0000, 0x40_8000) },
                    { try $0.removeGuardMarkers(pid: 1, 0x40_0000, 0x40_8000) }))
         #expect(mm.translate(0x40_2000) == .none(level: .pte) && page(mm, 0x40_6000).1 != nil)
     }
@@ -334,6 +339,32 @@ import ReferenceModel
         ok(h, h.op("zap", 1, 0x40_0000, 0x40_1000, { try $0.zap(0x40_0000, 0x40_1000) }, { try $0.zap(pid: 1, 0x40_0000, 0x40_1000) }))
         ok(h, h.op("munlock", 1, 0x40_0000, 0x40_8000, { try $0.munlock(0x40_0000, 0x40_8000) }, { try $0.munlock(pid: 1, 0x40_0000, 0x40_8000) }))
         #expect(mm.vmas.count == 1 && !page(mm, 0x40_0000).1!.folio.test(.mlocked))
+    }
+
+    /// MADV_GUARD_INSTALL over two VMAs, the second mlocked: -EINVAL, with
+    /// the markers of the first VMA installed (madvise works VMA by VMA),
+    /// on the model (through the walker) and the reference alike.
+    /// LiveKernelTests.guardInstallStopsAtALockedVMA checks it on the kernel.
+    @Test func guardInstallStopsAtALockedVMA() throws {
+        let h = try harness()
+        ok(h, h.mmap(1, 0x1080_0000, 0x10a0_0000, [.read, .write]))
+        ok(h, h.op("mlock", 1, 0x1082_9000, 0x1082_a000, { try $0.mlock(0x1082_9000, 0x1082_a000) },
+                   { try $0.mlock(pid: 1, 0x1082_9000, 0x1082_a000) }))
+        var refError: (any Error)?
+        ok(h, h.madvise("guard", 1, 0x1080_0000, 0x1082_a000, { mm in
+            #expect(throws: MadviseError.invalidVMA(address: 0x1082_9000,
+                                                     reason: "guard regions need a VMA that is not hugetlb, locked or special")) {
+                try madviseGuardInstall(mm, 0x1080_0000, 0x1082_a000)
+            }
+        }, { ref in
+            do { try ref.installGuardMarkers(pid: 1, 0x1080_0000, 0x1082_a000) } catch { refError = error }
+        }))
+        #expect(refError.map { madviseOutcomeKind($0) } == "errno \(-EINVAL)")
+        let mm = h.spaces[1]!
+        #expect(leaf(mm, 0x1080_0000)?.leaf == .marker(.guardRegion) && leaf(mm, 0x1082_8000)?.leaf == .marker(.guardRegion))
+        #expect(leaf(mm, 0x1082_9000) == nil && page(mm, 0x1082_9000).1 != nil)   // the locked page stays
+        #expect(mm.vma(containing: 0x1080_0000)!.flags.contains(.maybeGuard))
+        #expect(!mm.vma(containing: 0x1082_9000)!.flags.contains(.maybeGuard))
     }
 
     @Test func madviseFree() throws {

@@ -2,6 +2,7 @@ import Testing
 import MemoryModel
 import TestKit
 import ReferenceModel
+import PageWalk
 
 /// Real address spaces and the reference, driven together.
 final class Harness {
@@ -30,6 +31,14 @@ final class Harness {
     func apply(_ what: String, real: () throws -> Void, ref: () throws -> Void) -> String? {
         log.append(what)
         return compareOutcomes(real: real, ref: ref, rejected: &rejected)
+    }
+
+    /// A guard-region madvise through the walker on the model, the
+    /// reference's own on the other side, compared by errno.
+    @discardableResult func madvise(_ name: String, _ pid: Int, _ s: UInt64, _ e: UInt64,
+                                    _ real: (AddressSpace) throws -> Void, _ ref: (ReferenceModel) throws -> Void) -> String? {
+        log.append("\(name)(\(pid), \(hx(s))-\(hx(e)))")
+        return compareMadviseOutcomes(real: { try real(spaces[pid]!) }, ref: { try ref(model) }, rejected: &rejected)
     }
 
     func check() -> [Mismatch] { ReferenceChecker.check(all, against: model) }
@@ -124,8 +133,8 @@ func hx(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
             case 15: err = h.op("deviceExclusive", pid, s, e, { try $0.makeDeviceExclusive(s, e) }, { try $0.makeDeviceExclusive(pid: pid, s, e) })
             case 16: err = h.op("poison", pid, s, s + 4096, { try $0.poison(s) }, { try $0.poison(pid: pid, s) })
             case 17: err = h.op("uffdwp", pid, s, e, { try $0.userfaultWriteProtect(s, e) }, { try $0.userfaultWriteProtect(pid: pid, s, e) })
-            case 18: err = h.op("guardInstall", pid, s, e, { try $0.installGuardMarkers(s, e) }, { try $0.installGuardMarkers(pid: pid, s, e) })
-            case 19: err = h.op("guardRemove", pid, s, e, { try $0.removeGuardMarkers(s, e) }, { try $0.removeGuardMarkers(pid: pid, s, e) })
+            case 18: err = h.madvise("guardInstall", pid, s, e, { try madviseGuardInstall($0, s, e) }, { try $0.installGuardMarkers(pid: pid, s, e) })
+            case 19: err = h.madvise("guardRemove", pid, s, e, { try madviseGuardRemove($0, s, e) }, { try $0.removeGuardMarkers(pid: pid, s, e) })
             case 20: err = h.op("remapPFN", pid, s, e, { try $0.remapPFN(s, e) }, { try $0.remapPFN(pid: pid, s, e) })
             case 21:
                 if h.spaces.count < 3 { err = h.fork(pid, nextPID); nextPID += 1 }

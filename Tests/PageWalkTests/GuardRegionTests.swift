@@ -33,17 +33,17 @@ import MemoryModel
         try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write])
         try mm.mmap(start: 4 * mb2, end: 4 * mb2 + 16 * page, access: [.read, .write], shared: true, kind: .pfnMap(firstPFN: 0x5000))
         for start in [gb1, 4 * mb2] {
-            #expect(throws: PageWalkError.invalidVMA(address: start, reason: "guard regions need a VMA that is not hugetlb, locked or special")) {
+            #expect(throws: MadviseError.invalidVMA(address: start, reason: "guard regions need a VMA that is not hugetlb, locked or special")) {
                 try madviseGuardInstall(mm, start, start + page)
             }
         }
         try madviseGuardInstall(mm, mb2, mb2 + 4 * page)
         try mm.mlock(mb2, 2 * mb2)
-        #expect(throws: PageWalkError.self) { try madviseGuardInstall(mm, mb2 + 4 * page, mb2 + 8 * page) }
+        #expect(throws: MadviseError.self) { try madviseGuardInstall(mm, mb2 + 4 * page, mb2 + 8 * page) }
         // Removal is allowed on locked VMAs.
         try madviseGuardRemove(mm, mb2, 2 * mb2)
         #expect(!isGuard(mm.translate(mb2)))
-        #expect(throws: PageWalkError.self) { try madviseGuardRemove(mm, gb1, gb1 + page) }
+        #expect(throws: MadviseError.self) { try madviseGuardRemove(mm, gb1, gb1 + page) }
     }
 
     @Test func removeClearsOnlyGuardMarkers() throws {
@@ -64,11 +64,11 @@ import MemoryModel
         let mm = try makeSpace()
         try mm.mmap(start: mb2, end: mb2 + 4 * page, access: [.read, .write])
         try mm.mmap(start: mb2 + 8 * page, end: mb2 + 12 * page, access: [.read, .write])
-        #expect(throws: PageWalkError.unmapped(address: mb2 + 4 * page)) {
+        #expect(throws: MadviseError.unmapped(address: mb2 + 4 * page)) {
             try madviseGuardInstall(mm, mb2, mb2 + 12 * page)
         }
         #expect(isGuard(mm.translate(mb2)) && isGuard(mm.translate(mb2 + 11 * page)))
-        #expect(throws: PageWalkError.invalidRange(start: mb2 + 1, end: mb2 + page)) {
+        #expect(throws: MadviseError.invalidRange(start: mb2 + 1, end: mb2 + page)) {
             try madviseGuardInstall(mm, mb2 + 1, mb2 + page)
         }
     }

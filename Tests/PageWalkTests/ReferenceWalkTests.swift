@@ -64,7 +64,7 @@ import ReferenceModel
                 case 0: try mm.fault(s, e, write: false); try ref.fault(pid: 1, s, e, write: false)
                 case 1: try mm.fault(s, e, write: true); try ref.fault(pid: 1, s, e, write: true)
                 case 2: try mm.populateTHP(s, e); try ref.populateTHP(pid: 1, s, e)
-                case 3: try mm.installGuardMarkers(s, e); try ref.installGuardMarkers(pid: 1, s, e)
+                case 3: try madviseGuardInstall(mm, s, e); try ref.installGuardMarkers(pid: 1, s, e)
                 default: try mm.zap(s, e); try ref.zap(pid: 1, s, e)
                 }
             }

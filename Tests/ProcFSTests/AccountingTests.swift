@@ -131,7 +131,7 @@ import PageWalk
         try mm.mmap(start: s, end: s + mb2, access: [.read, .write])
         try mm.fault(s, s + 8 * page, write: true)            // present, written
         try mm.fault(s + 8 * page, s + 12 * page, write: false) // zero page
-        try mm.installGuardMarkers(s + 12 * page, s + 14 * page)
+        try madviseGuardInstall(mm, s + 12 * page, s + 14 * page)
         typealias C = PagemapScan.Category
         for options in twinConfigurations.map(\.1) {
             let all = try PagemapScan.scan(mm, .init(start: s, end: s + mb2, returnMask: .all), options: options)

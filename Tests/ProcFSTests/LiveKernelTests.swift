@@ -199,7 +199,7 @@ import LiveKernel
         let mirror = try Mirror()
         try mirror.map(m)
         try mirror.mm.fault(m.start, m.end, write: true)
-        try mirror.mm.installGuardMarkers(m.start + 4 * 4096, m.start + 8 * 4096)
+        try madviseGuardInstall(mirror.mm, m.start + 4 * 4096, m.start + 8 * 4096)
         try compare(mirror, [m])
     }
 
@@ -229,6 +229,22 @@ import LiveKernel
         (a, b) = mirror.pages(m, 8..<12); try madviseGuardInstall(mirror.mm, a, b)
         try compare(mirror, [m])
         withExtendedLifetime(uffd) {}
+    }
+
+    /// MADV_GUARD_INSTALL over two VMAs whose second is mlocked: the kernel
+    /// returns EINVAL and has installed the first VMA's markers.
+    @Test func guardInstallStopsAtALockedVMA() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(42 * 4096)
+        do { try f.live.mlock(m, offset: 41 * 4096, length: 4096) } catch { try Test.cancel("mlock: \(error)") }
+        guard HostFacts.current().guardRegions else { try Test.cancel("this kernel has no guard regions (MADV_GUARD_INSTALL)") }
+        let rc = Glibc.madvise(m.pointer, m.size, LiveMappings.Advice.guardInstall.rawValue)
+        #expect(rc == -1 && errno == EINVAL, "the kernel accepted MADV_GUARD_INSTALL over an mlocked VMA")
+        let mirror = try Mirror()
+        try mirror.map(m)
+        let (a, b) = mirror.pages(m, 41..<42); try mirror.mm.mlock(a, b)
+        #expect(throws: MadviseError.self) { try madviseGuardInstall(mirror.mm, m.start, m.end) }
+        try compare(mirror, [m, LiveMapping(address: m.address + 41 * 4096, size: 4096, kind: .anonymous)])
     }
 
     @Test func swappedOut() throws {

@@ -92,7 +92,7 @@ import Scenario
                 case 4: try? mm.populateLargeFolios(s, e, order: [2, 4, 6].randomElement(using: &rng)!)
                 case 5: try? mm.fault(s, e, write: true); try? mm.swapOut(s, e)
                 case 6: try? mm.fault(s, e, write: true); try? mm.madviseFree(s, e)
-                case 7: try? mm.installGuardMarkers(s, min(e, s + 8 * page))
+                case 7: try? madviseGuardInstall(mm, s, min(e, s + 8 * page))
                 case 8: try? mm.fault(s, e, write: true); try? mm.ksmMerge(s, e, distinct: 3)
                 case 9: try? mm.fault(s, e, write: true); try? mm.startMigration(s, min(e, s + 16 * page))
                 case 10: try? mm.fault(s, e, write: true); try? mm.makeDevicePrivate(s, min(e, s + 4 * page), writable: Bool.random(using: &rng))

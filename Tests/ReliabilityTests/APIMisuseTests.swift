@@ -39,14 +39,16 @@ import ProcFS
             case (.invalidRange, PageWalkError.invalidRange), (.invalidRange, ModelError.invalidRange),
                  (.invalidRange, ModelError.unaligned), (.invalidRange, ModelError.noVMA),
                  (.invalidRange, PagemapScan.ScanError.invalidArgument), (.invalidRange, PagemapScan.ScanError.badAddress),
-                 (.invalidRange, PageWalkError.unmapped):
+                 (.invalidRange, MadviseError.unmapped), (.invalidRange, MadviseError.invalidRange):
                 return true
             case (.lockNotHeld, PageWalkError.lockNotHeld), (.lockNotHeld, ModelError.lockNotHeld): return true
             case (.installNotPermitted, PageWalkError.installNotPermitted): return true
             case (.tornDown, PageWalkError.model(.tornDown)), (.tornDown, ModelError.tornDown),
+                 (.tornDown, MadviseError.walk(.model(.tornDown))),
                  (.tornDown, PagemapScan.ScanError.walk(.model(.tornDown))): return true
             case (.wrongAddressSpace, PageWalkError.wrongAddressSpace): return true
-            case (.anyTyped, is PageWalkError), (.anyTyped, is ModelError), (.anyTyped, is PagemapScan.ScanError): return true
+            case (.anyTyped, is PageWalkError), (.anyTyped, is ModelError), (.anyTyped, is PagemapScan.ScanError),
+                 (.anyTyped, is MadviseError): return true
             default: return false
             }
         }
@@ -132,8 +134,7 @@ import ProcFS
                 ("collapse", { try $0.collapse(s, e) }), ("mprotect", { try $0.mprotect(s, e, access: [.read]) }),
                 ("mlock", { try $0.mlock(s, e) }), ("munlock", { try $0.munlock(s, e) }),
                 ("madviseFree", { try $0.madviseFree(s, e) }), ("ksmMerge", { try $0.ksmMerge(s, e, distinct: 2) }),
-                ("userfaultWriteProtect", { try $0.userfaultWriteProtect(s, e) }), ("installGuardMarkers", { try $0.installGuardMarkers(s, e) }),
-                ("removeGuardMarkers", { try $0.removeGuardMarkers(s, e) }), ("makeDevicePrivate", { try $0.makeDevicePrivate(s, e, writable: true) }),
+                ("userfaultWriteProtect", { try $0.userfaultWriteProtect(s, e) }), ("makeDevicePrivate", { try $0.makeDevicePrivate(s, e, writable: true) }),
                 ("makeDeviceExclusive", { try $0.makeDeviceExclusive(s, e) }), ("remapPFN", { try $0.remapPFN(s, e) }),
                 ("mmap", { _ = try $0.mmap(start: s == lo ? 0x1000_0000 : s, end: s == lo ? 0x1000_0000 &+ (e &- s) : e, access: [.read]) }),
             ]

@@ -94,9 +94,13 @@ import ProcFS
                 case .wrongVMAKind, .noVMA, .unsupported: stats.failedOps.add(1, ordering: .relaxed)
                 default: stats.violation("\(what): \(e)")
                 }
+            } catch let e as MadviseError {
+                switch e {
+                case .restartSyscall, .invalidVMA, .unmapped: stats.failedOps.add(1, ordering: .relaxed)
+                default: stats.violation("\(what): \(e)")
+                }
             } catch let e as PageWalkError {
-                if case .restartSyscall = e { stats.failedOps.add(1, ordering: .relaxed) }
-                else { stats.violation("\(what): \(e)") }
+                stats.violation("\(what): \(e)")
             } catch {
                 stats.violation("\(what): \(error)")
             }
@@ -149,18 +153,16 @@ import ProcFS
                 }
             }
         }
-        // Mutator 4: guard regions in C (both the model's and the madvise
-        // path through install_pte), faults and zaps among them, file faults.
+        // Mutator 4: guard regions in C (madvise through install_pte and
+        // pte_entry), faults and zaps among them, file faults.
         spawn("guard") { t in
             var rng = SeededRandom(seed: 4)
             while !t.shouldStop {
                 let (s, e) = randomRange(L.c, maxPages: 64, &rng)
-                switch Int.random(in: 0..<6, using: &rng) {
-                case 0: mutate("guard install C") { try mm.installGuardMarkers(s, e) }
-                case 1: mutate("guard remove C") { try mm.removeGuardMarkers(s, e) }
-                case 2: mutate("madvise guard install C") { try madviseGuardInstall(mm, s, e) }
-                case 3: mutate("madvise guard remove C") { try madviseGuardRemove(mm, s, e) }
-                case 4: mutate("zap C") { try mm.zap(s, e) }
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: mutate("madvise guard install C") { try madviseGuardInstall(mm, s, e) }
+                case 1: mutate("madvise guard remove C") { try madviseGuardRemove(mm, s, e) }
+                case 2: mutate("zap C") { try mm.zap(s, e) }
                 default:
                     let (fs, fe) = randomRange(L.f, maxPages: 128, &rng)
                     mutate("file fault F") { try mm.fault(fs, fe, write: false) }

@@ -264,68 +264,29 @@ extension AddressSpace {
         }
     }
 
-    /// Whether guard markers may be installed in `vma` (`is_valid_guard_vma()`).
-    func isValidGuardVMA(_ vma: VMA) -> Bool {
-        vma.flags.intersection(AddressSpace.specialFlags).isEmpty && !vma.isHugetlb && !vma.flags.contains(.locked)
+    /// `is_valid_guard_vma()`: guard markers may live in `vma` unless it is
+    /// VM_SPECIAL (IO, DONTEXPAND, PFNMAP, MIXEDMAP), hugetlb, or VM_LOCKED
+    /// (removing markers is allowed there: `allowLocked`). The madvise
+    /// behaviours themselves are the walker's (PageWalk's
+    /// `madviseGuardInstall` / `madviseGuardRemove`), as in mm/madvise.c.
+    package static func isValidGuardVMA(_ vma: VMA, allowLocked: Bool) -> Bool {
+        vma.flags.intersection(AddressSpace.specialFlags).isEmpty && !vma.isHugetlb
+            && (allowLocked || !vma.flags.contains(.locked))
     }
 
-    /// Installs guard markers over the none PTEs of `[start, end)` (the model's
-    /// direct form of `MADV_GUARD_INSTALL`; the walker-based one in PageWalk
-    /// uses `install_pte`). Populated entries are zapped first, then the
-    /// install retried, as the kernel does.
-    public func installGuardMarkers(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+    /// Marks the VMAs of `[start, end)` VM_MAYBE_GUARD as
+    /// `MADV_GUARD_INSTALL` does before installing markers in each: in
+    /// address order, up to the first VMA that may not hold them (where the
+    /// kernel stops with -EINVAL); gaps are stepped over. The flag is sticky
+    /// and makes fork copy the VMA's page tables, so the markers survive
+    /// into the child. The kernel sets it atomically under the mmap read
+    /// lock; the model takes the write lock (VMA flags are plain fields).
+    package func markMaybeGuard(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
-        // Linux 6.18 marks each VMA that may hold guard markers VM_MAYBE_GUARD
-        // ("gu" in smaps) before installing them; the kernel sets the flag
-        // atomically under the read lock, the model takes the write lock.
-        try markMaybeGuard(start, end)
-        try withMmapReadLock { (_) throws(ModelError) in
-            let vs = try coveredVMAs(start, end, operation: "guard_install")
-            for vma in vs where !isValidGuardVMA(vma) {
-                throw .wrongVMAKind(address: vma.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
-            }
-            let guardEntry = try SoftLeafEntry(.marker(.guardRegion)).encode(layout)
-            for vma in vs {
-                let s = max(start, vma.start), e = min(end, vma.end)
-                try zapRange(vma, s, e, dropMarkers: false)
-                try forEachPTE(s, e, allocate: true) { (t, i, _) throws(ModelError) in
-                    let w = arena.entries(t)[i].load(ordering: .relaxed)
-                    if w == 0 { storePTE(t, i, guardEntry); return }
-                    if !layout.isPresent(w, .pte), case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf {
-                        storePTE(t, i, try SoftLeafEntry(.marker(m.union(.guardRegion))).encode(layout))
-                    }
-                }
-            }
-        }
-    }
-
-    /// Marks the VMAs covering `[start, end)` VM_MAYBE_GUARD, as
-    /// `MADV_GUARD_INSTALL` does before installing markers (when every VMA
-    /// of the range may hold them). The flag is sticky and makes fork copy
-    /// the VMA's page tables, so the markers survive into the child. The
-    /// kernel sets it atomically under the mmap read lock; the model takes
-    /// the write lock (VMA flags are plain fields).
-    public func markMaybeGuard(_ start: UInt64, _ end: UInt64) throws(ModelError) {
-        try checkAlive()
-        try withMmapWriteLock { (_) throws(ModelError) in
-            let vs = try coveredVMAs(start, end, operation: "guard_install")
-            if vs.allSatisfy(isValidGuardVMA) { for vma in vs { vma.flags.insert(.maybeGuard) } }
-        }
-    }
-
-    /// Removes the guard markers of `[start, end)` (`MADV_GUARD_REMOVE`),
-    /// leaving every other entry alone.
-    public func removeGuardMarkers(_ start: UInt64, _ end: UInt64) throws(ModelError) {
-        try checkAlive()
-        try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "guard_remove") where !vma.isHugetlb {
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { _, _, _ in .skip }) { (t, i, _) throws(ModelError) in
-                    let w = arena.entries(t)[i].load(ordering: .relaxed)
-                    guard w != 0, !layout.isPresent(w, .pte),
-                          case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf, m.contains(.guardRegion) else { return }
-                    let rest = m.subtracting(.guardRegion)
-                    storePTE(t, i, rest.isEmpty ? 0 : try SoftLeafEntry(.marker(rest)).encode(layout))
-                }
+        withMmapWriteLock { _ in
+            for vma in vmas(intersecting: start, end) {
+                guard Self.isValidGuardVMA(vma, allowLocked: false) else { return }
+                vma.flags.insert(.maybeGuard)
             }
         }
     }

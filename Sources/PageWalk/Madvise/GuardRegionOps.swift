@@ -58,12 +58,16 @@ enum GuardRegionOps {
             walkLock: .read)
     }
 
-    /// `is_valid_guard_vma()`: not VM_SPECIAL (IO, DONTEXPAND, PFNMAP,
-    /// MIXEDMAP), not hugetlb, and not VM_LOCKED unless `allowLocked`.
-    static func isValidGuardVMA(_ vma: VMA, allowLocked: Bool) -> Bool {
-        var disallowed: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap, .hugetlb]
-        if !allowLocked { disallowed.insert(.locked) }
-        return vma.flags.intersection(disallowed).isEmpty
+    /// The checks `madvise()` makes before taking the lock: a page-aligned
+    /// start, no wrap; the end rounded up to a page. Nil for an empty range
+    /// (the call returns 0).
+    static func pageRange(_ start: UInt64, _ end: UInt64) throws(MadviseError) -> UInt64? {
+        let page = Geometry.pageSize
+        guard start & Geometry.pageOffsetMask == 0, end >= start, end <= UInt64.max - page else {
+            throw .invalidRange(start: start, end: end)
+        }
+        let rounded = (end + page - 1) & ~Geometry.pageOffsetMask
+        return rounded == start ? nil : rounded
     }
 
     /// The part of `madvise()` around one behaviour: validates the range,
@@ -71,14 +75,9 @@ enum GuardRegionOps {
     /// order (`madvise_walk_vmas()`), stops at the first error, and reports
     /// an unmapped gap (-ENOMEM) only after the mapped parts were done.
     static func madvise(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
-                        _ behavior: (VMA, UInt64, UInt64) throws(PageWalkError) -> Void) throws(PageWalkError) {
-        let page = Geometry.pageSize
-        guard start % page == 0, end >= start, end <= UInt64.max - page else {
-            throw .invalidRange(start: start, end: end)
-        }
-        let end = (end + page - 1) & ~(page - 1)
-        if start == end { return }
-        try mm.withMmapReadLock { (_) throws(PageWalkError) in
+                        _ behavior: (VMA, UInt64, UInt64) throws(MadviseError) -> Void) throws(MadviseError) {
+        guard let end = try pageRange(start, end) else { return }
+        try mm.withMmapReadLock { (_) throws(MadviseError) in
             var unmapped: UInt64?
             var addr = start
             for vma in mm.vmas(intersecting: start, end) {
@@ -100,34 +99,38 @@ enum GuardRegionOps {
 /// the install retried, up to three times before asking for a restart.
 /// Refused (-EINVAL) for hugetlb, VM_LOCKED and VM_SPECIAL (PFN, IO) VMAs.
 /// Takes the mmap read lock itself.
-public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(PageWalkError) {
+public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(MadviseError) {
     let marker: UInt64
     do {
         marker = try SoftLeafEntry(.marker(.guardRegion)).encode(mm.geometry.layout)
     } catch {
-        throw .model(error)
+        throw .walk(.model(error))
     }
     let ops = GuardRegionOps.install(marker: marker)
-    // VM_MAYBE_GUARD first (it also makes fork copy the markers), as the
-    // model's own installGuardMarkers does; a range with holes is left to
-    // the walk below to report.
+    // VM_MAYBE_GUARD first, on the VMAs the install below reaches (it also
+    // makes fork copy the markers).
+    guard let end = try GuardRegionOps.pageRange(start, end) else { return }
     do throws(ModelError) {
         try mm.markMaybeGuard(start, end)
     } catch {
-        if case .tornDown = error { throw .model(error) }
+        throw .walk(.model(error))
     }
-    try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(PageWalkError) in
-        guard GuardRegionOps.isValidGuardVMA(vma, allowLocked: false) else {
+    try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(MadviseError) in
+        guard AddressSpace.isValidGuardVMA(vma, allowLocked: false) else {
             throw .invalidVMA(address: vma.start, reason: "guard regions need a VMA that is not hugetlb, locked or special")
         }
         for _ in 0..<GuardRegionOps.maxRetries {
             var guarded: UInt64 = 0
-            if try walkPageRangeMM(mm, s, e, ops: ops, private: &guarded) == 0 { return }
+            do throws(PageWalkError) {
+                if try walkPageRangeMM(mm, s, e, ops: ops, private: &guarded) == 0 { return }
+            } catch {
+                throw .walk(error)
+            }
             // Something is mapped: zap it (markers survive) and try again.
             do throws(ModelError) {
                 try mm.zapPageRangeSingle(vma, s, e)
             } catch {
-                throw .model(error)
+                throw .walk(.model(error))
             }
         }
         throw .restartSyscall
@@ -138,13 +141,17 @@ public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt
 /// `[start, end)` and nothing else. Allowed on VM_LOCKED VMAs (removing is
 /// not destructive); refused for hugetlb and VM_SPECIAL VMAs. Takes the mmap
 /// read lock itself.
-public func madviseGuardRemove(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(PageWalkError) {
+public func madviseGuardRemove(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(MadviseError) {
     let ops = GuardRegionOps.remove
-    try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(PageWalkError) in
-        guard GuardRegionOps.isValidGuardVMA(vma, allowLocked: true) else {
+    try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(MadviseError) in
+        guard AddressSpace.isValidGuardVMA(vma, allowLocked: true) else {
             throw .invalidVMA(address: vma.start, reason: "guard regions need a VMA that is not hugetlb or special")
         }
         var none: Void = ()
-        _ = try walkPageRangeVMA(mm, vma, s, e, ops: ops, private: &none)
+        do throws(PageWalkError) {
+            _ = try walkPageRangeVMA(mm, vma, s, e, ops: ops, private: &none)
+        } catch {
+            throw .walk(error)
+        }
     }
 }
