@@ -204,6 +204,9 @@ struct OracleFieldContext {
     /// The same field read from the kernel again after the capture (nil
     /// for fixtures, or when the VMA is gone).
     let kernelAgain: String?
+    /// For a rollup field: the same field summed over the captured smaps
+    /// blocks (the gate VMA left out), as "N kB"; nil elsewhere.
+    var smapsSum: String? = nil
     /// The kernel's value moved during the capture: its second read differs
     /// from the first, or equals the model's (the model reflects kpageflags,
     /// read after smaps and numa_maps).
@@ -246,8 +249,14 @@ enum OracleExceptions {
         name: "lru-drift",
         reason: "numa_maps active counts PG_active|PG_unevictable, which the LRU changes asynchronously (per-CPU activate batches drained by any task, mark_page_accessed when another mapper exits); numa_maps is read before kpageflags and the kernel's own second read moved too")
 
+    static let rollupAfterSmaps = OracleException(
+        name: "rollup-after-smaps",
+        reason: "smaps_rollup Referenced is a read of its own, after smaps: the process runs during the capture and its pages were referenced in between; the model equals the captured smaps' sum, the kernel's rollup does not")
+
     static func explain(_ c: OracleFieldContext) -> OracleException? {
         switch (c.file, c.field) {
+        case (.rollup, "Referenced"):
+            return c.smapsSum == c.ours && c.kernel != c.ours ? rollupAfterSmaps : nil
         case (.smaps, "Pss"), (.rollup, "Pss"), (.rollup, "Pss_File"):
             return c.externalPages > 0 ? externalPss : nil
         case (.numa, "mapmax"):
@@ -396,8 +405,9 @@ enum LiveOracle {
                     t.rollupFields += 1
                     if k == o { t.rollupEqual += 1; return }
                     let k2 = again?.rollup.map { field == "header" ? $0.header.raw : $0[field]?.value ?? "missing" }
+                    let sum = p.smaps.filter { $0.header.name != "[vsyscall]" }.reduce(UInt64(0)) { $0 + ($1.kilobytes(field) ?? 0) }
                     let ctx = OracleFieldContext(file: .rollup, field: field, kernel: k, ours: o, block: nil,
-                                                 externalPages: processExternal, kernelAgain: k2)
+                                                 externalPages: processExternal, kernelAgain: k2, smapsSum: "\(sum) kB")
                     t.mismatches.append(.init(file: .rollup, vma: "pid \(p.pid) [rollup]", field: field, kernel: k, ours: o,
                                               exception: OracleExceptions.explain(ctx), again: k2))
                 }

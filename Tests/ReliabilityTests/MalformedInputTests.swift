@@ -236,6 +236,7 @@ import KernelSnapshot
             return "\(f) bits flipped at\(d)"
         case 2:
             let f = ["kpageflags", pid + "/pagemap"].randomElement(using: &rng)!
+            guard files[f] != nil else { return "nothing" }   // removed by an earlier corruption
             let extra = Int.random(in: 1...23, using: &rng)
             if Bool.random(using: &rng) { files[f]! += [UInt8](repeating: 0xA5, count: extra) }
             else { files[f] = Array(files[f]!.dropLast(extra)) }
@@ -251,8 +252,10 @@ import KernelSnapshot
         case 4:
             // Overlapping VMAs: a maps line's start moved below the previous
             // end, in maps and in the matching smaps header alike.
-            var maps = lines(files[pid + "/maps"]!)
-            var smaps = lines(files[pid + "/smaps"]!)
+            guard let mapsBytes = files[pid + "/maps"], let smapsBytes = files[pid + "/smaps"] else { return "nothing" }
+            var maps = lines(mapsBytes)
+            var smaps = lines(smapsBytes)
+            guard maps.count > 2 else { return "nothing" }
             let i = Int.random(in: 1..<(maps.count - 1), using: &rng)
             let old = String(decoding: maps[i], as: UTF8.self)
             let prev = String(decoding: maps[i - 1], as: UTF8.self)
@@ -281,7 +284,7 @@ import KernelSnapshot
         case 6:
             // pagemap words with wild PFNs / swap offsets.
             let f = pid + "/pagemap"
-            let count = files[f]!.count / 8
+            let count = (files[f]?.count ?? 0) / 8
             guard count > 0 else { return "nothing" }
             for _ in 0..<Int.random(in: 1...16, using: &rng) {
                 let i = Int.random(in: 0..<count, using: &rng) * 8
@@ -293,7 +296,8 @@ import KernelSnapshot
         case 7:
             // kpageflags records with wild flags (compound heads without tails, huge, …).
             let f = "kpageflags"
-            let count = files[f]!.count / 24
+            let count = (files[f]?.count ?? 0) / 24
+            guard count > 0 else { return "nothing" }
             for _ in 0..<Int.random(in: 1...16, using: &rng) {
                 let i = Int.random(in: 0..<count, using: &rng) * 24 + [8, 16].randomElement(using: &rng)!
                 let w = UInt64.random(in: 0...UInt64.max, using: &rng) & [0xffff_ffff_ffff_ffff, 1 << 15 | 1 << 17 | 1 << 22, 0x7fff_ffff].randomElement(using: &rng)!
@@ -304,7 +308,7 @@ import KernelSnapshot
             // Extreme binary words: 0, 2^63 + k, 2^64 - 1, huge PFNs and swap
             // offsets, into any field of a kpageflags record or a pagemap word.
             let f = ["kpageflags", pid + "/pagemap"].randomElement(using: &rng)!
-            let count = files[f]!.count / 8
+            let count = (files[f]?.count ?? 0) / 8
             guard count > 0 else { return "nothing" }
             let k = UInt64.random(in: 0...7, using: &rng)
             let w: UInt64 = [0, 1 << 63 + k, UInt64.max, UInt64.max - k, PagemapBits.present | PagemapBits.pfnMask - k,
