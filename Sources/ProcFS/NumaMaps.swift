@@ -11,8 +11,8 @@ public enum NumaMaps {
     public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) in
-            // The gate VMA ([vsyscall]) has no mm: show_numa_map() skips it.
-            for vma in mm.vmas where vma.end <= mm.geometry.userAddressLimit + Geometry.pageSize {
+            // Not the gate VMA: it has no vm_mm, and show_numa_map() skips it.
+            for vma in mm.vmas {
                 let md = try gather(mm, vma, lock: lock, options: options)
                 show(vma, md, mm: mm, to: &w)
             }

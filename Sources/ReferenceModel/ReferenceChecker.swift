@@ -91,6 +91,9 @@ public enum ReferenceChecker {
 
         mutating func checkVMAs(_ mm: AddressSpace, _ p: ReferenceProcess) {
             let pid = p.pid
+            let gate = Self.describeGate(mm.gateVMA.map { ($0.start, $0.end, $0.flags, $0.name) })
+            let expectedGate = Self.describeGate(p.gateVMA.map { ($0.start, $0.end, $0.flags, $0.name) })
+            if gate != expectedGate { fail(pid, nil, "gate VMA", expectedGate, gate) }
             let rv = mm.vmas
             if rv.count != p.vmas.count {
                 fail(pid, nil, "VMA list", p.vmas.map { "\(hx($0.start))-\(hx($0.end))" }, rv.map { "\(hx($0.start))-\($0.end)" })
@@ -112,6 +115,11 @@ public enum ReferenceChecker {
                 default: fail(pid, a, "VMA backing", "\(e.backing)", "\(r.backing)")
                 }
             }
+        }
+
+        static func describeGate(_ v: (start: UInt64, end: UInt64, flags: VMFlags, name: String?)?) -> String {
+            guard let v else { return "none" }
+            return "\(hx(v.start))-\(hx(v.end)) flags \(hx(v.flags.rawValue)) \(v.name ?? "")"
         }
 
         mutating func bindFile(_ e: ReferenceFile, _ r: FileObject, _ pid: Int, _ a: UInt64) {

@@ -10,6 +10,7 @@ extension ReferenceModel {
         let p = try alive(pid)
         defer { collect() }
         let c = ReferenceProcess(pid: childPID, family: p.family)
+        c.gateVMA = p.gateVMA          // dup_mm() copies mm->context
         processes.append(c)
         for vma in p.vmas where !vma.flags.contains(.dontCopy) {
             let cv = vma.copy(start: vma.start, end: vma.end)

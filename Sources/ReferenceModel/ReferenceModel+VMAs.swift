@@ -64,6 +64,23 @@ extension ReferenceModel {
         }
     }
 
+    /// The gate VMA of a new x86-64 process (arch/x86/entry/vsyscall):
+    /// one page at VSYSCALL_ADDR, `--xp` under vsyscall=xonly and `r-xp`
+    /// under emulate; none under vsyscall=none or on arm64.
+    func newGateVMA() -> ReferenceVMA? {
+        guard geometry.architecture == .x86_64 else { return nil }
+        let flags: VMFlags
+        switch options.vsyscall {
+        case .none: return nil
+        case .xonly: flags = .exec
+        case .emulate: flags = [.read, .exec]
+        }
+        let vsyscallAddress: UInt64 = 0xffff_ffff_ff60_0000
+        return ReferenceVMA(start: vsyscallAddress, end: vsyscallAddress + Geometry.pageSize, flags: flags,
+                            backing: .anonymous, name: "[vsyscall]", policy: .default, protectionKey: 0,
+                            hugePageSize: 0, hasAnonVMA: false)
+    }
+
     /// `AddressSpace.mmap`.
     public func mmap(pid: Int, start: UInt64, end: UInt64, access: VMFlags, shared: Bool = false,
                      kind: MappingKind = .anonymous, name: String? = nil, extraFlags: VMFlags = [],

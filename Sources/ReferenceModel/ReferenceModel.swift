@@ -204,6 +204,8 @@ public final class ReferenceProcess: @unchecked Sendable {
     public let pid: Int
     let family: Int
     public internal(set) var vmas: [ReferenceVMA] = []
+    /// The gate VMA (`get_gate_vma()`), outside `vmas`.
+    public internal(set) var gateVMA: ReferenceVMA?
     /// page address → expected state; absent means none.
     public internal(set) var pages: [UInt64: ExpectedPage] = [:]
     /// 2M-aligned bases of regions with a PTE table.
@@ -265,6 +267,7 @@ public final class ReferenceModel: @unchecked Sendable {
     public func addProcess(pid: Int) -> ReferenceProcess {
         let p = ReferenceProcess(pid: pid, family: nextFamily)
         nextFamily += 1
+        p.gateVMA = newGateVMA()
         processes.append(p)
         return p
     }

@@ -41,7 +41,7 @@ public enum ScenarioBuilder {
         let geometry: Geometry
         let memory: PhysicalMemory
         do {
-            geometry = try Geometry(document.architecture == .x86_64 ? .x86_64 : .arm64, levels: document.levels)
+            geometry = try Geometry(document.architecture.model, levels: document.levels)
             memory = try PhysicalMemory(budgetBytes: document.memoryBudget, nodes: document.numaNodes,
                                         swapSlots: Int(min(document.swapSlots, UInt64(Int32.max))))
         } catch {
@@ -58,7 +58,8 @@ public enum ScenarioBuilder {
                 do {
                     mm = try AddressSpace(geometry: geometry, memory: memory,
                                           options: AddressSpaceOptions(softDirty: options.softDirty,
-                                                                       pid: process.pid, name: process.name))
+                                                                       pid: process.pid, name: process.name,
+                                                                       vsyscall: document.vsyscall))
                 } catch {
                     throw .buildFailed(path: path, reason: error.description)
                 }

@@ -4,6 +4,7 @@
 // graph, budgets) live in ScenarioValidator.swift.
 
 import Foundation
+import MemoryModel
 
 // MARK: - Paths
 
@@ -226,7 +227,8 @@ struct DecodedScenario {
 }
 
 enum ScenarioDecoder {
-    static let documentKeys = ["version", "architecture", "levels", "numaNodes", "memoryBudget", "swapSlots", "processes"]
+    static let documentKeys = ["version", "architecture", "levels", "numaNodes", "memoryBudget", "swapSlots", "vsyscall",
+                               "processes"]
     static let processKeys = ["pid", "name", "parent", "vmas", "ops"]
     static let vmaKeys = ["start", "end", "size", "perms", "kind", "file", "name", "hugePageSize", "flags", "policy", "pkey"]
     static let fileKeys = ["path", "dev", "inode", "offset"]
@@ -270,10 +272,17 @@ enum ScenarioDecoder {
         if let value = object.optional("swapSlots") {
             swapSlots = try Scalar.quantity(value, "swapSlots", allowSuffix: false, what: "integer")
         }
+        var vsyscall = architecture.defaultVsyscall
+        if let value = object.optional("vsyscall") {
+            vsyscall = try Scalar.name(value, "vsyscall", as: VsyscallMode.self)
+            guard vsyscall.isSupported(on: architecture.model) else {
+                throw .unsupportedOnArchitecture(path: "vsyscall", value: "vsyscall \(vsyscall)", architecture: architecture)
+            }
+        }
 
         var document = ScenarioDocument(
             version: version, architecture: architecture, levels: levels, numaNodes: numaNodes,
-            memoryBudget: memoryBudget, swapSlots: swapSlots, processes: [])
+            memoryBudget: memoryBudget, swapSlots: swapSlots, vsyscall: vsyscall, processes: [])
         var opSources: [[RangeSource?]] = []
         var declaresVMAs: [Bool] = []
 

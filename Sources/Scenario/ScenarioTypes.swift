@@ -7,6 +7,7 @@
 // The format itself is described in docs/SCENARIO.md.
 
 import Foundation
+import MemoryModel
 
 /// A whole scenario: the machine it runs on and the processes to build.
 public struct ScenarioDocument: Sendable, Equatable {
@@ -62,6 +63,23 @@ public struct ScenarioDocument: Sendable, Equatable {
             case .arm64: return 1 << (48 - 12)
             }
         }
+
+        /// The `vsyscall=` mode a document gets without the key: the
+        /// kernel's default, xonly, on x86_64; arm64 has no gate VMA.
+        public var defaultVsyscall: VsyscallMode {
+            switch self {
+            case .x86_64: return .xonly
+            case .arm64: return .none
+            }
+        }
+
+        /// The model's architecture.
+        public var model: MemoryModel.Architecture {
+            switch self {
+            case .x86_64: return .x86_64
+            case .arm64: return .arm64
+            }
+        }
     }
 
     public var version: Int
@@ -74,6 +92,9 @@ public struct ScenarioDocument: Sendable, Equatable {
     public var memoryBudget: UInt64
     /// Swap slots available to swap-out operations (one slot per page).
     public var swapSlots: UInt64
+    /// The kernel's `vsyscall=` mode every process runs under: whether
+    /// (and how) x86_64 processes have the gate VMA `[vsyscall]`.
+    public var vsyscall: VsyscallMode
     /// In document order: a parent always precedes the children it forks.
     public var processes: [ProcessSpec]
 
@@ -84,6 +105,7 @@ public struct ScenarioDocument: Sendable, Equatable {
         numaNodes: Int = 1,
         memoryBudget: UInt64 = ScenarioDocument.defaultMemoryBudget,
         swapSlots: UInt64 = ScenarioDocument.defaultSwapSlots,
+        vsyscall: VsyscallMode? = nil,
         processes: [ProcessSpec]
     ) {
         self.version = version
@@ -92,6 +114,7 @@ public struct ScenarioDocument: Sendable, Equatable {
         self.numaNodes = numaNodes
         self.memoryBudget = memoryBudget
         self.swapSlots = swapSlots
+        self.vsyscall = vsyscall ?? architecture.defaultVsyscall
         self.processes = processes
     }
 

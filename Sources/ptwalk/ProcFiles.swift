@@ -16,7 +16,8 @@ enum ProcFiles {
         var stackStart: UInt64 = 0, codeStart: UInt64 = 0, codeEnd: UInt64 = 0
 
         init(_ mm: AddressSpace) {
-            let vmas = mm.vmas.filter { $0.end <= mm.geometry.userAddressLimit + Geometry.pageSize }
+            // The mm's VMAs (total_vm and its parts): never the gate VMA.
+            let vmas = mm.vmas
             let mainFile = vmas.first { $0.backing.file != nil }?.backing.file?.path
             for v in vmas {
                 let kb = v.size >> 10

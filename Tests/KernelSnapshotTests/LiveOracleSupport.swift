@@ -205,7 +205,7 @@ struct OracleFieldContext {
     /// for fixtures, or when the VMA is gone).
     let kernelAgain: String?
     /// For a rollup field: the same field summed over the captured smaps
-    /// blocks (the gate VMA left out), as "N kB"; nil elsewhere.
+    /// blocks, as "N kB" (the gate VMA's are zero); nil elsewhere.
     var smapsSum: String? = nil
     /// The kernel's value moved during the capture: its second read differs
     /// from the first, or equals the model's (the model reflects kpageflags,
@@ -303,7 +303,8 @@ struct OracleTally {
     }
 
     /// Pagemap words regenerated from the rebuilt model vs the captured ones
-    /// (the gate VMA, not rebuilt, is left out).
+    /// (the gate VMA's too: zero, as the capture pads what the kernel's
+    /// pagemap does not reach).
     mutating func addPagemap(_ snap: Snapshot, _ rebuilt: RebuiltSnapshot) {
         for (rp, sp) in zip(rebuilt.processes, snap.processes) {
             let d = ModelPagemap.differences(rp, sp)
@@ -369,9 +370,9 @@ enum LiveOracle {
             var t = OracleTally()
             let opts = options(p, thp: thp)
             let again = reread[p.pid]
-            // smaps, per VMA (the gate VMA is not part of the rebuilt mm).
+            // smaps, per VMA, the gate VMA [vsyscall] included.
             let ours = try SnapshotReader.parseSmaps(try Smaps.text(rp.addressSpace, options: opts), path: "model smaps")
-            let kernelIdx = p.smaps.indices.filter { p.smaps[$0].header.name != "[vsyscall]" }
+            let kernelIdx = Array(p.smaps.indices)
             if ours.count != kernelIdx.count {
                 t.mismatches.append(.init(file: .smaps, vma: "pid \(p.pid)", field: "VMA count",
                                           kernel: "\(kernelIdx.count)", ours: "\(ours.count)", exception: nil))
@@ -405,13 +406,13 @@ enum LiveOracle {
                     t.rollupFields += 1
                     if k == o { t.rollupEqual += 1; return }
                     let k2 = again?.rollup.map { field == "header" ? $0.header.raw : $0[field]?.value ?? "missing" }
-                    let sum = p.smaps.filter { $0.header.name != "[vsyscall]" }.reduce(UInt64(0)) { $0 + ($1.kilobytes(field) ?? 0) }
+                    let sum = p.smaps.reduce(UInt64(0)) { $0 + ($1.kilobytes(field) ?? 0) }
                     let ctx = OracleFieldContext(file: .rollup, field: field, kernel: k, ours: o, block: nil,
                                                  externalPages: processExternal, kernelAgain: k2, smapsSum: "\(sum) kB")
                     t.mismatches.append(.init(file: .rollup, vma: "pid \(p.pid) [rollup]", field: field, kernel: k, ours: o,
                                               exception: OracleExceptions.explain(ctx), again: k2))
                 }
-                // The rollup header's end is the last VMA's: the gate VMA is outside the mm either way.
+                // The header ends at the mm's last VMA, not at the gate VMA smaps ends with.
                 check("header", captured.header.raw, r.header.raw)
                 for f in captured.fields { check(f.name, f.value, r[f.name]?.value ?? "missing") }
             }

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 import MemoryModel
 import TestKit
+import ProcFS
 @testable import KernelSnapshot
 
 /// Computes /proc/<pid>/pagemap words from a model address space, with the
@@ -87,7 +88,7 @@ enum ModelPagemap {
             let gate = vma.end > rebuilt.addressSpace.geometry.userAddressLimit
             for (k, w) in words.enumerated() {
                 let a = m.start + UInt64(k) * 4096
-                // The kernel's pagemap stops at TASK_SIZE: the gate VMA reads as zeros.
+                // The kernel's pagemap stops at TASK_SIZE: the capture pads the gate VMA with zeros.
                 let model = gate ? PagemapWord(0) : PagemapWord(word(rebuilt.addressSpace, vma, a))
                 if model != w { out.append((i, a, w, model)) }
             }
@@ -107,10 +108,15 @@ struct SnapshotRebuildTests {
         let r = rebuilt.report
         #expect(rebuilt.processes.count == 1)
         #expect(r.unplacedPFNs == 0)
-        // Every VMA but the gate VMA ([vsyscall]), which is not part of the mm.
-        #expect(r.stats.vmas == snap.processes[0].maps.count - 1)
-        #expect(r.count(.gateVMASkipped) == 1)
-        #expect(rebuilt.processes[0].vmas.last! == nil)
+        // Every VMA, the gate VMA ([vsyscall], --xp: vsyscall=xonly) with the
+        // address space rather than among the mm's VMAs.
+        let space = rebuilt.processes[0].addressSpace
+        #expect(r.stats.vmas == snap.processes[0].maps.count)
+        #expect(r.count(.gateVMASkipped) == 0)
+        #expect(space.options.vsyscall == .xonly)
+        #expect(rebuilt.processes[0].vmas.last! === space.gateVMA)
+        #expect(space.vmas.count == snap.processes[0].maps.count - 1)
+        #expect(space.mapsVMAs.map(\.start) == snap.processes[0].maps.map(\.start))
         #expect(r.count(.missingPageFlags) == 0)
         #expect(r.count(.pageNotMappable) == 0)
         #expect(r.count(.unexpressibleEntry) == 0)
@@ -131,10 +137,10 @@ struct SnapshotRebuildTests {
 
     @Test func everyVMAHasTheCapturedFlags() throws {
         let snap = try SnapshotReader.read(directory: Self.fixture)
-        let rebuilt = try SnapshotRebuilder.rebuild(snap, options: .init(includeGateVMA: true))
+        let rebuilt = try SnapshotRebuilder.rebuild(snap)
         let p = snap.processes[0]
         let rp = rebuilt.processes[0]
-        #expect(rp.addressSpace.vmas.count == p.maps.count)
+        #expect(rp.addressSpace.mapsVMAs.count == p.maps.count)
         var checked = 0
         for (i, m) in p.maps.enumerated() {
             let vma = try #require(rp.vmas[i])
@@ -156,7 +162,8 @@ struct SnapshotRebuildTests {
             checked += 1
         }
         #expect(checked == 105)
-        #expect(rp.addressSpace.vmas.contains { $0.name == "[vsyscall]" })
+        #expect(rp.addressSpace.gateVMA?.name == "[vsyscall]")
+        #expect(!rp.addressSpace.vmas.contains { $0.name == "[vsyscall]" })
     }
 
     @Test func pagemapWordsRegenerateExactly() throws {
@@ -287,6 +294,63 @@ struct SnapshotRebuildTests {
         let e4 = #expect(throws: SnapshotError.self) { try SnapshotRebuilder.rebuild(badFlags) }
         #expect(e4?.line == block.headerLine + fi + 1)
         #expect(e4?.path.hasSuffix("/smaps") == true)
+    }
+
+    /// The fixture with its gate VMA line and smaps block changed.
+    static func withGate(_ snap: Snapshot, perms: String, vmFlags: String, start: UInt64 = VsyscallMode.gateStart) -> Snapshot {
+        var s = snap
+        var p = s.processes[0]
+        let i = p.maps.count - 1
+        var m = p.maps[i]
+        m.perms = perms
+        m.start = start
+        m.raw = String(start, radix: 16) + m.raw.drop { $0 != "-" }.prefix(17) + " " + perms + m.raw.dropFirst(38)
+        p.maps[i] = m
+        var block = p.smaps[i]
+        block.header = m
+        let fi = block.fields.firstIndex { $0.name == "VmFlags" }!
+        block.fields[fi] = SnapshotField(name: "VmFlags", value: vmFlags, line: "VmFlags: \(vmFlags) ")
+        p.smaps[i] = block
+        s.processes[0] = p
+        return s
+    }
+
+    /// The gate VMA follows the captured mode (--xp xonly, r-xp emulate) and
+    /// is printed last in smaps with the kernel's zero counters; dropping it
+    /// on request warns; a gate line no vsyscall= mode prints is a typed
+    /// error naming the file and line.
+    @Test func gateVMAFollowsTheCapturedMode() throws {
+        let snap = try SnapshotReader.read(directory: Self.fixture)
+        let p = snap.processes[0]
+        let gateIndex = p.maps.count - 1
+        #expect(p.maps[gateIndex].perms == "--xp" && p.smaps[gateIndex].vmFlags == ["ex"])
+
+        let emulate = Self.withGate(snap, perms: "r-xp", vmFlags: "rd ex")
+        let rebuilt = try SnapshotRebuilder.rebuild(emulate)
+        let space = rebuilt.processes[0].addressSpace
+        #expect(space.options.vsyscall == .emulate)
+        #expect(space.gateVMA?.permissions == "r-xp")
+        let opts = ProcOptions(protectionKeys: p.smaps[0].protectionKey != nil)
+        let smaps = try SnapshotReader.parseSmaps(try Smaps.text(space, options: opts), path: "model smaps")
+        let kernelGate = emulate.processes[0].smaps[gateIndex]
+        #expect(smaps.last?.text == kernelGate.text)
+
+        let dropped = try SnapshotRebuilder.rebuild(snap, options: .init(includeGateVMA: false))
+        #expect(dropped.report.count(.gateVMASkipped) == 1)
+        #expect(dropped.processes[0].addressSpace.gateVMA == nil)
+        #expect(dropped.processes[0].vmas.last! == nil)
+        let droppedSmaps = try SnapshotReader.parseSmaps(try Smaps.text(dropped.processes[0].addressSpace, options: opts),
+                                                         path: "model smaps")
+        #expect(droppedSmaps.count == p.smaps.count - 1)
+
+        let gateLine = gateIndex + 1
+        for bad in [Self.withGate(snap, perms: "rwxp", vmFlags: "rd wr ex"),
+                    Self.withGate(snap, perms: "--xp", vmFlags: "rd ex"),
+                    Self.withGate(snap, perms: "--xp", vmFlags: "ex", start: VsyscallMode.gateStart - 0x1000)] {
+            let e = #expect(throws: SnapshotError.self) { try SnapshotRebuilder.rebuild(bad) }
+            #expect(e?.path.hasSuffix("/maps") == true || e?.path.hasSuffix("/smaps") == true, "\(String(describing: e))")
+            #expect(e?.line == gateLine || e?.line == p.smaps[gateIndex].headerLine, "\(String(describing: e))")
+        }
     }
 }
 

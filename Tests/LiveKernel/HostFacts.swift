@@ -13,16 +13,6 @@ import ProcFS
 /// the pool differ in CPU features (protection keys, 5-level paging) and in
 /// kernel settings (THP modes, vsyscall, soft-dirty, NUMA nodes).
 public struct HostFacts: Sendable {
-    /// The kernel's `vsyscall=` mode, as the gate VMA shows it in maps.
-    public enum VsyscallMode: String, Sendable, Hashable {
-        /// `--xp [vsyscall]`: the default since 5.x.
-        case xonly
-        /// `r-xp [vsyscall]`.
-        case emulate
-        /// No gate VMA (`vsyscall=none`, or an architecture without one).
-        case none
-    }
-
     /// The architecture the kernel runs on, nil when the model has no twin.
     public var architecture: Architecture?
     /// `arch_pkeys_enabled()`: smaps prints `ProtectionKey:` in every entry.
@@ -42,7 +32,8 @@ public struct HostFacts: Sendable {
     public var numaNodes: Int
     /// 5-level paging in use (`la57` stays in cpuinfo only when enabled).
     public var fiveLevelPaging: Bool
-    /// Whether and how the gate VMA appears.
+    /// The kernel's `vsyscall=` mode, as the gate VMA shows it in maps
+    /// (none on a kernel without one, and on arm64).
     public var vsyscall: VsyscallMode
     /// `MADV_GUARD_INSTALL` is known to this kernel (Linux 6.13 and later).
     public var guardRegions: Bool
@@ -156,7 +147,7 @@ extension HostFacts {
     public static func vsyscallMode(maps: String) -> VsyscallMode {
         guard let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("[vsyscall]") }) else { return .none }
         let perms = line.split(separator: " ").dropFirst().first ?? ""
-        return perms.hasPrefix("r") ? .emulate : .xonly
+        return VsyscallMode(gatePermissions: perms) ?? .xonly    // the kernel prints no other permissions
     }
 
     /// The `flags` words of the first CPU in cpuinfo text.

@@ -73,6 +73,40 @@ import LiveKernel
         }
     }
 
+    /// The gate VMA as this host's kernel shows it to this process: smaps
+    /// ends with it (the block byte for byte, in the host's vsyscall mode),
+    /// numa_maps has no line for it, and pagemap ends before it (a read at
+    /// its offset returns nothing). A host with vsyscall=none has none, in
+    /// the kernel and in the mirror alike.
+    @Test func gateVMA() throws {
+        let mirror = try Mirror()
+        let gateStart: UInt64 = 0xffff_ffff_ff60_0000
+        let kernelText = try LiveMappings.selfSmaps()
+        let kernel = KernelView.blocks(kernelText)
+        let options = mirror.host.procOptions()
+        let ours = try Smaps.text(mirror.mm, options: options)
+        print("LIVE host vsyscall mode \(mirror.host.vsyscall)")
+        if mirror.host.vsyscall == .none {
+            #expect(kernel[gateStart] == nil)
+            #expect(mirror.mm.gateVMA == nil && !ours.contains("[vsyscall]"))
+            return
+        }
+        let block = try #require(kernel[gateStart], "the kernel shows no [vsyscall] block")
+        #expect(kernelText.hasSuffix(block), "the kernel prints the gate VMA last")
+        #expect(ours.hasSuffix(block), "smaps of the gate VMA:\n--- kernel\n\(block)--- model\n\(ours)")
+        #expect(try KernelView.numaMaps()[gateStart] == nil)
+        #expect(!(try NumaMaps.text(mirror.mm, options: options)).contains("ffffffffff600000"))
+        let fd = try RawIO.openRead("/proc/self/pagemap")
+        defer { close(fd) }
+        var word: UInt64 = 0
+        let read = try withUnsafeMutableBytes(of: &word) {
+            try RawIO.pread(fd: fd, path: "/proc/self/pagemap", into: $0.baseAddress!, count: 8,
+                            offset: Int64(gateStart / 4096) * 8)
+        }
+        #expect(read == 0, "the kernel's pagemap reads \(read) bytes at the gate VMA")
+        #expect(try Pagemap.words(mirror.mm, gateStart..<gateStart + 4096, privileged: true).isEmpty)
+    }
+
     @Test func anonymousPagesAndZeroPage() throws {
         let f = try FencedMappings()
         let m = try f.anonymous(128 * 4096)

@@ -166,7 +166,7 @@ final class Mirror {
     let host: HostFacts
 
     /// A model of this host's kernel: its paging levels, soft-dirty
-    /// tracking and huge-zero-page knob. The mirror reproduces x86-64 only
+    /// tracking, huge-zero-page knob and vsyscall mode (the gate VMA). The mirror reproduces x86-64 only
     /// (arm64 folds contiguous PTEs the way its own memory manager decides),
     /// so on any other host the calling test is cancelled, saying so.
     init() throws {
@@ -177,7 +177,8 @@ final class Mirror {
         memory = try PhysicalMemory(budgetBytes: 1 << 30, nodes: 1, swapSlots: 1 << 16)
         mm = try AddressSpace(geometry: geometry, memory: memory,
                               options: AddressSpaceOptions(softDirty: host.softDirty, useHugeZeroPage: host.useHugeZeroPage,
-                                                           foldContiguousPTEs: false, pid: Int(getpid())))
+                                                           foldContiguousPTEs: false, pid: Int(getpid()),
+                                                           vsyscall: host.vsyscall))
     }
 
     /// The file object of a file-backed live VMA, with the kernel's identity.

@@ -33,24 +33,30 @@ struct CaptureAndExportTests {
         #expect(cap.lines.contains { $0.hasPrefix("  pid \(pid): ") && $0.contains(" VMAs, ") })
         #expect(FileManager.default.fileExists(atPath: out + "/FORMAT"))
 
-        // smaps of the capture: the kernel's, but for the gate VMA (not part
-        // of the mm) and, for pages other processes map too, Pss and the
-        // shared/private split of clean pages: their mapcount moves between
-        // the kernel's smaps and kpagecount reads as processes start and exit
-        // (the tests run ptwalk processes in parallel).
+        // smaps of the capture: the kernel's, the gate VMA [vsyscall] last
+        // as the host's vsyscall mode prints it, but, for pages other
+        // processes map too, Pss and the shared/private split of clean
+        // pages: their mapcount moves between the kernel's smaps and
+        // kpagecount reads as processes start and exit (the tests run
+        // ptwalk processes in parallel).
         let smaps = try Ptwalk.run(["--snapshot", out, "smaps", "--pid", String(pid)])
         #expect(smaps.status == 0, "\(smaps.stderr)")
-        // A gate VMA exists unless the host boots with vsyscall=none.
-        let gate = HostFacts.current().vsyscall != .none
-        #expect(smaps.stderr.contains("warning: gateVMASkipped") == gate, "host vsyscall mode \(HostFacts.current().vsyscall)")
-        let kernel = try Ptwalk.readText(out + "/proc/\(pid)/smaps").split(separator: "\n")
-        let vsyscall = kernel.firstIndex { $0.hasSuffix("[vsyscall]") }
-        let kernelLines = vsyscall.map { Array(kernel[..<$0]) + Array(kernel[$0...].drop(while: { !$0.hasPrefix("VmFlags:") }).dropFirst()) } ?? Array(kernel)
+        #expect(!smaps.stderr.contains("gateVMASkipped"))
+        let kernelText = try Ptwalk.readText(out + "/proc/\(pid)/smaps")
+        let kernelLines = kernelText.split(separator: "\n")
         #expect(smaps.lines.count == kernelLines.count)
         for (a, b) in zip(kernelLines, smaps.lines) where a != b {
             let field = a.prefix { $0 != ":" }
             #expect(["Pss", "Shared_Clean", "Private_Clean"].contains(field) && b.hasPrefix(field + ":"), "'\(a)' vs '\(b)'")
         }
+        let host = HostFacts.current()
+        let gateBlock = kernelText.range(of: "\nffffffffff600000-").map { String(kernelText[kernelText.index(after: $0.lowerBound)...]) }
+        #expect((gateBlock != nil) == (host.vsyscall != .none), "host vsyscall mode \(host.vsyscall)")
+        if let gateBlock { #expect(smaps.text.hasSuffix(gateBlock), "our smaps ends with the kernel's [vsyscall] block") }
+        // maps, through export-proc: the captured file, line for line.
+        let exported = try Ptwalk.run(["export-proc", "--snapshot", out, "--quiet", dir + "/tree"])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        #expect(try Ptwalk.readText(dir + "/tree/proc/\(pid)/maps") == (try Ptwalk.readText(out + "/proc/\(pid)/maps")))
         // pagemap as root saw it, word for word.
         let pagemap = try Ptwalk.run(["--snapshot", out, "--quiet", "pagemap"])
         #expect(pagemap.stdout == (try Ptwalk.read(out + "/proc/\(pid)/pagemap")))
@@ -83,7 +89,9 @@ struct CaptureAndExportTests {
             #expect(try Ptwalk.readText(proc + "/\(pid)/smaps_rollup") == (try SmapsRollup.text(mm)))
             #expect(try Ptwalk.readText(proc + "/\(pid)/numa_maps") == (try NumaMaps.text(mm)))
             let maps = try Ptwalk.readText(proc + "/\(pid)/maps").split(separator: "\n")
-            #expect(maps.count == mm.vmas.count)
+            // The mm's VMAs, then the gate VMA as x86-64's default vsyscall=xonly prints it.
+            #expect(maps.count == mm.vmas.count + 1)
+            #expect(maps.last == "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]")
             let exportedHeaders = Set(exported.split(separator: "\n").filter { !$0.prefix { $0 != " " }.contains(":") })
             for line in maps { #expect(exportedHeaders.contains(line)) }
             #expect(try Ptwalk.readText(proc + "/\(pid)/stat").hasPrefix("\(pid) (python3) S \(pid == 1000 ? 1 : 1000) "))

@@ -39,21 +39,84 @@ struct DefaultScenarioTests {
         #expect(plain.stdout == callback.stdout)
         #expect(plain.stdout == unbatched.stdout)
         let pkeys = try Ptwalk.run(["smaps", "--pkeys"])
-        #expect(pkeys.lines.filter { $0.hasPrefix("ProtectionKey:") }.count == Self.mm().vmas.count)
+        // One per VMA and one for the gate VMA, which smaps prints last.
+        #expect(pkeys.lines.filter { $0.hasPrefix("ProtectionKey:") }.count == Self.mm().vmas.count + 1)
+    }
+
+    /// The [vsyscall] block as Linux 6.18 prints it under vsyscall=xonly
+    /// (x86-64's default), with ProtectionKey (a host with pkeys): copied
+    /// from the kernel's /proc/self/smaps.
+    static let kernelGateBlock = [
+        "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n",
+        "Size:                  4 kB\n",
+        "KernelPageSize:        4 kB\n",
+        "MMUPageSize:           4 kB\n",
+        "Rss:                   0 kB\n",
+        "Pss:                   0 kB\n",
+        "Pss_Dirty:             0 kB\n",
+        "Shared_Clean:          0 kB\n",
+        "Shared_Dirty:          0 kB\n",
+        "Private_Clean:         0 kB\n",
+        "Private_Dirty:         0 kB\n",
+        "Referenced:            0 kB\n",
+        "Anonymous:             0 kB\n",
+        "KSM:                   0 kB\n",
+        "LazyFree:              0 kB\n",
+        "AnonHugePages:         0 kB\n",
+        "ShmemPmdMapped:        0 kB\n",
+        "FilePmdMapped:         0 kB\n",
+        "Shared_Hugetlb:        0 kB\n",
+        "Private_Hugetlb:       0 kB\n",
+        "Swap:                  0 kB\n",
+        "SwapPss:               0 kB\n",
+        "Locked:                0 kB\n",
+        "THPeligible:           0\n",
+        "ProtectionKey:         0\n",
+        "VmFlags: ex \n",
+    ].joined()
+
+    /// The default scenario is x86_64 without a "vsyscall" key: xonly, so
+    /// every process ends smaps and maps with the gate VMA, which
+    /// numa_maps leaves out and smaps_rollup neither counts nor ends at:
+    /// its range is the first declared VMA's start to the stack's end.
+    @Test(arguments: [1000, 1001])
+    func gateVMAWhereTheKernelPrintsIt(pid: Int) throws {
+        let smaps = try Ptwalk.run(["smaps", "--pkeys", "--pid", String(pid)])
+        #expect(smaps.status == 0, "\(smaps.stderr)")
+        #expect(smaps.text.hasSuffix(Self.kernelGateBlock))
+        #expect(smaps.text.components(separatedBy: "[vsyscall]").count == 2)
+        let plain = try Ptwalk.run(["smaps", "--pid", String(pid)])
+        #expect(plain.text.hasSuffix(Self.kernelGateBlock.replacingOccurrences(of: "ProtectionKey:         0\n", with: "")))
+
+        let rollup = try Ptwalk.run(["smaps_rollup", "--pid", String(pid)])
+        #expect(rollup.lines.first == "555555554000-7ffffffff000 ---p 00000000 00:00 0                          [rollup]")
+        // Every counter is the sum over the mm's VMAs (the gate VMA's are zero).
+        func kB(_ line: some StringProtocol) -> Int { Int(line.split(separator: " ")[1])! }
+        let rssSum = plain.text.split(separator: "\n").filter { $0.hasPrefix("Rss:") }.reduce(0) { $0 + kB($1) }
+        #expect(rollup.lines.first { $0.hasPrefix("Rss:") }.map(kB) == rssSum)
+
+        let numa = try Ptwalk.run(["numa_maps", "--pid", String(pid)])
+        #expect(numa.lines.count == Self.mm(Int32(pid)).vmas.count)
+        #expect(!numa.text.contains("ffffffffff600000"))
     }
 
     @Test func pagemapIsEveryVMAInMapsOrder() throws {
         let mm = Self.mm()
         var words: [UInt64] = []
         for vma in mm.vmas { words += try Pagemap.words(mm, vma.start..<vma.end, privileged: true) }
+        // Then the gate VMA's page: beyond TASK_SIZE, which the kernel's
+        // pagemap never reaches (a read there ends the file), written as zero.
+        #expect(try Pagemap.words(mm, 0xffff_ffff_ff60_0000..<0xffff_ffff_ff60_1000, privileged: true).isEmpty)
+        words.append(0)
         let r = try Ptwalk.run(["pagemap"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.count == mm.vmas.reduce(0) { $0 + Int($1.size >> 12) } * 8)
+        #expect(r.stdout.count == (mm.vmas.reduce(0) { $0 + Int($1.size >> 12) } + 1) * 8)
         #expect(r.stdout == Ptwalk.bytes(words))
 
         // Unprivileged: no PFNs, no swap entries, flags kept.
         var hidden: [UInt64] = []
         for vma in mm.vmas { hidden += try Pagemap.words(mm, vma.start..<vma.end, privileged: false) }
+        hidden.append(0)
         let u = try Ptwalk.run(["pagemap", "--unprivileged"])
         #expect(u.stdout == Ptwalk.bytes(hidden))
         #expect(hidden.contains { $0 >> 63 == 1 } && !hidden.contains { $0 >> 63 == 1 && $0 & PagemapBits.pfnMask != 0 })
@@ -74,7 +137,8 @@ struct DefaultScenarioTests {
         #expect(r.lines[2].contains("swap type=0 offset=0x"))
         // The whole default process: one line per page of every VMA.
         let all = try Ptwalk.run(["pagemap", "--hex"])
-        #expect(all.lines.count == Self.mm().vmas.reduce(0) { $0 + Int($1.size >> 12) })
+        #expect(all.lines.count == Self.mm().vmas.reduce(0) { $0 + Int($1.size >> 12) } + 1)
+        #expect(all.lines.last == "0xffffffffff600000 0x0000000000000000 none")
         #expect(all.lines.contains { $0.hasSuffix(" guard") || $0.contains(" guard ") })
     }
 

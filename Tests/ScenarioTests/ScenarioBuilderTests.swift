@@ -42,6 +42,40 @@ import MemoryModel
         #expect(built.memory.folio(containing: npfn)?.node == 1)
     }
 
+    /// The document's vsyscall mode gives every x86_64 process (forked
+    /// ones too: dup_mm() copies the mm's context) the kernel's gate VMA:
+    /// one page at 0xffffffffff600000, `--xp` (VM_EXEC) under xonly, `r-xp`
+    /// (VM_READ | VM_EXEC) under emulate, none under none; outside the mm's
+    /// VMAs, after them in maps order.
+    @Test(arguments: [("xonly", "--xp"), ("emulate", "r-xp"), ("none", nil)] as [(String, String?)])
+    func gateVMAFollowsTheVsyscallMode(_ mode: String, _ perms: String?) throws {
+        let json = """
+        {"version":1,"architecture":"x86_64","vsyscall":"\(mode)","processes":[
+          {"pid":1,"name":"a","vmas":[{"start":"0x200000","size":"2M","perms":"rw-p","kind":"anon"}],
+           "ops":[{"op":"fork","child":2}]},
+          {"pid":2,"name":"b","parent":1}]}
+        """
+        let built = try ScenarioBuilder.build(try ScenarioDocument.parse(json))
+        for pid: Int32 in [1, 2] {
+            let mm = try #require(built.addressSpace(pid: pid))
+            #expect(mm.vmas.count == 1)
+            guard let perms else {
+                #expect(mm.gateVMA == nil && mm.mapsVMAs.count == 1)
+                continue
+            }
+            let gate = try #require(mm.gateVMA)
+            #expect(gate.start == 0xffff_ffff_ff60_0000 && gate.end == 0xffff_ffff_ff60_1000)
+            #expect(gate.permissions == perms && gate.name == "[vsyscall]")
+            #expect(gate.flags == (perms == "--xp" ? [.exec] : [.read, .exec]))
+            #expect(mm.mapsVMAs.map(\.start) == [0x200000, 0xffff_ffff_ff60_0000])
+        }
+        // arm64 builds no gate VMA (the document default there is none).
+        let armJSON = json.replacingOccurrences(of: "x86_64", with: "arm64")
+            .replacingOccurrences(of: "\"vsyscall\":\"\(mode)\",", with: "")
+        let arm = try ScenarioBuilder.build(try ScenarioDocument.parse(armJSON))
+        #expect(arm.addressSpace(pid: 1)?.gateVMA == nil)
+    }
+
     @Test func refusedOperationNamesItsPath() throws {
         // Validation cannot know that the range holds no PMD leaf.
         let json = """

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MemoryModel
 @testable import Scenario
 
 // MARK: - Helpers
@@ -277,6 +278,17 @@ struct AcceptedInputTests {
         #expect(doc.userAddressLimit == limit)
     }
 
+    /// `vsyscall`: the kernel's default (xonly) on x86_64 when absent, none
+    /// on arm64 (which has no gate VMA); each mode's name on x86_64.
+    @Test(arguments: [
+        ("x86_64", nil, VsyscallMode.xonly), ("arm64", nil, .none),
+        ("x86_64", "none", .none), ("x86_64", "xonly", .xonly), ("x86_64", "emulate", .emulate), ("arm64", "none", .none),
+    ])
+    func vsyscallModes(_ arch: String, _ key: String?, _ mode: VsyscallMode) throws {
+        let doc = try parsed(document(architecture: arch, top: key.map { #""vsyscall":"\#($0)""# } ?? "", vmas: [anon8M]))
+        #expect(doc.vsyscall == mode)
+    }
+
     @Test func arm64HugePageSizes() throws {
         let vmas = [
             #"{"start":"0x40000000","size":"64K","perms":"rw-p","kind":"hugetlb","hugePageSize":"64K"}"#,
@@ -451,6 +463,17 @@ struct ErrorTests {
         #expect(parseError(json) == .unknownKey(path: "processes[0].vmas[0].strat", allowed: ScenarioDecoder.vmaKeys))
     }
 
+    /// A vsyscall mode's exact error: the allowed names, the architecture.
+    @Test func vsyscallErrorsNameTheModes() {
+        #expect(parseError(document(top: #""vsyscall":"XONLY""#, vmas: [anon8M]))
+                == .unknownValue(path: "vsyscall", value: "XONLY", allowed: ["none", "xonly", "emulate"]))
+        #expect(parseError(document(top: #""vsyscall":true"#, vmas: [anon8M]))
+                == .wrongType(path: "vsyscall", expected: "string", found: "boolean"))
+        let arm = parseError(document(architecture: "arm64", top: #""vsyscall":"xonly""#, vmas: [anon8M]))
+        #expect(arm == .unsupportedOnArchitecture(path: "vsyscall", value: "vsyscall xonly", architecture: .arm64))
+        #expect(arm?.description == "vsyscall: vsyscall xonly is not supported on arm64")
+    }
+
     @Test func duplicateKey() {
         let json = document(vmas: [#"{"start":"0x1000","size":"4K","perms":"rw-p","kind":"anon","kind":"file"}"#])
         #expect(parseError(json) == .duplicateKey(path: "processes[0].vmas[0].kind"))
@@ -467,6 +490,7 @@ struct ErrorTests {
         (document(vmas: [anon8M], ops: [#"{"op":"clear_refs","kind":"dirty"}"#]), "processes[0].ops[0].kind", "dirty"),
         (document(vmas: [#"{"start":"0x1000","size":"4K","perms":"rw-p","kind":"anon","policy":"weighted:0"}"#]),
          "processes[0].vmas[0].policy", "weighted:0"),
+        (document(top: #""vsyscall":"native""#, vmas: [anon8M]), "vsyscall", "native"),
     ])
     func unknownValue(_ json: String, _ path: String, _ value: String) throws {
         let error = try #require(parseError(json))
@@ -513,6 +537,8 @@ struct ErrorTests {
          "processes[0].vmas[0].hugePageSize"),
         (document(vmas: [#"{"start":"0x0","size":"32M","perms":"rw-p","kind":"hugetlb","hugePageSize":"32M"}"#]),
          "processes[0].vmas[0].hugePageSize"),
+        (document(architecture: "arm64", top: #""vsyscall":"xonly""#, vmas: [anon8M]), "vsyscall"),
+        (document(architecture: "arm64", top: #""vsyscall":"emulate""#, vmas: [anon8M]), "vsyscall"),
     ])
     func unsupportedOnArchitecture(_ json: String, _ path: String) throws {
         let error = try #require(parseError(json))

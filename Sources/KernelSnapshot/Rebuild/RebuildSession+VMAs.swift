@@ -7,11 +7,8 @@ extension RebuildSession {
         let m = p.maps[i]
         let block = p.smaps[i]
         let smapsPath = p.directory + "/smaps"
-        let gate = isGate(m)
-        if gate && !options.includeGateVMA {
-            warnings.add(.gateVMASkipped, pid: p.pid, detail: "\(m.name) (the kernel's gate VMA, outside the mm)", example: m.raw)
-            return nil
-        }
+        // The gate VMA comes with the address space (`vsyscallMode(_:)`).
+        if isGate(m) { return space.gateVMA }
         guard let flagsIndex = block.fields.firstIndex(where: { $0.name == "VmFlags" }) else {
             throw SnapshotError.malformedText(path: smapsPath, line: block.headerLine,
                 reason: "VMA \(rhex(m.start))-\(rhex(m.end)) has no VmFlags line")
@@ -72,10 +69,39 @@ extension RebuildSession {
         do {
             return try space.insertCapturedVMA(start: m.start, end: m.end, flags: flags, backing: backing, name: name,
                                                hugePageSize: hugeSize, policy: policy, protectionKey: block.protectionKey ?? 0,
-                                               hasAnonVMA: hasAnon, gateArea: gate)
+                                               hasAnonVMA: hasAnon)
         } catch {
             throw SnapshotError.malformedText(path: p.directory + "/maps", line: i + 1, reason: "cannot build VMA: \(error)")
         }
+    }
+
+    /// The `vsyscall=` mode the captured gate VMA shows: its range, name,
+    /// permissions and VmFlags must be those of one of the kernel's modes.
+    /// `.none` without a gate line, or when the options drop it (warned).
+    func vsyscallMode(_ p: ProcessSnapshot) throws -> VsyscallMode {
+        guard let i = p.maps.firstIndex(where: isGate) else { return .none }
+        let m = p.maps[i]
+        guard options.includeGateVMA else {
+            warnings.add(.gateVMASkipped, pid: p.pid, detail: "\(m.name) (the kernel's gate VMA, left out as asked)",
+                         example: m.raw)
+            return .none
+        }
+        let mapsPath = p.directory + "/maps"
+        guard m.start == VsyscallMode.gateStart, m.end == VsyscallMode.gateEnd else {
+            throw SnapshotError.malformedText(path: mapsPath, line: i + 1,
+                reason: "gate VMA \(rhex(m.start))-\(rhex(m.end)): the kernel's is \(rhex(VsyscallMode.gateStart))-\(rhex(VsyscallMode.gateEnd))")
+        }
+        guard let mode = VsyscallMode(gatePermissions: m.perms) else {
+            throw SnapshotError.malformedText(path: mapsPath, line: i + 1,
+                reason: "gate VMA permissions '\(m.perms)': the kernel prints --xp (vsyscall=xonly) or r-xp (vsyscall=emulate)")
+        }
+        let block = p.smaps[i]
+        let flags = block.vmFlags.map { SnapshotRebuilder.vmFlagMnemonics[$0] }
+        guard !flags.contains(nil), VMFlags(flags.compactMap { $0 }) == mode.gateFlags else {
+            throw SnapshotError.malformedText(path: p.directory + "/smaps", line: block.headerLine,
+                reason: "gate VMA VmFlags '\(block.vmFlags.joined(separator: " "))' are not those of vsyscall=\(mode)")
+        }
+        return mode
     }
 
     func isShmem(_ m: MapsLine, _ words: ArraySlice<PagemapWord>) -> Bool {

@@ -197,9 +197,11 @@ final class RebuildSession {
     func rebuildProcess(_ p: ProcessSnapshot) throws -> RebuiltProcess {
         let name = p.status("Name") ?? p.cmdline.first ?? "process"
         let space: AddressSpace
+        let vsyscall = try vsyscallMode(p)
         do {
             space = try AddressSpace(geometry: geometry, memory: memory,
-                                     options: AddressSpaceOptions(softDirty: softDirty, pid: Int(p.pid), name: name))
+                                     options: AddressSpaceOptions(softDirty: softDirty, pid: Int(p.pid), name: name,
+                                                                  vsyscall: vsyscall))
         } catch {
             throw SnapshotError.unsupported(path: p.directory, reason: "cannot create the address space: \(error)")
         }
@@ -209,7 +211,8 @@ final class RebuildSession {
         }
         stats.vmas += vmas.compactMap { $0 }.count
         for i in p.maps.indices {
-            guard let vma = vmas[i] else { continue }
+            // The gate VMA has no pages to place: pagemap never reaches it.
+            guard let vma = vmas[i], vma !== space.gateVMA else { continue }
             var plan = try planVMA(p, i, vma)
             if options.matchSmapsCounters && !vma.isHugetlb { matchSmaps(&plan, p, i, vma) }
             try execute(plan, p, i, vma, space)

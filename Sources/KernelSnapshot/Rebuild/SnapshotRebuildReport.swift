@@ -6,10 +6,11 @@ public struct SnapshotRebuildOptions: Sendable {
     /// lies above the 4-level user limit (the gate VMA excepted).
     public var geometry: Geometry?
     /// Keep x86-64's `[vsyscall]` (the kernel's gate VMA, above the user
-    /// limit) as a VMA so that per-VMA outputs line up with the captured
-    /// ones. Off by default: the kernel keeps the gate VMA outside the mm's
-    /// VMA tree (/proc prints it after the last VMA), and the walkers refuse
-    /// ranges above the user limit.
+    /// limit): the rebuilt process gets the `AddressSpaceOptions.vsyscall`
+    /// mode its captured permissions show (`--xp` xonly, `r-xp` emulate),
+    /// so smaps and maps end with it as the kernel's do; it stays outside
+    /// the mm's VMAs, as in the kernel. Off: the process gets none, and the
+    /// rebuild warns `gateVMASkipped`.
     public var includeGateVMA: Bool
     /// Raise the mapcount of pages that processes outside the snapshot also
     /// map (kpagecount above what the rebuilt mappings give), so that
@@ -27,7 +28,7 @@ public struct SnapshotRebuildOptions: Sendable {
     /// Folio memory the model may allocate beyond the captured frames.
     public var extraBudgetBytes: UInt64
 
-    public init(geometry: Geometry? = nil, includeGateVMA: Bool = false, representExternalMappings: Bool = true,
+    public init(geometry: Geometry? = nil, includeGateVMA: Bool = true, representExternalMappings: Bool = true,
                 matchSmapsCounters: Bool = true, pmdMappingsFromSmaps: Bool = true, extraBudgetBytes: UInt64 = 1 << 30) {
         self.geometry = geometry
         self.includeGateVMA = includeGateVMA
@@ -72,8 +73,8 @@ public struct RebuildWarning: Hashable, Sendable, CustomStringConvertible {
         /// A smaps counter (dirty, referenced, PMD-mapped) could not be met
         /// by the inference.
         case inferenceShortfall
-        /// The gate VMA (`[vsyscall]`) was left out (the default: it is not
-        /// part of the kernel's mm either).
+        /// The gate VMA (`[vsyscall]`) was left out, as
+        /// `SnapshotRebuildOptions.includeGateVMA` asked.
         case gateVMASkipped
     }
 
@@ -164,8 +165,8 @@ public struct RebuiltProcess: @unchecked Sendable {
     /// word of the cmdline without its directory, else empty).
     public let name: String
     public let addressSpace: AddressSpace
-    /// For each line of the captured maps, the VMA built for it (nil for a
-    /// skipped gate VMA).
+    /// For each line of the captured maps, the VMA built for it: the gate
+    /// VMA's line has the address space's `gateVMA` (nil when skipped).
     public let vmas: [VMA?]
 }
 

@@ -101,18 +101,17 @@ extension FileObject {
 extension AddressSpace {
     /// Inserts a VMA exactly as captured: `flags` are used as given (no
     /// may-flags, accounting or soft-dirty bits are implied). The range must
-    /// be page aligned and free; it may lie above the user address limit
-    /// only when `gateArea` is set (x86-64 `[vsyscall]`, the kernel's gate
-    /// VMA, which /proc prints after the last VMA).
+    /// be page aligned, free and below the user address limit (the gate
+    /// VMA is not inserted: it comes with `AddressSpaceOptions.vsyscall`).
     @discardableResult
     package func insertCapturedVMA(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
                                   hugePageSize: UInt64 = 0, policy: MemoryPolicy = .default, protectionKey: Int = 0,
-                                  hasAnonVMA: Bool = false, gateArea: Bool = false) throws(ModelError) -> VMA {
+                                  hasAnonVMA: Bool = false) throws(ModelError) -> VMA {
         try checkAlive()
         guard start & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "start", value: start, alignment: Geometry.pageSize) }
         guard end & Geometry.pageOffsetMask == 0 else { throw .unaligned(name: "end", value: end, alignment: Geometry.pageSize) }
         guard start < end else { throw .invalidRange(start: start, end: end, reason: "start must be below end") }
-        if !gateArea && end > geometry.userAddressLimit {
+        if end > geometry.userAddressLimit {
             throw .invalidRange(start: start, end: end, reason: "beyond the user address space (\(hex(geometry.userAddressLimit)))")
         }
         if flags.contains(.hugetlb) {

@@ -36,11 +36,18 @@ public struct AddressSpaceOptions: Sendable, Hashable {
     /// Process id and command name, for the /proc views.
     public var pid: Int
     public var name: String
+    /// The kernel's `vsyscall=` mode as this process sees it: an x86-64
+    /// process that exec'd a 64-bit program (`MM_CONTEXT_HAS_VSYSCALL`)
+    /// has the gate VMA unless the kernel runs with `vsyscall=none`. A bare
+    /// mm has none, and so has every arm64 process (anything else is
+    /// refused on arm64).
+    public var vsyscall: VsyscallMode
 
     public init(softDirty: Bool = true, useHugeZeroPage: Bool = true, foldContiguousPTEs: Bool = true,
-                pid: Int = 1, name: String = "process") {
+                pid: Int = 1, name: String = "process", vsyscall: VsyscallMode = .none) {
         self.softDirty = softDirty; self.useHugeZeroPage = useHugeZeroPage
         self.foldContiguousPTEs = foldContiguousPTEs; self.pid = pid; self.name = name
+        self.vsyscall = vsyscall
     }
 }
 
@@ -61,6 +68,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public let isKernel: Bool
     /// The root table (`mm->pgd`).
     public let root: TableID
+    /// `get_gate_vma(mm)`: x86-64's `[vsyscall]`, or nil (`options.vsyscall`).
+    /// Not one of `vmas`: it lies above the user address limit, outside
+    /// the mm's VMA tree; the /proc views that list it print it last.
+    public let gateVMA: VMA?
     /// `mm->mmap_lock`.
     public let mmapLock = ReadWriteLock()
     /// `mm->page_table_lock`: guards upper-level table installs and PUD leaves.
@@ -98,6 +109,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         self.arena = memory.tables
         self.layout = geometry.layout
         self.tableLevels = geometry.tableEntryLevels
+        self.gateVMA = kernel ? nil : try options.vsyscall.gateVMA(geometry)
         self.root = try memory.tables.allocate(level: geometry.tableEntryLevels[0])
         counters = .allocate(capacity: AddressSpace.counterSlots)
         for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
@@ -116,6 +128,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         arena = parent.arena
         layout = parent.layout
         tableLevels = parent.tableLevels
+        gateVMA = parent.gateVMA
         root = try parent.memory.tables.allocate(level: parent.tableLevels[0])
         counters = .allocate(capacity: AddressSpace.counterSlots)
         for i in 0..<AddressSpace.counterSlots { (counters + i).initialize(to: Atomic(0)) }
@@ -172,6 +185,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// The VMAs, ordered by address. Read them under the mmap lock.
     public var vmas: [VMA] { vmaList }
+
+    /// The VMAs /proc/PID/maps and smaps list: `vmas`, then the gate VMA
+    /// (`m_next_vma()` ends with `get_gate_vma()`).
+    public var mapsVMAs: [VMA] { gateVMA.map { vmaList + [$0] } ?? vmaList }
 
     /// Changes the VMA list, holding the family's anon_vma lock for write as
     /// the kernel links and unlinks VMAs under it: a reverse-map walk from a

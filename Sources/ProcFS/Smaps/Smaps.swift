@@ -8,14 +8,15 @@ import PageWalk
 
 /// `/proc/PID/smaps`.
 public enum Smaps {
-    /// Writes the smaps of every VMA of `mm`, holding its mmap read lock.
+    /// Writes the smaps of every VMA of `mm`, then of its gate VMA, holding
+    /// its mmap read lock.
     @_specialize(where S == CountingSink)
     @_specialize(where S == ByteCollector)
     @_specialize(where S == FileDescriptorSink)
     public static func write<S: ProcSink>(_ mm: AddressSpace, to w: inout ProcWriter<S>,
                                           options: ProcOptions = ProcOptions()) throws(PageWalkError) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) in
-            for vma in mm.vmas {
+            for vma in mm.mapsVMAs {
                 let mss = try gather(mm, vma, lock: lock, options: options)
                 show(vma, mss, mm: mm, to: &w, options: options)
             }
@@ -32,8 +33,9 @@ public enum Smaps {
     /// The counters of one VMA (`smap_gather_stats()` from the VMA's start).
     public static func gather(_ mm: AddressSpace, _ vma: VMA, lock: AddressSpace.MmapLockToken,
                               options: ProcOptions) throws(PageWalkError) -> MemSizeStats {
-        // The gate VMA ([vsyscall]) lies beyond user space: printed, not walked.
-        if vma.end > mm.geometry.userAddressLimit + Geometry.pageSize { return MemSizeStats() }
+        // The gate VMA has no vm_mm: walk_page_vma() refuses it, every
+        // counter stays zero.
+        if vma === mm.gateVMA { return MemSizeStats() }
         switch options.walker {
         case .range: return try gatherRange(mm, vma, lock: lock, batching: options.batching)
         case .callback: return try gatherCallback(mm, vma)
@@ -49,7 +51,9 @@ public enum Smaps {
         w.writeField(" kB\nMMUPageSize:    ", VMAInfo.kernelPageSize(vma) >> 10)
         w.write(" kB\n")
         showCounters(mss, rollup: false, to: &w)
-        w.writeField("THPeligible:    ", VMAInfo.thpEligible(vma, options.thp, mm.geometry) ? 1 : 0)
+        // thp_vma_allowable_orders() refuses a VMA without vm_mm: the gate VMA.
+        let eligible = vma !== mm.gateVMA && VMAInfo.thpEligible(vma, options.thp, mm.geometry)
+        w.writeField("THPeligible:    ", eligible ? 1 : 0)
         w.write("\n")
         if options.protectionKeys {
             w.writeField("ProtectionKey:  ", UInt64(vma.protectionKey))
@@ -231,7 +235,9 @@ public enum Smaps {
 
 /// `/proc/PID/smaps_rollup`.
 public enum SmapsRollup {
-    /// The summed counters of every VMA.
+    /// The summed counters of every VMA of the mm, with the range from the
+    /// first VMA's start to the last one's end: show_smaps_rollup() walks
+    /// the mm's VMA tree only, so the gate VMA neither counts nor ends it.
     public static func gather(_ mm: AddressSpace, options: ProcOptions = ProcOptions()) throws(PageWalkError) -> (MemSizeStats, UInt64, UInt64) {
         try mm.withMmapReadLock { (lock) throws(PageWalkError) -> (MemSizeStats, UInt64, UInt64) in
             var total = MemSizeStats()

@@ -19,11 +19,12 @@ enum PagemapCommand: Command {
     ]
     static let discussion = """
     Without --range the words of each VMA [start, end) follow each other in maps
-    order: for a snapshot that is the captured maps file, gate VMA included, so
-    the output has the layout of the snapshot's proc/PID/pagemap file and, with
-    PFNs as root saw them, equals it word for word. Pages the kernel's pagemap
-    cannot reach (above TASK_SIZE: [vsyscall]) read as zero, as the capture pads
-    them.
+    order, the gate VMA [vsyscall] last (x86-64 unless vsyscall=none): for a
+    snapshot that is the captured maps file, so the output has the layout of
+    the snapshot's proc/PID/pagemap file and, with PFNs as root saw them, equals
+    it word for word. Pages the kernel's pagemap cannot reach (above TASK_SIZE:
+    the gate VMA, where a read of /proc/PID/pagemap ends the file) are written
+    as zero words, as the capture pads them.
 
     The binary output is refused on a terminal: redirect it, or use --hex
     (`0xADDRESS 0xWORD bits`, bits among present, pfn=, swap type=/offset=,
@@ -50,7 +51,7 @@ enum PagemapCommand: Command {
         } else if let captured = p.captured {
             ranges = captured.maps.map { $0.start..<$0.end }
         } else {
-            ranges = p.mm.vmas.map { $0.start..<$0.end }
+            ranges = p.mm.mapsVMAs.map { $0.start..<$0.end }
         }
         let limit = p.mm.geometry.userAddressLimit
         var w = stdoutWriter()

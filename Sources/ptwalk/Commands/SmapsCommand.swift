@@ -8,9 +8,12 @@ enum SmapsCommand: Command {
     static let discussion = """
     One block per VMA: the maps header, every counter Linux 6.18 prints (Rss, Pss,
     Pss_Dirty, Shared/Private Clean/Dirty, Referenced, Anonymous, KSM, LazyFree,
-    AnonHugePages, …, Swap, SwapPss, Locked), THPeligible and VmFlags. On a
-    snapshot the output is comparable line for line with the captured smaps
-    (the gate VMA [vsyscall] is not part of the rebuilt mm).
+    AnonHugePages, …, Swap, SwapPss, Locked), THPeligible, ProtectionKey (with
+    --pkeys, or as captured) and VmFlags. On x86-64 the last block is the gate
+    VMA [vsyscall] (--xp, VmFlags ex; r-xp with vsyscall=emulate), all counters
+    zero, as the kernel prints it; a scenario's "vsyscall" key chooses the mode
+    (none drops it), a snapshot keeps the captured one. On a snapshot the output
+    is comparable line for line with the captured smaps.
     """
     static func run(_ args: ParsedArguments) throws(CLIError) {
         try ProcText.run(args) { mm, w, o in try Smaps.write(mm, to: &w, options: o) }
