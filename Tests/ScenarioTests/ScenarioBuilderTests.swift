@@ -74,6 +74,13 @@ import MemoryModel
             .replacingOccurrences(of: "\"vsyscall\":\"\(mode)\",", with: "")
         let arm = try ScenarioBuilder.build(try ScenarioDocument.parse(armJSON))
         #expect(arm.addressSpace(pid: 1)?.gateVMA == nil)
+        // A document made in code skips the decoder: the model refuses a
+        // gate VMA on arm64, and the build names the process.
+        let made = ScenarioDocument(architecture: .arm64, vsyscall: .xonly, processes: [ProcessSpec(pid: 1, name: "a")])
+        #expect(throws: ScenarioError.self) { try ScenarioBuilder.build(made) }
+        do { _ = try ScenarioBuilder.build(made) } catch {
+            #expect(error.path == "processes[0]" && error.description.contains("arm64 has no gate VMA"), "\(error)")
+        }
     }
 
     @Test func refusedOperationNamesItsPath() throws {
