@@ -89,10 +89,7 @@ final class RunningProgram {
     }
 
     /// The state letter of /proc/PID/stat (R, S, T, …).
-    var state: Character? {
-        guard let s = try? RawIO.readText("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return nil }
-        return s[s.index(after: close)...].first { $0 != " " }
-    }
+    var state: Character? { ProcessStopper.schedulerState("/proc/\(pid)/stat") }
 }
 
 @Suite("Live oracle: real programs", .serialized,

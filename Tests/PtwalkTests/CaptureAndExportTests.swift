@@ -63,11 +63,7 @@ struct CaptureAndExportTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/gone"))
     }
 
-    /// The state letter of /proc/PID/stat (R, S, T, …).
-    static func state(_ pid: pid_t) -> Character? {
-        guard let s = try? Ptwalk.readText("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return nil }
-        return s[s.index(after: close)...].first { $0 != " " }
-    }
+    static func state(_ pid: pid_t) -> Character? { ProcessStopper.schedulerState("/proc/\(pid)/stat") }
 
     /// A stopped capture resumes its target and says so in FORMAT; --no-stop
     /// records a running capture; an unsignallable target is a typed error.

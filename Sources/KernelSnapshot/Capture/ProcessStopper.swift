@@ -6,7 +6,7 @@ import Glibc
 /// resumes them with SIGCONT. A target that was already stopped (state T)
 /// is left as found. The pids stopped and not yet resumed are also kept in
 /// `StoppedTargets`, which a signal handler can resume from.
-final class ProcessStopper {
+package final class ProcessStopper {
     private var stopped: [Int32] = []
     /// How often, and how long between, to look whether every thread has stopped.
     private static let stopPolls = 2000
@@ -42,12 +42,16 @@ final class ProcessStopper {
     static func allThreadsStopped(_ pid: Int32) -> Bool {
         guard let tids = try? RawIO.listDirectory("/proc/\(pid)/task") else { return true }
         for tid in tids {
-            guard let stat = try? RawIO.readText("/proc/\(pid)/task/\(tid)/stat"),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            let state = stat[stat.index(after: close)...].first { $0 != " " }
-            if let state, !"tTZX".contains(state) { return false }
+            if let state = schedulerState("/proc/\(pid)/task/\(tid)/stat"), !"tTZX".contains(state) { return false }
         }
         return true
+    }
+
+    /// The state letter of a /proc stat file (R, S, D, T, t, Z, X, …): the
+    /// first field after the command name's closing parenthesis; nil when unreadable.
+    package static func schedulerState(_ statPath: String) -> Character? {
+        guard let stat = try? RawIO.readText(statPath), let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].first { $0 != " " }
     }
 }
 

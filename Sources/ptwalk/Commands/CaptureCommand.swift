@@ -61,7 +61,7 @@ enum CaptureCommand: Command {
         let st = summary.stability
         s += "  capture: \(st.stopped ? "stopped" : "running"), \(st.stable ? "stable" : "unstable") after \(st.attempts) attempt(s)\n"
         if !st.stable {
-            writeStderr("ptwalk: capture: unstable after \(st.attempts) attempts: kpagecount changed while smaps was read; kept the last attempt (FORMAT: capture \(st.text))\n")
+            writeStderr("ptwalk: capture: unstable after \(st.attempts) attempts: the mapped pages or their kpagecount changed while the text files were read; kept the last attempt (FORMAT: capture \(st.text))\n")
         }
         var w = stdoutWriter()
         w.write(s)
