@@ -24,6 +24,9 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsupported(path: String, reason: String)
     /// A live process kept changing while being captured.
     case inconsistentCapture(pid: Int32, path: String, reason: String)
+    /// The process could not be stopped with SIGSTOP for a stopped capture
+    /// (EPERM: the caller may not signal it); `path` is its /proc directory.
+    case cannotStop(pid: Int32, path: String, errno: Int32, reason: String)
     /// Bad arguments given to the API.
     case invalidArgument(reason: String)
 
@@ -32,7 +35,7 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .permissionDenied(let p, _), .processNotFound(_, let p), .fileMissing(let p),
              .ioFailure(let p, _, _, _), .malformedText(let p, _, _), .malformedBinary(let p, _, _),
-             .unsupported(let p, _), .inconsistentCapture(_, let p, _):
+             .unsupported(let p, _), .inconsistentCapture(_, let p, _), .cannotStop(_, let p, _, _):
             return p
         case .mapsSmapsMismatch(let m, _, _, _, _):
             return m
@@ -60,7 +63,7 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .permissionDenied(_, let r), .malformedText(_, _, let r), .malformedBinary(_, _, let r),
              .unsupported(_, let r), .inconsistentCapture(_, _, let r), .invalidArgument(let r),
-             .ioFailure(_, _, _, let r), .mapsSmapsMismatch(_, _, _, _, let r):
+             .ioFailure(_, _, _, let r), .mapsSmapsMismatch(_, _, _, _, let r), .cannotStop(_, _, _, let r):
             return r
         case .processNotFound(let pid, _): return "process \(pid) does not exist"
         case .fileMissing: return "file is missing"
@@ -87,6 +90,8 @@ public enum SnapshotError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(p): unsupported: \(r)"
         case .inconsistentCapture(let pid, let p, let r):
             return "\(p): process \(pid) changed during capture: \(r)"
+        case .cannotStop(let pid, let p, let e, let r):
+            return "\(p): cannot stop process \(pid) with SIGSTOP (errno \(e)): \(r)"
         case .invalidArgument(let r):
             return "invalid argument: \(r)"
         }

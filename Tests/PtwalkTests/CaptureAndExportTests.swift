@@ -69,6 +69,51 @@ struct CaptureAndExportTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/gone"))
     }
 
+    static func state(_ pid: pid_t) -> Character? { ProcessStopper.schedulerState("/proc/\(pid)/stat") }
+
+    /// A stopped capture resumes its target and says so in FORMAT; --no-stop
+    /// records a running capture; an unsignallable target is a typed error.
+    @Test(.enabled(if: canCapture, "capture needs root and a readable /proc/kpageflags"))
+    func captureStopsResumesAndRecords() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["30"]
+        try child.run()
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        let pid = child.processIdentifier
+        let dir = Ptwalk.tempDirectory("capture-stop")
+        defer { Ptwalk.remove(dir) }
+
+        let stopped = try Ptwalk.run(["capture", "--pid", String(pid), "--out", dir + "/stopped"])
+        #expect(stopped.status == 0, "\(stopped.stderr)")
+        let format = try Ptwalk.readText(dir + "/stopped/FORMAT")
+        #expect(format.contains("\ncapture stopped "), "\(format)")
+        #expect(Self.state(pid) == "S", "sleep left in state \(String(describing: Self.state(pid)))")
+
+        let running = try Ptwalk.run(["capture", "--pid", String(pid), "--out", dir + "/running", "--no-stop", "--attempts", "2"])
+        #expect(running.status == 0, "\(running.stderr)")
+        #expect(try Ptwalk.readText(dir + "/running/FORMAT").contains("\ncapture running "))
+
+        let bad = try Ptwalk.run(["capture", "--pid", String(pid), "--out", dir + "/bad", "--attempts", "0"])
+        #expect(bad.status != 0 && bad.stderr.contains("--attempts"))
+
+        // Run as nobody, ptwalk may not signal a root process: EPERM from kill(2).
+        guard let setpriv = Ptwalk.which("setpriv"), let exe = Ptwalk.executable else { return }
+        let out = "/tmp/pagewalk-eperm-\(getpid())"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: setpriv)
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", exe, "capture", "--pid", String(pid), "--out", out]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1 && text.contains("cannot stop process \(pid) with SIGSTOP") && text.contains("Operation not permitted"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(Self.state(pid) == "S")
+    }
+
     /// The tree export-proc writes for the default scenario.
     @Test func exportProcTree() throws {
         let dir = Ptwalk.tempDirectory("export")

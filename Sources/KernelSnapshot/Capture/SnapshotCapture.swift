@@ -12,17 +12,33 @@ import MemoryModel
 /// PFN a captured pagemap word maps, widened to whole compound pages.
 /// Everything is read with open/read/pread: procfs files report size 0.
 ///
-/// What cannot be made atomic is not: the kernel gives no way to freeze a
-/// running process's page tables, so a page freed or reused between pagemap
-/// and kpageflags is recorded as the kernel shows it at that moment.
+/// The targets are stopped (SIGSTOP) for the whole capture unless
+/// `Options.stop` is off, so their own mappings hold still; other processes
+/// still map and unmap shared pages, so kpagecount (which smaps' shared /
+/// private split and PSS depend on) is read for the mapped PFNs before and
+/// after the text files, and the capture is repeated until both readings
+/// agree, at most `Options.maxAttempts` times. The outcome is the FORMAT
+/// file's `capture` line (`CaptureStability`). What cannot be made atomic
+/// is not: a page freed or reused between pagemap and kpageflags is
+/// recorded as the kernel shows it at that moment.
 public enum SnapshotCapture {
     public struct Options: Sendable {
-        /// How many times to re-read maps/smaps/pagemap when maps and smaps disagree.
+        /// Stop the targets with SIGSTOP while they are read, and resume
+        /// them with SIGCONT afterwards, on success and on error. The
+        /// calling process is never stopped (it is captured running).
+        public var stop: Bool
+        /// How many times to capture when the two kpagecount readings around
+        /// the text files differ; the last attempt is kept and recorded as
+        /// unstable (`CaptureStability`).
         public var maxAttempts: Int
+        /// How many times to re-read maps/smaps/pagemap when maps and smaps disagree.
+        public var maxHeaderAttempts: Int
         /// Longest compound page walked (in base pages; 1 GiB hugetlb = 262144).
         public var maxCompoundPages: Int
-        public init(maxAttempts: Int = 20, maxCompoundPages: Int = 1 << 18) {
+        public init(stop: Bool = true, maxAttempts: Int = 5, maxHeaderAttempts: Int = 20, maxCompoundPages: Int = 1 << 18) {
+            self.stop = stop
             self.maxAttempts = maxAttempts
+            self.maxHeaderAttempts = maxHeaderAttempts
             self.maxCompoundPages = maxCompoundPages
         }
     }
@@ -35,8 +51,10 @@ public enum SnapshotCapture {
         public var pagemapWords: [Int]
         /// VMAs captured, per pid.
         public var vmaCounts: [Int]
-        /// maps/smaps/pagemap attempts needed, per pid.
+        /// maps/smaps/pagemap attempts needed, per pid, in the attempt kept.
         public var attempts: [Int]
+        /// Whether the targets were stopped and the kpagecount readings agreed.
+        public var stability: CaptureStability
         /// Records in the kpageflags file.
         public var kpageflagsRecords: Int
         /// Distinct PFNs seen in pagemaps (before widening to compound pages).
@@ -75,13 +93,17 @@ public enum SnapshotCapture {
             createdDirectory = true
         }
         var written: [String] = []
+        let stopper = ProcessStopper()
+        defer { stopper.resumeAll() }
         do {
+            if options.stop {
+                guard options.maxAttempts >= 1 else { throw SnapshotError.invalidArgument(reason: "maxAttempts \(options.maxAttempts) < 1") }
+                for pid in unique where pid != getpid() { try stopper.stop(pid) }
+            }
             // Open the PFN-indexed files first: a permission problem should
             // surface before any work is done.
             let flagsFile = try PFNWordFile(path: "/proc/kpageflags")
             defer { flagsFile.close() }
-            let countFile = try PFNWordFile(path: "/proc/kpagecount")
-            defer { countFile.close() }
 
             try RawIO.makeDirectory(directory + "/proc")
             written.append(directory + "/proc")
@@ -90,49 +112,101 @@ public enum SnapshotCapture {
             written.append(directory + "/proc/meminfo")
 
             var state = CaptureBuffers()
-            var words: [Int] = [], vmas: [Int] = [], attempts: [Int] = []
-            for pid in unique {
-                let dir = directory + "/proc/\(pid)"
-                try RawIO.makeDirectory(dir)
-                written.append(dir)
-                let r = try captureProcess(pid: pid, into: dir, state: &state, options: options)
-                words.append(r.words)
-                vmas.append(r.vmas)
-                attempts.append(r.attempts)
-            }
+            var attempt = 0
+            while true {
+                attempt += 1
+                // Reading 1: kpagecount of the PFNs mapped before the text files are read.
+                let before = try PFNWordFile(path: "/proc/kpagecount")
+                defer { before.close() }
+                state.pfns.removeAll(keepingCapacity: true)
+                for pid in unique { try scanMappedPFNs(pid: pid, state: &state) }
+                let beforePFNs = sortedDistinct(state.pfns)
+                for pfn in beforePFNs { _ = try before.word(pfn) }
 
-            // kpageflags: every mapped PFN plus the full extent of its compound page.
-            state.pfns.sort()
-            var distinct: [UInt64] = []
-            distinct.reserveCapacity(state.pfns.count)
-            for p in state.pfns where distinct.last != p { distinct.append(p) }
-            let all = try widenToCompoundPages(distinct, flags: flagsFile, limit: options.maxCompoundPages)
-            var bytes = [UInt8](repeating: 0, count: all.count * KPageFlagsRecord.byteSize)
-            try bytes.withUnsafeMutableBytes { raw in
-                for (i, pfn) in all.enumerated() {
-                    let o = i * KPageFlagsRecord.byteSize
-                    raw.storeBytes(of: pfn.littleEndian, toByteOffset: o, as: UInt64.self)
-                    raw.storeBytes(of: try flagsFile.word(pfn).littleEndian, toByteOffset: o + 8, as: UInt64.self)
-                    raw.storeBytes(of: try countFile.word(pfn).littleEndian, toByteOffset: o + 16, as: UInt64.self)
+                state.pfns.removeAll(keepingCapacity: true)
+                var words: [Int] = [], vmas: [Int] = [], attempts: [Int] = []
+                var processDirs: [String] = []
+                for pid in unique {
+                    let dir = directory + "/proc/\(pid)"
+                    try RawIO.makeDirectory(dir)
+                    processDirs.append(dir)
+                    let r = try captureProcess(pid: pid, into: dir, state: &state, options: options)
+                    words.append(r.words)
+                    vmas.append(r.vmas)
+                    attempts.append(r.attempts)
                 }
-            }
-            try RawIO.writeFile(directory + "/kpageflags", bytes: bytes)
-            written.append(directory + "/kpageflags")
 
-            // FORMAT last: a snapshot with FORMAT is complete.
-            let format = SnapshotFormat(version: SnapshotReader.supportedVersion, kernel: RawIO.kernelRelease(),
-                                        pageSize: pageSize, pids: unique)
-            try RawIO.writeFile(directory + "/FORMAT", text: format.text)
-            return Summary(directory: directory, format: format, pagemapWords: words, vmaCounts: vmas,
-                          attempts: attempts, kpageflagsRecords: all.count, mappedPFNs: distinct.count)
+                // Reading 2: kpagecount of the PFNs the captured pagemaps map.
+                let countFile = try PFNWordFile(path: "/proc/kpagecount")
+                defer { countFile.close() }
+                let distinct = sortedDistinct(state.pfns)
+                var stable = distinct == beforePFNs
+                if stable {
+                    for pfn in distinct {
+                        let earlier = try before.word(pfn), later = try countFile.word(pfn)
+                        if earlier != later { stable = false; break }
+                    }
+                }
+                if !stable && attempt < options.maxAttempts {
+                    for d in processDirs { RawIO.removeTree(d) }
+                    continue
+                }
+                written.append(contentsOf: processDirs)
+
+                // kpageflags: every mapped PFN plus the full extent of its compound page.
+                let all = try widenToCompoundPages(distinct, flags: flagsFile, limit: options.maxCompoundPages)
+                var bytes = [UInt8](repeating: 0, count: all.count * KPageFlagsRecord.byteSize)
+                try bytes.withUnsafeMutableBytes { raw in
+                    for (i, pfn) in all.enumerated() {
+                        let o = i * KPageFlagsRecord.byteSize
+                        raw.storeBytes(of: pfn.littleEndian, toByteOffset: o, as: UInt64.self)
+                        raw.storeBytes(of: try flagsFile.word(pfn).littleEndian, toByteOffset: o + 8, as: UInt64.self)
+                        raw.storeBytes(of: try countFile.word(pfn).littleEndian, toByteOffset: o + 16, as: UInt64.self)
+                    }
+                }
+                try RawIO.writeFile(directory + "/kpageflags", bytes: bytes)
+                written.append(directory + "/kpageflags")
+
+                // FORMAT last: a snapshot with FORMAT is complete.
+                let stability = CaptureStability(stopped: options.stop && !unique.contains(getpid()),
+                                                 stable: stable, attempts: attempt)
+                let format = SnapshotFormat(version: SnapshotReader.supportedVersion, kernel: RawIO.kernelRelease(),
+                                            pageSize: pageSize, pids: unique, capture: stability)
+                try RawIO.writeFile(directory + "/FORMAT", text: format.text)
+                return Summary(directory: directory, format: format, pagemapWords: words, vmaCounts: vmas,
+                               attempts: attempts, stability: stability, kpageflagsRecords: all.count,
+                               mappedPFNs: distinct.count)
+            }
         } catch {
             if createdDirectory {
                 RawIO.removeTree(directory)
             } else {
                 for p in written.reversed() { RawIO.removeTree(p) }
+                for pid in unique { RawIO.removeTree(directory + "/proc/\(pid)") }
+                RawIO.removeTree(directory + "/proc")
             }
             throw error
         }
+    }
+
+    private static func sortedDistinct(_ pfns: [UInt64]) -> [UInt64] {
+        let sorted = pfns.sorted()
+        var distinct: [UInt64] = []
+        distinct.reserveCapacity(sorted.count)
+        for p in sorted where distinct.last != p { distinct.append(p) }
+        return distinct
+    }
+
+    /// Collects the PFNs `pid`'s pagemap maps now (VMA ranges from maps),
+    /// for the kpagecount reading taken before the text files.
+    private static func scanMappedPFNs(pid: Int32, state: inout CaptureBuffers) throws {
+        try readProc(pid, "maps", into: &state.maps)
+        scanHeaders(state.maps, into: &state.ranges)
+        let source = "/proc/\(pid)/pagemap"
+        let fd: Int32
+        do { fd = try RawIO.openRead(source, pid: pid) } catch { throw classify(error, pid: pid) }
+        defer { close(fd) }
+        _ = try copyPagemap(pid: pid, fd: fd, source: source, out: nil, outPath: "", state: &state)
     }
 
     /// Captures the calling process.
@@ -210,7 +284,7 @@ public enum SnapshotCapture {
                                          outPath: pagemapOutPath, state: &state)
             if let mismatch = compareHeaders(maps: state.maps, smaps: state.smaps) {
                 lastMismatch = mismatch
-                if attempt >= options.maxAttempts {
+                if attempt >= options.maxHeaderAttempts {
                     throw SnapshotError.inconsistentCapture(pid: pid, path: "/proc/\(pid)/maps",
                         reason: "maps and smaps still disagreed after \(attempt) attempts: \(lastMismatch)")
                 }
@@ -290,9 +364,9 @@ public enum SnapshotCapture {
         }
     }
 
-    /// Copies the pagemap words of every VMA in `state.ranges` to `out`,
-    /// padding short reads with zeros, and records present PFNs.
-    private static func copyPagemap(pid: Int32, fd: Int32, source: String, out: Int32, outPath: String,
+    /// Copies the pagemap words of every VMA in `state.ranges` to `out` (nil:
+    /// only scan), padding short reads with zeros, and records present PFNs.
+    private static func copyPagemap(pid: Int32, fd: Int32, source: String, out: Int32?, outPath: String,
                                     state: inout CaptureBuffers) throws -> Int {
         var total = 0
         let chunk = state.chunk
@@ -314,8 +388,10 @@ public enum SnapshotCapture {
                     }
                 }
                 // Words are stored little-endian on disk; x86-64 already is.
-                try RawIO.writeAll(fd: out, path: outPath,
-                                   bytes: UnsafeRawBufferPointer(start: chunk, count: n * 8))
+                if let out {
+                    try RawIO.writeAll(fd: out, path: outPath,
+                                       bytes: UnsafeRawBufferPointer(start: chunk, count: n * 8))
+                }
                 page += UInt64(n)
                 total += n
             }

@@ -6,14 +6,19 @@ public struct SnapshotFormat: Hashable, Sendable {
     public var kernel: String
     public var pageSize: Int
     public var pids: [Int32]
+    /// How stable the capture was (the `capture` line); nil for snapshots
+    /// written before capture recorded it.
+    public var capture: CaptureStability?
     /// Lines with keys this reader does not know, in order (key, rest of line).
     public var extra: [SnapshotField]
 
-    public init(version: Int = 1, kernel: String, pageSize: Int = Geometry.pageBytes, pids: [Int32], extra: [SnapshotField] = []) {
+    public init(version: Int = 1, kernel: String, pageSize: Int = Geometry.pageBytes, pids: [Int32],
+                capture: CaptureStability? = nil, extra: [SnapshotField] = []) {
         self.version = version
         self.kernel = kernel
         self.pageSize = pageSize
         self.pids = pids
+        self.capture = capture
         self.extra = extra
     }
 
@@ -22,6 +27,7 @@ public struct SnapshotFormat: Hashable, Sendable {
         var s = "pagewalk-snapshot \(version)\nkernel \(kernel)\npage_size \(pageSize)\npids"
         for p in pids { s += " \(p)" }
         s += "\n"
+        if let capture { s += "\(CaptureStability.key) \(capture.text)\n" }
         for e in extra { s += "\(e.name) \(e.value)\n" }
         return s
     }

@@ -97,6 +97,7 @@ public enum SnapshotReader {
         var kernel: String?
         var pageSizeValue: Int?
         var pids: [Int32]?
+        var capture: CaptureStability?
         var extra: [SnapshotField] = []
         for (i, line) in lines.enumerated().dropFirst() {
             let lineNo = i + 1
@@ -126,6 +127,8 @@ public enum SnapshotReader {
                     list.append(p)
                 }
                 pids = list
+            case CaptureStability.key:
+                capture = try CaptureStability.parse(rest, path: path, line: lineNo)
             default:
                 extra.append(SnapshotField(name: String(key), value: rest, line: String(line)))
             }
@@ -133,7 +136,7 @@ public enum SnapshotReader {
         guard let kernel else { throw SnapshotError.malformedText(path: path, line: lines.count, reason: "no 'kernel' line") }
         guard let pageSizeValue else { throw SnapshotError.malformedText(path: path, line: lines.count, reason: "no 'page_size' line") }
         guard let pids else { throw SnapshotError.malformedText(path: path, line: lines.count, reason: "no 'pids' line") }
-        return SnapshotFormat(version: version, kernel: kernel, pageSize: pageSizeValue, pids: pids, extra: extra)
+        return SnapshotFormat(version: version, kernel: kernel, pageSize: pageSizeValue, pids: pids, capture: capture, extra: extra)
     }
 
     // MARK: kpageflags

@@ -57,6 +57,9 @@ final class RebuildSession {
     /// Record index → pagemap's exclusive bit, where it contradicts kpagecount.
     var exclusiveFromPagemap: [Int: Bool] = [:]
     var nodeCount = 1
+    /// Record index → present pagemap words naming it, over every captured
+    /// process (filled on first use by the count check).
+    var mappersOfRecord: [Int]?
     var geometry: Geometry = .x86_64
     var softDirty = false
     var memory: PhysicalMemory!
@@ -214,6 +217,7 @@ final class RebuildSession {
             // The gate VMA has no pages to place: pagemap never reaches it.
             guard let vma = vmas[i], vma !== space.gateVMA else { continue }
             var plan = try planVMA(p, i, vma)
+            checkCountsAgainstSmaps(plan, p, i)
             if options.matchSmapsCounters && !vma.isHugetlb { matchSmaps(&plan, p, i, vma) }
             try execute(plan, p, i, vma, space)
         }

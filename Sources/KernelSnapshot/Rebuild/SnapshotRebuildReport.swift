@@ -73,6 +73,11 @@ public struct RebuildWarning: Hashable, Sendable, CustomStringConvertible {
         /// A smaps counter (dirty, referenced, PMD-mapped) could not be met
         /// by the inference.
         case inferenceShortfall
+        /// A VMA's Shared_*/Private_* split or Pss cannot be reached from
+        /// the kpagecount words of its pages: the counts changed during the
+        /// capture. The detail names the VMA, the field and the capture's
+        /// stability record (`SnapshotFormat.capture`).
+        case countsContradictSmaps
         /// The gate VMA (`[vsyscall]`) was left out, as
         /// `SnapshotRebuildOptions.includeGateVMA` asked.
         case gateVMASkipped
