@@ -127,6 +127,18 @@ public struct ProcWriter<Sink: ProcSink> {
         used = 0
     }
 
+    /// Hands everything `self` holds to `other` and empties `self`: a
+    /// producer that fills a buffer under locks copies it out once they are
+    /// dropped (what it could not buffer went to its collector first).
+    mutating func moveBuffered<T>(into other: inout ProcWriter<T>) where Sink == ByteCollector {
+        if !sink.bytes.isEmpty {
+            sink.bytes.withUnsafeBytes { other.write($0) }
+            sink.bytes.removeAll(keepingCapacity: true)
+        }
+        other.write(UnsafeRawBufferPointer(start: base, count: used))
+        used = 0
+    }
+
     /// Flushes and returns the sink.
     public mutating func finish() -> Sink {
         flush()

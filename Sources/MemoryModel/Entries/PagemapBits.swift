@@ -23,6 +23,8 @@
 /// Bits 59 and 60 are unused (always zero).
 public enum PagemapBits {
     /// Number of low bits that carry a frame or a swap entry (`PM_PFRAME_BITS`).
+    /// `PM_ENTRY_BYTES`: one word per page.
+    @inlinable public static var entryBytes: Int { MemoryLayout<UInt64>.size }
     @inlinable public static var frameBits: UInt64 { 55 }
     /// `PM_PFRAME_MASK`, bits 0–54: the page frame number of a present page,
     /// or the swap entry (type and offset) of a swap-format one. Zero for

@@ -27,11 +27,24 @@ public enum Pagemap {
         guard start < end else { return }
         let enc = Encoder(layout: mm.geometry.layout, privileged: privileged, memory: mm.memory,
                           pmdSize: mm.geometry.entrySize(.pmd))
-        try mm.withMmapReadLock { (lock) throws(PageWalkError) in
-            switch options.walker {
-            case .range: try readRange(mm, start, end, lock: lock, batching: options.batching, enc, &w)
-            case .callback: try readCallback(mm, start, end, enc, &w)
+        // pagemap_read() walks one PMD-sized chunk at a time into a buffer
+        // of its own, then drops the mmap lock (and with it every table
+        // lock) before copying to user space: a reader that stalls in the
+        // copy never holds a lock a faulting thread waits for.
+        let chunkSize = mm.geometry.entrySize(.pmd)
+        var chunk = ProcWriter(ByteCollector(), capacity: Int(chunkSize >> Geometry.pageShift) * PagemapBits.entryBytes)
+        var s = start
+        while s < end {
+            let e = Swift.min(end, (s & ~(chunkSize - 1)) &+ chunkSize)
+            let chunkEnd = e > s ? e : end
+            try mm.withMmapReadLock { (lock) throws(PageWalkError) in
+                switch options.walker {
+                case .range: try readRange(mm, s, chunkEnd, lock: lock, batching: options.batching, enc, &chunk)
+                case .callback: try readCallback(mm, s, chunkEnd, enc, &chunk)
+                }
             }
+            chunk.moveBuffered(into: &w)
+            s = chunkEnd
         }
     }
 
