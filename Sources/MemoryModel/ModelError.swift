@@ -17,6 +17,9 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupported(String)
     /// A lock the operation requires is not held (lockdep's assertion).
     case lockNotHeld(String)
+    /// The calling thread asked for a lock it already holds in a
+    /// conflicting mode, which in Linux deadlocks.
+    case lockConflict(String)
     /// The address space was torn down.
     case tornDown
     /// An injected failure (tests): allocation of a page table failed.
@@ -36,6 +39,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .swapFull(let n): return "swap full (\(n) slots)"
         case .unsupported(let s): return "unsupported: \(s)"
         case .lockNotHeld(let s): return "lock not held: \(s)"
+        case .lockConflict(let s): return "lock conflict: \(s)"
         case .tornDown: return "address space was torn down"
         case .allocationFailed(let s): return "allocation failed: \(s)"
         }

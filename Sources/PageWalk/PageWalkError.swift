@@ -61,3 +61,7 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension PageWalkError: MmapLockRefusing {
+    public static func refusing(_ error: ModelError) -> PageWalkError { .model(error) }
+}

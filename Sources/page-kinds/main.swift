@@ -13,8 +13,8 @@ import PageWalkKit
 struct Histogram {
     var vmas: [(vma: VMA, pages: [WalkContent.Kind: Int])] = []
 
-    mutating func add(_ entry: WalkEntry) {
-        guard let vma = entry.vma else { return }
+    mutating func add(_ entry: WalkEntry) throws(PageWalkError) {
+        guard let vma = try entry.vma else { return }
         if vmas.last?.vma !== vma { vmas.append((vma, [:])) }
         vmas[vmas.count - 1].pages[entry.content.kind, default: 0] += entry.pageCount
     }
@@ -26,11 +26,13 @@ func histogram(of mm: AddressSpace) throws(PageWalkError) -> Histogram {
     // kernel's walkers skip them; `.walk` reports their entries too, so
     // that every VMA's pages add up to its size.
     let options = RangeWalkOptions(pfnMap: .walk)
-    return try mm.withRangeWalk(0..<mm.geometry.userAddressLimit, options: options) { walk in
+    return try mm.withRangeWalk(0..<mm.geometry.userAddressLimit, options: options) { walk -> Result<Histogram, PageWalkError> in
         var h = Histogram()
-        for entry in walk { h.add(entry) }
-        return h
-    }
+        // An entry's VMA is read under the walk's lock; reading it can only
+        // fail for an entry kept past the loop.
+        do throws(PageWalkError) { for entry in walk { try h.add(entry) } } catch { return .failure(error) }
+        return .success(h)
+    }.get()
 }
 
 func report(pid: Int32, name: String, _ mm: AddressSpace) throws(PageWalkError) {

@@ -111,7 +111,7 @@ enum ProcFiles {
                     } else {
                         file.formUnion(pfns)
                     }
-                    if e.vma?.flags.contains(.locked) == true { lockedPages.formUnion(pfns) }
+                    if (try? e.vma)??.flags.contains(.locked) == true { lockedPages.formUnion(pfns) }
                 }
             }
         }

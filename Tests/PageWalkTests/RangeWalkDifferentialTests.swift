@@ -12,7 +12,7 @@ func verifyAgainstTranslation(_ mm: AddressSpace, options: RangeWalkOptions, sou
             for entry in try mm.walk(vma.start..<vma.end, lock: lock, options: options) {
                 #expect(entry.start == covered, "gap before \(entry)", sourceLocation: sourceLocation)
                 covered = entry.end
-                #expect(entry.vma === vma, sourceLocation: sourceLocation)
+                #expect(try entry.vma === vma, sourceLocation: sourceLocation)
                 if !options.batching { #expect(entry.count == 1 || entry.level.tableLevel != .pte, "unbatched \(entry)", sourceLocation: sourceLocation) }
                 for k in 0..<entry.pageCount {
                     let a = entry.start + UInt64(k) * 4096

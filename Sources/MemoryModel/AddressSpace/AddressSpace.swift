@@ -229,17 +229,43 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Runs `body` holding the mmap lock for read (`mmap_read_lock()`).
+    ///
+    /// A thread that already holds this mm's mmap lock (either mode) runs
+    /// `body` under that hold: a second read acquisition could wait behind
+    /// a queued writer, which waits for the first — the rwsem deadlock.
     public func withMmapReadLock<R, E: Error>(_ body: (MmapLockToken) throws(E) -> R) throws(E) -> R {
+        if MmapLockHolds.mode(of: self) != nil { return try body(MmapLockToken(mm: self, mode: .read)) }
         mmapLock.lockRead()
-        defer { mmapLock.unlockRead() }
+        MmapLockHolds.push(self, .read)
+        defer { MmapLockHolds.pop(self); mmapLock.unlockRead() }
         return try body(MmapLockToken(mm: self, mode: .read))
     }
 
     /// Runs `body` holding the mmap lock for write (`mmap_write_lock()`).
+    ///
+    /// A thread that already holds this mm's mmap lock is refused with
+    /// `ModelError.lockConflict`, carried by `E` (`MmapLockRefusing`, or
+    /// `any Error`): in Linux it would wait for itself forever — `munmap`
+    /// inside a walk's loop, say.
     public func withMmapWriteLock<R, E: Error>(_ body: (MmapLockToken) throws(E) -> R) throws(E) -> R {
+        if let held = MmapLockHolds.mode(of: self) {
+            let refusal = ModelError.lockConflict(
+                "mmap lock of pid \(options.pid): this thread holds it for \(held) and asks for write")
+            if let t = E.self as? any MmapLockRefusing.Type, let e = t.refusing(refusal) as? E { throw e }
+            if let e = refusal as? E { throw e }
+            preconditionFailure("\(refusal) (the body's error type \(E.self) cannot carry the refusal)")
+        }
         mmapLock.lockWrite()
-        defer { mmapLock.unlockWrite() }
+        MmapLockHolds.push(self, .write)
+        defer { MmapLockHolds.pop(self); mmapLock.unlockWrite() }
         return try body(MmapLockToken(mm: self, mode: .write))
+    }
+
+    /// Whether the calling thread holds this mm's mmap lock in `mode`
+    /// (write satisfies read).
+    public func isMmapLockHeldByCurrentThread(_ mode: LockMode) -> Bool {
+        guard let held = MmapLockHolds.mode(of: self) else { return false }
+        return mode == .read || held == .write
     }
 
     /// `mmap_assert_locked()` / `mmap_assert_write_locked()` as a typed error.

@@ -42,3 +42,7 @@ public enum MadviseError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension MadviseError: MmapLockRefusing {
+    public static func refusing(_ error: ModelError) -> MadviseError { .walk(.model(error)) }
+}

@@ -31,7 +31,7 @@ extension AddressSpace {
         if !isKernel && !options.ignoreVMAs && range.upperBound > geometry.userAddressLimit + Geometry.pageSize {
             throw .invalidRange(start: range.lowerBound, end: range.upperBound)
         }
-        return RangeWalk(mm: self, start: range.lowerBound, end: range.upperBound, options: options)
+        return RangeWalk(mm: self, start: range.lowerBound, end: range.upperBound, options: options, lockMode: lock.mode)
     }
 }
 

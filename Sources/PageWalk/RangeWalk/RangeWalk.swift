@@ -18,8 +18,22 @@ public struct RangeWalk: Sequence {
     public let start: UInt64
     public let end: UInt64
     public let options: RangeWalkOptions
+    /// The mode of the mmap lock the walk was opened under.
+    public let lockMode: LockMode
 
+    /// A walk is used under the hold it was opened with: iterated by a
+    /// thread that no longer holds the mmap lock (a walk returned out of
+    /// `withMmapReadLock`), it yields nothing, and its iterator's `failure`
+    /// (and `checkLock()`) say why.
     public func makeIterator() -> Iterator { Iterator(self) }
+
+    /// Throws `.lockNotHeld` unless the calling thread holds the mmap lock
+    /// the walk was opened under.
+    public func checkLock() throws(PageWalkError) {
+        guard mm.isMmapLockHeldByCurrentThread(lockMode) else {
+            throw .lockNotHeld("mmap lock of pid \(mm.options.pid) for \(lockMode): the walk outlived the hold it was opened under")
+        }
+    }
 
     /// The walk's cursor; see `RangeWalk`.
     public struct Iterator: IteratorProtocol {
@@ -47,6 +61,8 @@ public struct RangeWalk: Sequence {
         /// Entry bits whose differences a batch ignores (or-ing them).
         @usableFromInline let ignoredBits: UInt64
         @usableFromInline var vmaIndex = 0
+        /// Why the walk yielded nothing: it was iterated without its lock.
+        public private(set) var failure: PageWalkError?
         // The deepest upper table of the last descent and the range it maps.
         @usableFromInline var resumeTable = TableID(index: 0)
         @usableFromInline var resumeLevel = 0
@@ -98,6 +114,10 @@ public struct RangeWalk: Sequence {
             isKernel = walk.mm.isKernel
             end = walk.end
             addr = walk.start
+            do { try walk.checkLock() } catch {
+                failure = error
+                addr = walk.end
+            }
             tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
             lockTables = !walk.mm.isKernel
             vmas = tablesOnly ? [] : walk.mm.vmas

@@ -124,10 +124,23 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
     public var level: EntryLevel
     /// How many page-table entries were batched into this one.
     public var count: Int
-    /// The VMA, nil outside VMAs and in kernel-table walks. Valid while the
-    /// mmap lock is held.
-    @inlinable public var vma: VMA? {
-        vmaPointer.map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
+    /// The VMA, nil outside VMAs and in kernel-table walks.
+    ///
+    /// The entry does not keep its VMA alive (entries are built per page,
+    /// with no reference count): the mmap lock does. Read by a thread that
+    /// no longer holds the lock of an mm whose VMA list still has this VMA
+    /// (an entry kept past its loop, or past `munmap` of its VMA), it throws
+    /// `.lockNotHeld` instead of reading freed memory.
+    public var vma: VMA? {
+        get throws(PageWalkError) {
+            guard let p = vmaPointer else { return nil }
+            for mm in MmapLockHolds.heldAddressSpaces() {
+                if let v = mm.vma(containing: start), UnsafeRawPointer(Unmanaged.passUnretained(v).toOpaque()) == p {
+                    return v
+                }
+            }
+            throw .lockNotHeld("the VMA of entry 0x\(String(start, radix: 16))-0x\(String(end, radix: 16)): the entry outlived the mmap lock or its VMA")
+        }
     }
     /// The VMA without a reference count (entries are built per page).
     @usableFromInline var vmaPointer: UnsafeRawPointer?

@@ -221,7 +221,7 @@ public enum Pagemap {
             let pages = e.pageCount
             if e.vmaIdentity != current {
                 current = e.vmaIdentity
-                vma = e.vma
+                vma = try e.vma
                 vbits = enc.vmaBits(vma)
                 huge = vma?.isHugetlb ?? false
             }
