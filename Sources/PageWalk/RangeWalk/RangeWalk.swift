@@ -134,7 +134,9 @@ public struct RangeWalk: Sequence {
                 let r = walk.options.respect
                 if !r.contains(.young) { ignored |= l.young }
                 if !r.contains(.dirty) { ignored |= l.dirty | l.readOnly }
-                if !r.contains(.writable) { ignored |= l.write | l.readOnly }
+                // arm64's hardware dirty is DBM (the write bit) with RDONLY
+                // clear: a walk that respects dirtiness keeps both bits.
+                if !r.contains(.writable) && !(r.contains(.dirty) && l.readOnly != 0) { ignored |= l.write | l.readOnly }
                 if !r.contains(.softDirty) { ignored |= l.softDirty }
                 if !r.contains(.uffdWP) { ignored |= l.uffdWP }
             }
