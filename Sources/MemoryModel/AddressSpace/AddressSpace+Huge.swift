@@ -251,7 +251,7 @@ extension AddressSpace {
                 guard case .slot(let x) = try slot(a, at: level, allocate: true) else { continue }
                 s = x
             }
-            let l = count > 1 || level == .pud ? pageTableLock.ref : lock(forEntriesOf: s.table, level: level)
+            let l = hugePTELock(forEntriesOf: s.table, level: level)
             l.lock()
             defer { l.unlock() }
             guard load(s) == 0 else { continue }

@@ -244,7 +244,7 @@ extension AddressSpace {
         while a < end {
             defer { a += size }
             guard let s = hugetlbSlot(a, level: level) else { continue }
-            let l = count > 1 || level == .pud ? pageTableLock.ref : lock(forEntriesOf: s.table, level: level)
+            let l = hugePTELock(forEntriesOf: s.table, level: level)
             l.lock()
             let w = load(s)
             for k in 0..<count { store(EntrySlot(s.table, s.index + k, level), 0) }

@@ -285,6 +285,17 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public func lock(forEntriesOf table: TableID, level: PageTableLevel) -> SpinLockRef {
         level <= .pmd ? arena.lock(table) : pageTableLock.ref
     }
+
+    /// Models `huge_pte_lockptr()` (Linux 6.11 and later): a hugetlb entry
+    /// takes the lock a core-mm walker takes for an entry of its table, so
+    /// that hugetlb read through the generic walk is serialised with the
+    /// hugetlb code. A cont-PTE block (arm64 64K) takes its PTE table's
+    /// split lock, a PMD-sized or cont-PMD entry its PMD table's split lock,
+    /// a PUD entry `page_table_lock`. `level` is the level of the entries.
+    @inlinable @inline(__always)
+    public func hugePTELock(forEntriesOf table: TableID, level: PageTableLevel) -> SpinLockRef {
+        lock(forEntriesOf: table, level: level)
+    }
 }
 
 extension Geometry {

@@ -36,7 +36,7 @@ extension RangeWalk.Iterator {
             addr = blockEnd
             return e
         }
-        let l = (count > 1 || level == .pud) ? mm.pageTableLock.ref : mm.lock(forEntriesOf: table, level: level)
+        let l = mm.hugePTELock(forEntriesOf: table, level: level)
         take(l)
         let w = s.pointee.load(ordering: .relaxed)
         let offset = (addr - blockStart) >> Geometry.pageShift
