@@ -69,5 +69,27 @@ import Synchronization
         ptl.unlock()
         while !done.isSet { usleep(100) }
         #expect(mm.translate(start + size) != nil)
+        try mm.munmap(start, start + 2 * size)
+    }
+
+    /// And not `page_table_lock`: with it held elsewhere, the fault of a
+    /// cont-PTE huge page completes (the bound only limits how long a
+    /// wrong fault keeps the test waiting).
+    @Test func theFaultDoesNotTakePageTableLock() throws {
+        let mm = try makeSpace(.arm64, budget: 64 << 20)
+        let size: UInt64 = 64 << 10, start: UInt64 = 0x4000_0000
+        try mm.mmap(start: start, end: start + 2 * size, access: [.read, .write], kind: .hugetlb(pageSize: size, file: nil))
+        try mm.populateHugetlb(start, start + size)
+        let ptl = mm.pageTableLock.ref
+        ptl.lock()
+        let done = Flag()
+        let t = Thread { try? mm.populateHugetlb(start + size, start + 2 * size); done.value.store(true, ordering: .releasing) }
+        t.start()
+        var spins = 0
+        while spins < 300_000 && !done.isSet { spins += 1; usleep(100) }
+        let finishedUnderTheLock = done.isSet
+        ptl.unlock()
+        #expect(finishedUnderTheLock, "the fault of a cont-PTE hugetlb page waited for page_table_lock")
+        while !done.isSet { usleep(100) }
     }
 }
