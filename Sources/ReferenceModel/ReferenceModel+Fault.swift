@@ -82,6 +82,18 @@ extension ReferenceModel {
             setRegion(p, r, n)
             return true
         }
+        if write && !writable, case .hugeZero = pp.target {
+            // do_huge_zero_wp_pmd(): a new THP replaces the huge zero PMD.
+            let f = newFolio(order: 9, node: node(vma, r), flags: [.anon, .swapBacked])
+            folios[f]!.exclusive[0] = true
+            let attrs = faultAttrs(vma, write: true, writable: true)
+            for k in 0..<512 {
+                set(p, r + UInt64(k) << Geometry.pageShift, .present(ReferencePresent(target: .folio(f, page: k), attrs: attrs,
+                                                                      level: .pmd, entire: true)))
+            }
+            vma.hasAnonVMA = true
+            return true
+        }
         if write && !writable {
             try splitPMD(p, r)
             return false

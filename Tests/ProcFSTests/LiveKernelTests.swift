@@ -137,6 +137,27 @@ import LiveKernel
         try compare(mirror, [m])
     }
 
+    /// A write to a read-faulted PMD: since 6.12 the kernel replaces the
+    /// huge zero PMD by a new THP instead of splitting it into zero-page
+    /// PTEs and one copied page.
+    @Test func writeFaultOnTheHugeZeroPMD() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(2 << 20, alignment: 2 << 20)
+        try f.live.madvise(m, .hugePage)
+        f.touch(m, write: false, pages: 0..<1)
+        f.touch(m, write: true, pages: 5..<6)
+        let words = try KernelView.pagemap(m)
+        guard let head = words.first, head & PagemapBits.present != 0, Self.isRoot,
+              try LiveMappings.physicalPage(pfn: head & PagemapBits.pfnMask).flags.contains(.thp) else {
+            try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with a PMD THP after the write")
+        }
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.hugePage])
+        try mirror.mm.populateTHP(m.start, m.end, write: false)
+        try mirror.mm.fault(m.start + 5 * page, m.start + 6 * page, write: true)
+        try compare(mirror, [m])
+    }
+
     @Test func mTHP64K() throws {
         guard Self.isRoot else { try Test.cancel("needs root to set hugepages-64kB/enabled") }
         _ = KernelView.initialMTHP64K

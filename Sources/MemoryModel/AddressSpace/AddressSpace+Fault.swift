@@ -351,6 +351,19 @@ extension AddressSpace {
             l.unlock()
             return true
         }
+        if write && w & layout.write == 0, memory.folio(containing: layout.pfn(w))?.test(.hugeZeroPage) == true,
+           let folio = try? memory.allocateFolio(order: 9, node: node(for: vma, address),
+                                                 flags: [.anon, .swapBacked, .uptodate, .lru, .anonExclusive]) {
+            // do_huge_zero_wp_pmd() (6.12+): a write to the huge zero PMD
+            // maps a new THP in its place, keeping the deposited table;
+            // only a failed allocation falls back to the split below.
+            folio.addEntireMapping(1)
+            store(s, layout.leaf(pfn: folio.pfn, level: .pmd, faultAttributes(vma, write: true, writable: true)))
+            addRSS(.anon, AddressSpace.pmdPages)
+            vma.hasAnonVMA = true
+            l.unlock()
+            return true
+        }
         if write && w & layout.write == 0 {
             l.unlock()
             try splitHugePMD(at: s)       // COW of a THP happens per page after a split
