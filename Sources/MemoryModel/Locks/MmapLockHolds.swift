@@ -37,12 +37,16 @@ public struct MmapLockHolds {
         return holds.last(where: { $0.mm == key })?.mode
     }
 
-    /// The address spaces whose mmap lock the calling thread holds.
-    public static func heldAddressSpaces() -> [AddressSpace] {
-        guard let p = pthread_getspecific(stackKey) else { return [] }
-        return Unmanaged<Stack>.fromOpaque(p).takeUnretainedValue().holds.map {
-            Unmanaged<AddressSpace>.fromOpaque($0.mm).takeUnretainedValue()
+    /// `vma` (by identity) if the calling thread holds the mmap lock of an
+    /// address space whose VMA list has it at `address`: the proof that a
+    /// VMA known only by pointer is still alive. Allocates nothing.
+    public static func heldVMA(_ vma: UnsafeRawPointer, at address: UInt64) -> VMA? {
+        guard let p = pthread_getspecific(stackKey) else { return nil }
+        for hold in Unmanaged<Stack>.fromOpaque(p).takeUnretainedValue().holds {
+            let mm = Unmanaged<AddressSpace>.fromOpaque(hold.mm).takeUnretainedValue()
+            if let v = mm.vma(containing: address), UnsafeRawPointer(Unmanaged.passUnretained(v).toOpaque()) == vma { return v }
         }
+        return nil
     }
 
     static func push(_ mm: AddressSpace, _ mode: LockMode) {

@@ -134,11 +134,7 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
     public var vma: VMA? {
         get throws(PageWalkError) {
             guard let p = vmaPointer else { return nil }
-            for mm in MmapLockHolds.heldAddressSpaces() {
-                if let v = mm.vma(containing: start), UnsafeRawPointer(Unmanaged.passUnretained(v).toOpaque()) == p {
-                    return v
-                }
-            }
+            if let v = MmapLockHolds.heldVMA(p, at: start) { return v }
             throw .lockNotHeld("the VMA of entry 0x\(String(start, radix: 16))-0x\(String(end, radix: 16)): the entry outlived the mmap lock or its VMA")
         }
     }
