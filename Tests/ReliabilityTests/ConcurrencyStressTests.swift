@@ -403,6 +403,81 @@ import ProcFS
         #expect(memory.swap.usedSlots == 0, "\(memory.swap.usedSlots) swap slots left after teardown")
     }
 
+    /// Faults and single-VMA madvise under VMA locks against writers that
+    /// change the VMAs around them (mprotect splits and merges, mlock,
+    /// munmap and mmap again, clear_refs) and a walker. Whatever the
+    /// interleaving: nothing hangs, no fault installs an entry where no VMA
+    /// is (a fault that ran in a VMA being removed), no PTE maps a freed
+    /// frame, and the teardown leaves no folio behind.
+    @Test func faultsUnderVMALocksAgainstVMAChanges() throws {
+        let memory = try PhysicalMemory(budgetBytes: 256 << 20, nodes: 1, swapSlots: 1 << 12)
+        let mm = try AddressSpace(geometry: .x86_64, memory: memory, options: AddressSpaceOptions(pid: 710))
+        let x = UInt64(0x4000_0000)..<(0x4000_0000 + 4 * mb)
+        let window = (x.lowerBound + 3 * mb)..<x.upperBound
+        try mm.mmap(start: x.lowerBound, end: x.upperBound, access: [.read, .write], extraFlags: [.noHugePage])
+        let stop = Atomic(false)
+        let stats = Stats()
+        @Sendable func loop(_ seed: UInt64, _ body: (inout SeededRandom) throws -> Void) {
+            var rng = SeededRandom(seed: seed)
+            while !stop.load(ordering: .relaxed) {
+                do { try body(&rng); stats.ops.add(1, ordering: .relaxed) } catch let e as ModelError {
+                    switch e {
+                    case .noVMA, .wrongVMAKind: stats.failedOps.add(1, ordering: .relaxed)
+                    default: stats.violation("\(e)")
+                    }
+                } catch { stats.violation("\(error)") }
+            }
+        }
+        @Sendable func range(_ r: Range<UInt64>, _ rng: inout SeededRandom, maxPages: UInt64) -> (UInt64, UInt64) {
+            let pages = UInt64(r.count) / page
+            let first = UInt64.random(in: 0..<pages, using: &rng)
+            let n = UInt64.random(in: 1...min(maxPages, pages - first), using: &rng)
+            return (r.lowerBound + first * page, r.lowerBound + (first + n) * page)
+        }
+        let seconds = Self.seconds
+        let finished = Self.race([
+            { loop(11) { rng in let (s, e) = range(x, &rng, maxPages: 64)
+                try mm.fault(s, e, write: Bool.random(using: &rng)) } },
+            { loop(12) { rng in let (s, e) = range(x, &rng, maxPages: 64)
+                try mm.access(s, e, write: false) } },
+            { loop(13) { rng in let (s, e) = range(x, &rng, maxPages: 16)
+                if Bool.random(using: &rng) { try mm.zap(s, e) } else { try mm.madviseFree(s, e) } } },
+            { loop(14) { rng in let (s, e) = range(x.lowerBound..<window.lowerBound, &rng, maxPages: 32)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: try mm.mprotect(s, e, access: [.read])
+                case 1: try mm.mprotect(s, e, access: [.read, .write])
+                case 2: try mm.mlock(s, e)
+                default: try mm.munlock(s, e)
+                } } },
+            { loop(15) { rng in
+                try mm.munmap(window.lowerBound, window.upperBound)
+                usleep(UInt32.random(in: 0...500, using: &rng))
+                try mm.mmap(start: window.lowerBound, end: window.upperBound, access: [.read, .write], extraFlags: [.noHugePage]) } },
+            { loop(16) { _ in
+                try mm.withMmapReadLock { (lock) throws(PageWalkError) in
+                    for e in try mm.walk(x, lock: lock) { if case .folio = e.content { _ = try e.vma } }
+                }
+                try mm.clearRefs(.all) } },
+            { usleep(UInt32(seconds * 1_000_000)); stop.store(true, ordering: .relaxed) },
+        ], deadline: seconds + 120)
+        #expect(finished, "a thread hung: a VMA lock and the mmap lock waited for each other")
+        guard finished else { return }
+        let v = stats.violations.withLock { $0 }
+        #expect(v.isEmpty, "\(v.prefix(5))")
+        var outside: [String] = []
+        for a in stride(from: x.lowerBound, to: x.upperBound, by: Int(page)) where mm.vma(containing: a) == nil {
+            if case .none = mm.translate(a) {} else { outside.append(hx(a)) }
+        }
+        #expect(outside.isEmpty, "entries outside every VMA: \(outside.prefix(4))")
+        let dangling = Self.danglingFrames(mm, memory, x)
+        #expect(dangling.isEmpty, "\(dangling.prefix(4))")
+        let s = mm.vmaLockStatistics
+        print("[stress vma-locks] \(stats.ops.load(ordering: .relaxed)) ops (\(stats.failedOps.load(ordering: .relaxed)) refused); \(s.vmaLocked) under a VMA lock, \(s.fellBack) fell back to the mmap lock")
+        #expect(s.vmaLocked > 0 && s.fellBack > 0)
+        try mm.tearDown()
+        #expect(memory.folioCount == 0, "\(memory.folioCount) folios left after teardown")
+    }
+
     /// Runs each body once on its own thread, all released together, and
     /// waits for them (up to `deadline` seconds, a watchdog): false on a hang.
     static func race(_ bodies: [@Sendable () -> Void], deadline: Double) -> Bool {

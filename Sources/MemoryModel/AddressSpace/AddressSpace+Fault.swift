@@ -37,46 +37,60 @@ extension AddressSpace {
     /// break COW, file pages come from the page cache, swap entries are
     /// swapped in, hugetlb VMAs get huge pages. Guard and poisoned markers,
     /// hwpoison and migration entries are left alone (the access would
-    /// signal or wait). Takes the mmap lock for read.
+    /// signal or wait). Each VMA is faulted under its VMA lock, without the
+    /// mmap lock, unless a writer holds it (then under the mmap lock for
+    /// read, once the writer is done). A range not wholly mapped, or over
+    /// the memory budget, fails before any page is touched.
     public func fault(_ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
         try checkAlive()
-        try withMmapReadLock { (_) throws(ModelError) in
-            let covered = try coveredVMAs(start, end, operation: "fault")
-            try checkPopulateBudget(covered, start, end, write: write, kind: .fault)
-            for vma in covered {
-                let s = max(start, vma.start), e = min(end, vma.end)
-                if write && !vma.flags.contains(.write) {
-                    throw .wrongVMAKind(address: s, reason: "write fault on a VMA without write permission")
-                }
-                if !vma.flags.contains(.read) && !vma.flags.contains(.write) && !vma.flags.contains(.exec) {
-                    throw .wrongVMAKind(address: s, reason: "access to a PROT_NONE VMA")
-                }
-                if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: write); continue }
-                if vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap) { continue }
-                try faultPTEs(vma, s, e, write: write)
+        let covered = try coveredVMAsLockless(start, end, operation: "fault")
+        try checkPopulateBudget(covered[...], start, end, write: write, kind: .fault)
+        var a = start
+        while a < end {
+            a = try withFaultVMA(at: a) { (vma) throws(ModelError) -> UInt64 in
+                let e = min(end, vma.end)
+                try faultVMA(vma, a, e, write: write)
+                return e
             }
         }
+    }
+
+    /// Faults `[start, end)` of one VMA, whose lock (VMA or mmap) is held.
+    private func faultVMA(_ vma: VMA, _ s: UInt64, _ e: UInt64, write: Bool) throws(ModelError) {
+        if write && !vma.flags.contains(.write) {
+            throw .wrongVMAKind(address: s, reason: "write fault on a VMA without write permission")
+        }
+        if !vma.flags.contains(.read) && !vma.flags.contains(.write) && !vma.flags.contains(.exec) {
+            throw .wrongVMAKind(address: s, reason: "access to a PROT_NONE VMA")
+        }
+        if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: write); return }
+        if vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap) { return }
+        try faultPTEs(vma, s, e, write: write)
     }
 
     /// An access to the populated pages of `[start, end)` only: present
     /// entries become young (and dirty, or copied, on a write), as the
     /// hardware and `do_wp_page()` would; none and non-present entries are
-    /// left alone.
+    /// left alone. Locks as `fault` does.
     public func access(_ start: UInt64, _ end: UInt64, write: Bool) throws(ModelError) {
         try checkAlive()
-        try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "touch") {
+        _ = try coveredVMAsLockless(start, end, operation: "touch")
+        var a = start
+        while a < end {
+            a = try withFaultVMA(at: a) { (vma) throws(ModelError) -> UInt64 in
+                let s = a, e = min(end, vma.end)
                 if write && !vma.flags.contains(.write) {
                     throw .wrongVMAKind(address: vma.start, reason: "write access to a VMA without write permission")
                 }
-                if vma.isHugetlb || vma.isPFNMap { continue }
-                try forEachPTE(max(start, vma.start), min(end, vma.end), pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
+                if vma.isHugetlb || vma.isPFNMap { return e }
+                try forEachPTE(s, e, pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
                     _ = try self.faultPMD(vma, s, a, write: write)
                     return .skip
                 }) { (t, i, a) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     if layout.isPresent(w, .pte) { try faultPTE(vma, t, i, a, write: write) }
                 }
+                return e
             }
         }
     }

@@ -15,6 +15,9 @@ extension AddressSpace {
     public func fork(childPID: Int) throws(ModelError) -> AddressSpace {
         try checkAlive()
         return try withMmapWriteLock { (_) throws(ModelError) -> AddressSpace in
+            // dup_mmap() write-locks every VMA of the parent: a fault there
+            // would race the copy of its page tables.
+            for vma in vmaList { vmaStartWrite(vma) }
             let child = try AddressSpace(forkOf: self, pid: childPID)
             do {
                 for vma in vmaList where !vma.flags.contains(.dontCopy) {

@@ -4,11 +4,12 @@ extension AddressSpace {
     /// `MADV_FREE`: exclusive anonymous folios wholly inside the range become
     /// lazily freeable (clean PTEs, old, folio clean and not swap-backed);
     /// swap entries in the range are dropped. Shared or partially covered
-    /// folios are left alone (the kernel would try to split the latter).
+    /// folios are left alone (the kernel would try to split the latter). A
+    /// range inside one VMA runs under that VMA's lock alone (6.16 and later).
     public func madviseFree(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
-        try withMmapReadLock { (_) throws(ModelError) in
-            for vma in try coveredVMAs(start, end, operation: "madv_free") {
+        try withMadviseVMAs(start, end, operation: "madv_free") { (vs) throws(ModelError) in
+            for vma in vs {
                 guard vma.isAnonymous, !vma.flags.contains(.locked), !vma.isHugetlb else {
                     throw .wrongVMAKind(address: vma.start, reason: "MADV_FREE applies to private anonymous, unlocked memory")
                 }
@@ -177,6 +178,8 @@ extension AddressSpace {
     public func clearRefs(_ kind: ClearRefs) throws(ModelError) {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
+            // clear_refs walks with PGWALK_WRLOCK: every VMA write-locked.
+            for vma in vmaList { vmaStartWrite(vma) }
             for vma in vmaList where !vma.isHugetlb {
                 if kind == .softDirty { vma.flags.remove(.softDirty) }
                 if kind == .anonymous && !vma.isAnonymous { continue }
@@ -279,14 +282,15 @@ extension AddressSpace {
     /// address order, up to the first VMA that may not hold them (where the
     /// kernel stops with -EINVAL); gaps are stepped over. The flag is sticky
     /// and makes fork copy the VMA's page tables, so the markers survive
-    /// into the child. The kernel sets it atomically under the mmap read
-    /// lock; the model takes the write lock (VMA flags are plain fields).
+    /// into the child. Set atomically under the mmap read lock, as the
+    /// kernel sets it (`vma_flag_set_atomic()`): faults under a VMA lock
+    /// may read the flags meanwhile.
     package func markMaybeGuard(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
-        withMmapWriteLock { _ in
+        withMmapReadLock { _ in
             for vma in vmas(intersecting: start, end) {
                 guard Self.isValidGuardVMA(vma, allowLocked: false) else { return }
-                vma.flags.insert(.maybeGuard)
+                vma.insertFlagsAtomically(.maybeGuard)
             }
         }
     }

@@ -23,6 +23,7 @@ extension AddressSpace {
                 }
             }
             for vma in Array(try isolateVMAs(start, end)) {
+                vmaStartWrite(vma)
                 var flags = vma.flags.subtracting(.access).union(access)
                 if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap { flags.insert(.account) }
                 vma.flags = flags
@@ -115,6 +116,7 @@ extension AddressSpace {
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "mlock")
             for vma in Array(try isolateVMAs(start, end)) {
+                vmaStartWrite(vma)
                 vma.flags.insert(.locked)
                 if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
                 let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
@@ -133,6 +135,7 @@ extension AddressSpace {
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "munlock")
             for vma in Array(try isolateVMAs(start, end)) where vma.flags.contains(.locked) {
+                vmaStartWrite(vma)
                 vma.flags.remove(.locked)
                 if !vma.isHugetlb { try setMlocked(vma, false) }
             }

@@ -5,11 +5,11 @@ extension AddressSpace {
     /// tables left empty (`CONFIG_PT_RECLAIM`). Guard markers survive; uffd-wp
     /// markers survive, and a uffd-wp-protected page leaves one, in
     /// file-backed VMAs only (anonymous memory is dropped whole). Refused for
-    /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL).
+    /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL). A range
+    /// inside one VMA is zapped under that VMA's lock alone (6.16 and later).
     public func zap(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
-        try withMmapReadLock { (_) throws(ModelError) in
-            let vs = try coveredVMAs(start, end, operation: "zap")
+        try withMadviseVMAs(start, end, operation: "zap") { (vs) throws(ModelError) in
             for vma in vs where vma.flags.contains(.locked) || vma.flags.contains(.pfnMap) {
                 throw .wrongVMAKind(address: vma.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
             }
@@ -38,6 +38,7 @@ extension AddressSpace {
             }
         }
         let vs = Array(try isolateVMAs(start, end))
+        for vma in vs { vmaStartWrite(vma) }
         for vma in vs { try zapRange(vma, vma.start, vma.end, dropMarkers: true) }
         changeVMAs { list in list.removeAll { v in vs.contains { $0 === v } } }
         freeEmptyTables(start, end)
@@ -59,6 +60,7 @@ extension AddressSpace {
     /// the anon_vma lock) only once it is done, before any table is freed.
     func releaseEverything() {
         guard !tornDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for vma in vmaList { vmaStartWrite(vma) }
         for vma in vmaList { try? zapRange(vma, vma.start, vma.end, dropMarkers: true) }
         changeVMAs { $0.removeAll() }
         freeAllTables(root, level: tableLevels[0])

@@ -74,6 +74,9 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public let gateVMA: VMA?
     /// `mm->mmap_lock`.
     public let mmapLock = ReadWriteLock()
+    /// Faults and madvise calls that ran under a VMA lock, and those that
+    /// fell back to the mmap lock (`VMA_LOCK_SUCCESS`, `VMA_LOCK_ABORT`).
+    let vmaLockCounters = VMALockCounters()
     /// `mm->page_table_lock`: guards upper-level table installs and PUD leaves.
     public let pageTableLock = SpinLock()
     /// Fork family: address spaces that may share anonymous folios at the
@@ -192,13 +195,33 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Changes the VMA list, holding the family's anon_vma lock for write as
     /// the kernel links and unlinks VMAs under it: a reverse-map walk from a
-    /// sibling process reads this list without this process's mmap lock.
-    /// The caller holds the mmap write lock, and no folio or page-table
-    /// lock (an rmap walk holds the anon_vma lock under a folio lock).
+    /// sibling process, and the lockless lookup in front of a VMA lock, read
+    /// this list without this process's mmap lock. Every VMA that leaves the
+    /// list is write-locked (waiting for the faults inside) and detached, and
+    /// every VMA that enters it is write-locked until the hold ends, as the
+    /// kernel does before it links or unlinks one. The caller holds the mmap
+    /// write lock (or owns an mm nobody else sees yet), and no folio,
+    /// page-table or VMA lock.
     func changeVMAs<R>(_ body: (inout [VMA]) -> R) -> R {
+        var list = vmaList
+        let result = body(&list)
+        // A change is one run of the list: what lies between the common
+        // prefix and suffix left it or entered it.
+        var head = 0
+        while head < list.count && head < vmaList.count && list[head] === vmaList[head] { head += 1 }
+        var tail = 0
+        while tail < list.count - head && tail < vmaList.count - head
+                && list[list.count - 1 - tail] === vmaList[vmaList.count - 1 - tail] { tail += 1 }
+        let entered = list[head..<(list.count - tail)], left = vmaList[head..<(vmaList.count - tail)]
+        for vma in entered where !left.contains(where: { $0 === vma }) { vmaStartWrite(vma) }
+        for vma in left where !entered.contains(where: { $0 === vma }) {
+            vmaStartWrite(vma)
+            vma.vmaLock.markDetached()
+        }
         anonVMALock.lockWrite()
-        defer { anonVMALock.unlockWrite() }
-        return body(&vmaList)
+        vmaList = list
+        anonVMALock.unlockWrite()
+        return result
     }
 
     /// `find_vma()`-style lookup: the VMA containing `address`, in O(log n).
@@ -248,9 +271,11 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// `any Error`): in Linux it would wait for itself forever — `munmap`
     /// inside a walk's loop, say.
     public func withMmapWriteLock<R, E: Error>(_ body: (MmapLockToken) throws(E) -> R) throws(E) -> R {
-        if let held = MmapLockHolds.mode(of: self) {
+        let held = MmapLockHolds.mode(of: self).map { "the mmap lock for \($0)" }
+            ?? (MmapLockHolds.holdsVMARead(of: self) ? "a VMA lock" : nil)
+        if let held {
             let refusal = ModelError.lockConflict(
-                "mmap lock of pid \(options.pid): this thread holds it for \(held) and asks for write")
+                "mmap lock of pid \(options.pid): this thread holds \(held) and asks for write")
             if let t = E.self as? any MmapLockRefusing.Type, let e = t.refusing(refusal) as? E { throw e }
             if let e = refusal as? E { throw e }
             preconditionFailure("\(refusal) (the body's error type \(E.self) cannot carry the refusal)")

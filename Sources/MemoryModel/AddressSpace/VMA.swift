@@ -82,11 +82,24 @@ public enum MemoryPolicy: Hashable, Sendable {
 ///
 /// A reference type: walkers hand out the VMA of each entry without copying
 /// it, and the model replaces (never edits the range of) a VMA when mprotect
-/// or mlock split it. Fields change only under the mmap write lock.
+/// or mlock split it. Fields change only under the mmap write lock, after
+/// `vma_start_write()`; `flags` is atomic because a page fault reads it
+/// under the VMA lock alone, and the lockless lookup in front of that lock
+/// may read it while a writer waits for the fault to leave.
 public final class VMA: @unchecked Sendable, CustomStringConvertible {
     public internal(set) var start: UInt64
     public internal(set) var end: UInt64
-    public internal(set) var flags: VMFlags
+    public internal(set) var flags: VMFlags {
+        get { VMFlags(rawValue: flagWord.load(ordering: .relaxed)) }
+        set { flagWord.store(newValue.rawValue, ordering: .relaxed) }
+    }
+    private let flagWord = Atomic<UInt64>(0)
+
+    /// Sets `f` with one atomic operation (`vma_flag_set_atomic()`), for
+    /// the flags the kernel sets under the mmap read lock.
+    func insertFlagsAtomically(_ f: VMFlags) {
+        flagWord.bitwiseOr(f.rawValue, ordering: .relaxed)
+    }
     public let backing: VMABacking
     /// `[heap]`, `[stack]`, `[vdso]`, `[anon:NAME]` …, or nil.
     public internal(set) var name: String?
@@ -104,10 +117,13 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     private let anonVMA = Atomic<Bool>(false)
     /// The hugetlb VMA lock (`hugetlb_vma_lock`).
     public let hugetlbLock = ReadWriteLock()
+    /// The per-VMA lock (`vm_refcnt`, `vm_lock_seq`).
+    public let vmaLock = VMALock()
 
     init(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
          policy: MemoryPolicy, protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool = false) {
-        self.start = start; self.end = end; self.flags = flags; self.backing = backing
+        self.start = start; self.end = end; self.backing = backing
+        flagWord.store(flags.rawValue, ordering: .relaxed)
         self.name = name; self.policy = policy; self.protectionKey = protectionKey
         self.hugePageSize = hugePageSize
         anonVMA.store(hasAnonVMA, ordering: .relaxed)

@@ -93,6 +93,7 @@ public final class ReadWriteLock: @unchecked Sendable {
     // bits 0-31 readers, 32-61 waiting writers, 62 writer holds.
     private let state = Atomic<UInt64>(0)
     private let writerToken = Atomic<UInt32>(0)
+    private let sequence = Atomic<UInt64>(0)
     private static let writerBit: UInt64 = 1 << 62
     private static let waiterUnit: UInt64 = 1 << 32
     private static let readerMask: UInt64 = 0xFFFF_FFFF
@@ -127,12 +128,19 @@ public final class ReadWriteLock: @unchecked Sendable {
             backoff(&spins)
         }
         writerToken.store(currentThreadToken(), ordering: .relaxed)
+        sequence.add(1, ordering: .sequentiallyConsistent)
     }
 
     public func unlockWrite() {
+        sequence.add(1, ordering: .sequentiallyConsistent)
         writerToken.store(0, ordering: .relaxed)
         state.bitwiseAnd(~ReadWriteLock.writerBit, ordering: .releasing)
     }
+
+    /// Advanced when a writer takes the lock and when it releases it: odd
+    /// while write-held. For `mmap_lock` this is `mm->mm_lock_seq`, whose
+    /// advance at release unlocks every VMA the hold write-locked.
+    public var writeSequence: UInt64 { sequence.load(ordering: .sequentiallyConsistent) }
 
     /// `rwsem_is_locked()`: held in any mode by anyone.
     public var isLocked: Bool { state.load(ordering: .relaxed) & (ReadWriteLock.writerBit | ReadWriteLock.readerMask) != 0 }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// The mmap locks the calling thread holds: lockdep's held-lock stack,
-/// for `mmap_lock` only.
+/// for `mmap_lock` and the per-VMA locks only.
 ///
 /// It is what lets the model refuse, by name, a request that would
 /// deadlock in Linux (`mmap_write_lock()` while holding the same mm's
@@ -19,6 +19,8 @@ public struct MmapLockHolds {
 
     final class Stack {
         var holds: [Hold] = []
+        /// The address spaces of the VMA read locks held.
+        var vmaReads: [UnsafeRawPointer] = []
     }
 
     /// The calling thread's holds, created at its first lock.
@@ -47,6 +49,25 @@ public struct MmapLockHolds {
             if let v = mm.vma(containing: address), UnsafeRawPointer(Unmanaged.passUnretained(v).toOpaque()) == vma { return v }
         }
         return nil
+    }
+
+    /// Whether the calling thread holds a VMA lock of `mm` for read: a
+    /// write request on `mm`'s mmap lock would then wait, in
+    /// `vma_start_write()`, for the caller itself.
+    public static func holdsVMARead(of mm: AddressSpace) -> Bool {
+        let key = UnsafeRawPointer(Unmanaged.passUnretained(mm).toOpaque())
+        guard let p = pthread_getspecific(stackKey) else { return false }
+        return Unmanaged<Stack>.fromOpaque(p).takeUnretainedValue().vmaReads.contains(key)
+    }
+
+    static func pushVMARead(_ mm: AddressSpace) {
+        current.vmaReads.append(UnsafeRawPointer(Unmanaged.passUnretained(mm).toOpaque()))
+    }
+
+    static func popVMARead(_ mm: AddressSpace) {
+        let s = current
+        let key = UnsafeRawPointer(Unmanaged.passUnretained(mm).toOpaque())
+        if let i = s.vmaReads.lastIndex(of: key) { s.vmaReads.remove(at: i) }
     }
 
     static func push(_ mm: AddressSpace, _ mode: LockMode) {

@@ -362,6 +362,12 @@ struct PageTableWalker<Private> {
                 walk.vma = vma
                 next = min(end, vma.end)
                 index += 1
+                do throws(PageWalkError) {
+                    try processVMAWalkLock(access.mm, vma, ops.walkLock)
+                } catch {
+                    walk.failure = error
+                    return Self.einval
+                }
                 err = walkPageTest(start, next, &walk)
                 if err > 0 {
                     err = 0   // a positive test result only steers the walk

@@ -6,12 +6,30 @@ import MemoryModel
 // negative returns) are thrown as `PageWalkError`. The caller's data is
 // passed `inout` and carries what the handlers left in `privateData`.
 
-/// `process_mm_walk_lock()`: the mmap lock the walk mode requires.
+/// `process_mm_walk_lock()`: the mmap lock the walk mode requires (none
+/// for `.vmaReadVerify`, whose VMA lock is checked per VMA).
 func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkError) {
     do {
-        try mm.assertMmapLocked(mode == .read ? .read : .write)
+        switch mode {
+        case .read: try mm.assertMmapLocked(.read)
+        case .write, .writeVerify: try mm.assertMmapLocked(.write)
+        case .vmaReadVerify: return
+        }
     } catch {
         throw .lockNotHeld(error.description)
+    }
+}
+
+/// `process_vma_walk_lock()`: write-locks `vma` for `.write`, checks the
+/// VMA lock the other per-VMA modes expect.
+func processVMAWalkLock(_ mm: AddressSpace, _ vma: VMA, _ mode: PageWalkLock) throws(PageWalkError) {
+    switch mode {
+    case .read: return
+    case .write: mm.vmaStartWrite(vma)
+    case .writeVerify:
+        guard mm.isVMAWriteLocked(vma) else { throw .lockNotHeld("\(vma) is not write-locked by this thread") }
+    case .vmaReadVerify:
+        guard mm.isVMALocked(vma) else { throw .lockNotHeld("\(vma) is not VMA-locked") }
     }
 }
 
@@ -80,7 +98,7 @@ public func walkPageRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
 
 /// Checks that `vma` is one of `mm`'s (the kernel reads `vma->vm_mm`).
 func checkOwner(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
-    guard mm.vma(containing: vma.start) === vma else {
+    guard mm.vmaLockless(containing: vma.start) === vma else {
         throw .wrongAddressSpace("\(vma) is not a VMA of \(mm)")
     }
 }
@@ -94,8 +112,9 @@ public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: U
     try checkWalk(mm, start, end, tablesOnly: false)
     guard start >= vma.start, end <= vma.end else { throw .invalidRange(start: start, end: end) }
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
-    try checkOwner(mm, vma)
     try assertWalkLock(mm, ops.walkLock)
+    try checkOwner(mm, vma)
+    try processVMAWalkLock(mm, vma, ops.walkLock)
     var walk = MMWalk(mm: mm, vma: vma, privateData: data)
     let walker = PageTableWalker(ops: ops, mm: mm)
     let err = withLocklessRead(mm) { walker.walkVMARange(start, end, &walk) }
@@ -108,8 +127,9 @@ public func walkPageVMA<Private>(_ mm: AddressSpace, _ vma: VMA, ops: MMWalkOps<
                                  private data: inout Private) throws(PageWalkError) -> Int32 {
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
     guard !mm.isTornDown else { throw .model(.tornDown) }
-    try checkOwner(mm, vma)
     try assertWalkLock(mm, ops.walkLock)
+    try checkOwner(mm, vma)
+    try processVMAWalkLock(mm, vma, ops.walkLock)
     var walk = MMWalk(mm: mm, vma: vma, privateData: data)
     let walker = PageTableWalker(ops: ops, mm: mm)
     let err = withLocklessRead(mm) { walker.walkVMARange(vma.start, vma.end, &walk) }

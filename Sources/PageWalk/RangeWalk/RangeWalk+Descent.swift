@@ -18,6 +18,7 @@ extension RangeWalk.Iterator {
         }
         let vma = vmas[vmaIndex]
         let limit = Swift.min(vma.end, end)
+        if writeLocksVMAs { mm.vmaStartWrite(vma) }
         if let filter = options.vmaFilter, !filter(vma) { addr = limit; return nil }
         if vma.isPFNMap {
             switch options.pfnMap {

@@ -57,6 +57,9 @@ public struct RangeWalk: Sequence {
         @usableFromInline let end: UInt64
         @usableFromInline let tablesOnly: Bool
         @usableFromInline let lockTables: Bool
+        /// Opened under the mmap write lock: each VMA is write-locked as the
+        /// walk reaches it (`PGWALK_WRLOCK`).
+        @usableFromInline let writeLocksVMAs: Bool
         @usableFromInline let zeroPFN: UInt64
         /// Entry bits whose differences a batch ignores (or-ing them).
         @usableFromInline let ignoredBits: UInt64
@@ -114,6 +117,7 @@ public struct RangeWalk: Sequence {
             isKernel = walk.mm.isKernel
             end = walk.end
             addr = walk.start
+            writeLocksVMAs = walk.lockMode == .write
             do { try walk.checkLock() } catch {
                 failure = error
                 addr = walk.end
