@@ -22,6 +22,10 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case lockConflict(String)
     /// The address space was torn down.
     case tornDown
+    /// Populating met a page whose fault fails, a guard or poison marker
+    /// (`__mm_populate()` gets -EFAULT; mlock(2) reports -ENOMEM). What
+    /// came before it is populated, the rest is not.
+    case faultFailed(address: UInt64, reason: String)
     /// An injected failure (tests): allocation of a page table failed.
     case allocationFailed(String)
 
@@ -41,6 +45,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .lockNotHeld(let s): return "lock not held: \(s)"
         case .lockConflict(let s): return "lock conflict: \(s)"
         case .tornDown: return "address space was torn down"
+        case .faultFailed(let a, let r): return "fault at \(hex(a)) fails: \(r)"
         case .allocationFailed(let s): return "allocation failed: \(s)"
         }
     }

@@ -185,6 +185,27 @@ extension ReferenceModel {
         if uffdWP { attrs.insert(.uffdWP) }
         if write { folios[cached]!.flags.insert(.dirty) }
         set(p, a, .present(ReferencePresent(target: .folio(cached, page: 0), attrs: attrs)))
+        if !write { faultAround(p, vma, a, file) }
+    }
+
+    /// Fault-around: the cached pages of the aligned window around a read
+    /// fault, inside the VMA and its PTE table, fill the none entries.
+    func faultAround(_ p: ReferenceProcess, _ vma: ReferenceVMA, _ a: UInt64, _ file: ReferenceFile) {
+        guard vma.flags.isDisjoint(with: [.uffdWP, .uffdMinor]) else { return }
+        let window = UInt64(options.faultAroundPages(tableEntries: Geometry.entriesPerTable)) << Geometry.pageShift
+        guard window > Geometry.pageSize else { return }
+        let table = pmdBase(a)
+        let lo = max(a & ~(window - 1), vma.start, table)
+        let hi = min(lo + window, vma.end, table + UInt64(Geometry.entriesPerTable) << Geometry.pageShift)
+        var x = lo
+        while x < hi {
+            defer { x += Geometry.pageSize }
+            guard x != a, p.pages[x] == nil, let f = file.cache[vma.pageIndex(x)],
+                  !folios[f]!.flags.contains(.hwpoison) else { continue }
+            var attrs = faultAttrs(vma, write: false, writable: vma.isShared && folios[f]!.flags.contains(.swapBacked))
+            if geometry.architecture == .arm64 { attrs.remove(.young) }
+            set(p, x, .present(ReferencePresent(target: .folio(f, page: 0), attrs: attrs)))
+        }
     }
 
     func mapNewAnon(_ p: ReferenceProcess, _ vma: ReferenceVMA, _ a: UInt64, _ attrs: LeafAttributes) {

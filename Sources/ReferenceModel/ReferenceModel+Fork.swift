@@ -15,6 +15,7 @@ extension ReferenceModel {
         for vma in p.vmas where !vma.flags.contains(.dontCopy) {
             let cv = vma.copy(start: vma.start, end: vma.end)
             cv.flags.subtract([.uffdWP, .uffdMissing, .uffdMinor, .locked, .lockOnFault])
+            if cv.hasAnonVMA { cv.anonVMA = ReferenceVMA.newAnonVMA() }   // anon_vma_fork()
             c.vmas.append(cv)
             if vma.flags.contains(.wipeOnFork) { cv.hasAnonVMA = false; continue }
             guard vma.hasAnonVMA || vma.flags.contains(.pfnMap) || vma.flags.contains(.mixedMap)

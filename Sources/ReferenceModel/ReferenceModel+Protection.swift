@@ -21,7 +21,12 @@ extension ReferenceModel {
         }
         for vma in try isolate(p, start, end) {
             var flags = vma.flags.subtracting(.access).union(access)
-            if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap { flags.insert(.account) }
+            if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap {
+                flags.insert(.account)
+            } else if !access.contains(.write) && vma.isAnonymous && !vma.hasAnonVMA {
+                // Never faulted: the commit charge goes back (mprotect_fixup()).
+                flags.remove(.account)
+            }
             vma.flags = flags
             if vma.isHugetlb {
                 if !vma.flags.contains(.write) {
@@ -73,21 +78,32 @@ extension ReferenceModel {
         }
     }
 
-    /// `AddressSpace.mlock`.
+    /// `AddressSpace.mlock`: every VMA locked first, then populated in
+    /// address order up to the first guard or poison marker.
     public func mlock(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
         let p = try alive(pid)
         defer { collect() }
         _ = try covered(p, start, end, "mlock")
-        for vma in try isolate(p, start, end) {
-            vma.flags.insert(.locked)
+        let vmas = try isolate(p, start, end)
+        for vma in vmas { vma.flags.insert(.locked) }
+        defer { merge(p, start, end) }
+        var failedAt: UInt64?
+        for vma in vmas {
             if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
             let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
             if vma.isHugetlb { try populateHugetlbRange(p, vma, vma.start, vma.end, write: write); continue }
             if vma.flags.intersection(.access).isEmpty { continue }
-            try faultPTEs(p, vma, vma.start, vma.end, write: write)
+            if failedAt != nil { try setMlocked(p, vma, true); continue }
+            let stop = p.pages.compactMap { (a, s) -> UInt64? in
+                guard a >= vma.start, a < vma.end, case .marker(let m) = s,
+                      m.contains(.guardRegion) || m.contains(.poisoned) else { return nil }
+                return a
+            }.min()
+            if (stop ?? vma.end) > vma.start { try faultPTEs(p, vma, vma.start, stop ?? vma.end, write: write) }
             try setMlocked(p, vma, true)
+            failedAt = stop
         }
-        merge(p, start, end)
+        if let failedAt { throw .faultFailed(address: failedAt, reason: "guard or poison marker met while populating for mlock") }
     }
 
     /// `AddressSpace.munlock`.

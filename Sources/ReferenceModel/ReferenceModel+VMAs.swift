@@ -39,9 +39,10 @@ extension ReferenceModel {
     }
 
     func canMerge(_ a: ReferenceVMA, _ b: ReferenceVMA) -> Bool {
-        guard a.end == b.start, a.flags == b.flags, a.name == b.name, a.policy == b.policy,
+        guard a.end == b.start, a.flags.subtracting(.sticky) == b.flags.subtracting(.sticky), a.name == b.name, a.policy == b.policy,
               a.protectionKey == b.protectionKey, a.hugePageSize == b.hugePageSize,
-              a.flags.intersection(ReferenceModel.specialFlags).isEmpty else { return false }
+              a.flags.intersection(ReferenceModel.specialFlags).isEmpty,
+              a.anonVMA == 0 || b.anonVMA == 0 || a.anonVMA == b.anonVMA else { return false }
         switch (a.backing, b.backing) {
         case (.anonymous, .anonymous): return true
         case (.file(let f, let o), .file(let g, let q)), (.shmem(let f, let o), .shmem(let g, let q)):
@@ -56,7 +57,8 @@ extension ReferenceModel {
             let a = p.vmas[i], b = p.vmas[i + 1]
             if canMerge(a, b) {
                 let m = a.copy(start: a.start, end: b.end)
-                m.hasAnonVMA = a.hasAnonVMA || b.hasAnonVMA
+                m.flags.formUnion(b.flags.intersection(.sticky))
+                m.anonVMA = a.anonVMA != 0 ? a.anonVMA : b.anonVMA
                 p.vmas.replaceSubrange(i...(i + 1), with: [m])
             } else {
                 i += 1
@@ -134,6 +136,7 @@ extension ReferenceModel {
                              protectionKey: protectionKey, hugePageSize: huge, hasAnonVMA: false)
         let i = p.vmas.firstIndex { $0.end > start } ?? p.vmas.count
         p.vmas.insert(v, at: i)
+        merge(p, start, end)
     }
 
     func newFile(_ real: FileObject?, shmem: Bool) -> ReferenceFile {

@@ -1,3 +1,4 @@
+import Synchronization
 import MemoryModel
 
 /// A reference folio's identity: assigned when the reference creates the
@@ -166,13 +167,21 @@ public final class ReferenceVMA: @unchecked Sendable, CustomStringConvertible {
     public let policy: MemoryPolicy
     public let protectionKey: Int
     public let hugePageSize: UInt64
-    public internal(set) var hasAnonVMA: Bool
+    /// Which anon_vma is attached (0: none): kept by split parts, new in a
+    /// fork child; VMAs with different ones do not merge.
+    var anonVMA: Int
+    public internal(set) var hasAnonVMA: Bool {
+        get { anonVMA != 0 }
+        set { anonVMA = newValue ? (anonVMA != 0 ? anonVMA : ReferenceVMA.newAnonVMA()) : 0 }
+    }
+    private static let anonVMASource = Atomic<Int>(0)
+    static func newAnonVMA() -> Int { anonVMASource.add(1, ordering: .relaxed).newValue }
 
     init(start: UInt64, end: UInt64, flags: VMFlags, backing: ReferenceBacking, name: String?, policy: MemoryPolicy,
-         protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool) {
+         protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool, anonVMA: Int = 0) {
         self.start = start; self.end = end; self.flags = flags; self.backing = backing; self.name = name
         self.policy = policy; self.protectionKey = protectionKey; self.hugePageSize = hugePageSize
-        self.hasAnonVMA = hasAnonVMA
+        self.anonVMA = anonVMA != 0 ? anonVMA : (hasAnonVMA ? ReferenceVMA.newAnonVMA() : 0)
     }
 
     func copy(start s: UInt64, end e: UInt64) -> ReferenceVMA {
@@ -184,7 +193,7 @@ public final class ReferenceVMA: @unchecked Sendable, CustomStringConvertible {
         case .anonymous: b = .anonymous
         }
         return ReferenceVMA(start: s, end: e, flags: flags, backing: b, name: name, policy: policy,
-                            protectionKey: protectionKey, hugePageSize: hugePageSize, hasAnonVMA: hasAnonVMA)
+                            protectionKey: protectionKey, hugePageSize: hugePageSize, hasAnonVMA: hasAnonVMA, anonVMA: anonVMA)
     }
 
     public var isAnonymous: Bool { if case .anonymous = backing { return true } else { return false } }

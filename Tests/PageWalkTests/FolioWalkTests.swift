@@ -35,10 +35,13 @@ import MemoryModel
 
     @Test func pmdAndHugeZeroFolios() throws {
         let mm = try makeSpace()
-        let thp = try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write], extraFlags: [.hugePage])
-        let zero = try mm.mmap(start: 2 * mb2, end: 3 * mb2, access: [.read, .write], extraFlags: [.hugePage])
+        try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write], extraFlags: [.hugePage])
+        try mm.mmap(start: 2 * mb2, end: 3 * mb2, access: [.read, .write], extraFlags: [.hugePage])
         try mm.populateTHP(mb2, 2 * mb2)
         try mm.populateTHP(2 * mb2, 3 * mb2, write: false)
+        // The two mappings are compatible neighbours, so they merged into one VMA.
+        let thp = try #require(mm.vma(containing: mb2)), zero = thp
+        #expect(thp.range == mb2..<(3 * mb2))
         try locked(mm) { () throws in
             let fw = try #require(try folioWalkStart(mm, thp, mb2 + 5 * page))
             #expect(fw.level == .pmd && fw.folio.order == 9 && fw.page?.pfn == fw.folio.pfn + 5)

@@ -28,49 +28,8 @@ import LiveKernel
     /// Compares the kernel's views of `mappings` with the model's.
     func compare(_ mirror: Mirror, _ mappings: [LiveMapping], thp: THPSettings? = nil,
                  sourceLocation: SourceLocation = #_sourceLocation) throws {
-        for m in mappings { try mirror.mirrorPageFlags(m) }
-        let kernelSmaps = try KernelView.smaps()
-        var kernelNuma = try KernelView.numaMaps()
-        var options = mirror.host.procOptions()
-        if let thp { options.thp = thp }
-        var ours = KernelView.blocks(try Smaps.text(mirror.mm, options: options))
-        if !mirror.host.marksMaybeGuard {
-            // A guard-region kernel before VM_MAYBE_GUARD prints no `gu`.
-            print("LIVE host kernel does not mark VM_MAYBE_GUARD: `gu` left out of the model's VmFlags")
-            ours = ours.mapValues { $0.replacingOccurrences(of: " gu ", with: " ") }
-        }
-        var oursNuma: [UInt64: String] = [:]
-        for line in try NumaMaps.text(mirror.mm, options: options).split(separator: "\n") {
-            oursNuma[UInt64(line.split(separator: " ")[0], radix: 16)!] = String(line) + "\n"
-        }
-        if mirror.host.numaNodes > 1 {
-            // The kernel's node choice per page is its own: per-node counts
-            // are compared as their sum.
-            print("LIVE host has \(mirror.host.numaNodes) NUMA nodes: numa_maps N<node>= counts compared as a sum")
-            for (k, v) in kernelNuma { kernelNuma[k] = KernelView.summingNodes(v) }
-            for (k, v) in oursNuma { oursNuma[k] = KernelView.summingNodes(v) }
-        }
-        for m in mappings {
-            let k = try #require(kernelSmaps[m.start], "kernel has no VMA at \(m)", sourceLocation: sourceLocation)
-            #expect(ours[m.start] == k, "smaps of \(m):\n--- kernel\n\(k)--- model\n\(ours[m.start] ?? "none")", sourceLocation: sourceLocation)
-            #expect(oursNuma[m.start] == kernelNuma[m.start],
-                    "numa_maps of \(m):\n kernel \(kernelNuma[m.start] ?? "none") model  \(oursNuma[m.start] ?? "none")",
-                    sourceLocation: sourceLocation)
-            let kernelWords = try KernelView.pagemap(m)
-            let ourWords = try Pagemap.words(mirror.mm, m.start..<m.end, privileged: true)
-            let ourUnprivileged = try Pagemap.words(mirror.mm, m.start..<m.end, privileged: false)
-            var mismatches: [String] = []
-            for i in kernelWords.indices {
-                let k = kernelWords[i], o = ourWords[i]
-                // PFNs and swap offsets are the kernel's choice: masked.
-                let masked = k & PagemapBits.present != 0 || (k & PagemapBits.swap != 0 && k & PagemapBits.guardRegion == 0)
-                let mask = masked ? ~PagemapBits.pfnMask : ~0
-                if k & mask != o & mask || ourUnprivileged[i] != o & ~PagemapBits.pfnMask {
-                    mismatches.append("page \(i): kernel 0x\(String(k, radix: 16)) model 0x\(String(o, radix: 16))")
-                }
-            }
-            #expect(mismatches.isEmpty, "pagemap of \(m): \(mismatches.prefix(6))", sourceLocation: sourceLocation)
-        }
+        let problems = try LiveComparison.mismatches(mirror, mappings.map { $0.start..<$0.end }, thp: thp)
+        for p in problems { Issue.record(Comment(rawValue: p), sourceLocation: sourceLocation) }
     }
 
     /// The gate VMA as this host's kernel shows it to this process: smaps

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import Glibc
 @testable import MemoryModel
@@ -71,19 +72,23 @@ final class FencedMappings {
     }
 
     /// A file of `size` bytes in `directory` (written and fsync'ed, so its
-    /// page cache is clean), mapped private or shared.
+    /// page cache is clean), mapped private or shared. Written one page per
+    /// call: the page cache then holds order-0 folios, as the mirror's file
+    /// does (a larger write lets tmpfs and ext4 allocate large folios, which
+    /// a fault maps whole).
     func file(_ size: Int, shared: Bool, directory: String = "/tmp", shmem: Bool = false) throws -> LiveMapping {
-        let path = "\(directory)/pagewalk-procfs-\(getpid())-\(paths.count)"
+        let path = "\(directory)/pagewalk-procfs-\(getpid())-\(Self.fileSerial.add(1, ordering: .relaxed).newValue)"
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw LiveMappingError.unavailable(feature: path, reason: String(cString: strerror(errno))) }
         paths.append(path)
         defer { close(fd) }
-        let block = [UInt8](repeating: 0x41, count: size)
-        _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, size) }
+        let block = [UInt8](repeating: 0x41, count: Self.page)
+        for _ in 0..<(size / Self.page) { _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, Self.page) } }
         fsync(fd)
         return try mapFixed(size, alignment: Self.page, flags: shared ? MAP_SHARED : MAP_PRIVATE, fd: fd,
                             kind: shmem ? .shmem : (shared ? .fileShared : .filePrivate), path: path)
     }
+    private static let fileSerial = Atomic<Int>(0)
 
     func touch(_ m: LiveMapping, write: Bool, pages: Range<Int>? = nil) {
         live.touch(m, write: write, offset: (pages?.lowerBound ?? 0) * Self.page,
@@ -216,3 +221,71 @@ final class Mirror {
         }
     }
 }
+
+/// The kernel's views of parts of this process against the mirror's.
+enum LiveComparison {
+    /// Every difference between the kernel's smaps blocks, numa_maps lines
+    /// and pagemap words for the VMAs starting in `ranges` and the model's,
+    /// each described; empty when they agree. The LRU and dirty state of
+    /// each mapped page is first copied from /proc/kpageflags (reclaim and
+    /// writeback decide it, and the model runs neither); PFNs and swap
+    /// offsets are masked (the kernel's allocation choices).
+    static func mismatches(_ mirror: Mirror, _ ranges: [Range<UInt64>], thp: THPSettings? = nil) throws -> [String] {
+        for r in ranges {
+            try mirror.mirrorPageFlags(LiveMapping(address: UInt(r.lowerBound), size: r.count, kind: .anonymous))
+        }
+        let kernelSmaps = try KernelView.smaps()
+        var kernelNuma = try KernelView.numaMaps()
+        var options = mirror.host.procOptions()
+        if let thp { options.thp = thp }
+        var ours = KernelView.blocks(try Smaps.text(mirror.mm, options: options))
+        if !mirror.host.marksMaybeGuard {
+            // A guard-region kernel before VM_MAYBE_GUARD prints no `gu`.
+            print("LIVE host kernel does not mark VM_MAYBE_GUARD: `gu` left out of the model's VmFlags")
+            ours = ours.mapValues { $0.replacingOccurrences(of: " gu ", with: " ") }
+        }
+        var oursNuma: [UInt64: String] = [:]
+        for line in try NumaMaps.text(mirror.mm, options: options).split(separator: "\n") {
+            oursNuma[UInt64(line.split(separator: " ")[0], radix: 16)!] = String(line) + "\n"
+        }
+        if mirror.host.numaNodes > 1 {
+            // The kernel's node choice per page is its own: per-node counts
+            // are compared as their sum.
+            print("LIVE host has \(mirror.host.numaNodes) NUMA nodes: numa_maps N<node>= counts compared as a sum")
+            for (k, v) in kernelNuma { kernelNuma[k] = KernelView.summingNodes(v) }
+            for (k, v) in oursNuma { oursNuma[k] = KernelView.summingNodes(v) }
+        }
+        var out: [String] = []
+        for r in ranges {
+            let kStarts = Set(kernelSmaps.keys.filter { r.contains($0) }), oStarts = Set(ours.keys.filter { r.contains($0) })
+            if kStarts.isEmpty { out.append("kernel has no VMA in \(hx(r.lowerBound))-\(hx(r.upperBound))") }
+            for start in kStarts.union(oStarts).sorted() {
+                if ours[start] != kernelSmaps[start] {
+                    out.append("smaps of the VMA at \(hx(start)):\n--- kernel\n\(kernelSmaps[start] ?? "none\n")--- model\n\(ours[start] ?? "none\n")")
+                }
+                if oursNuma[start] != kernelNuma[start] {
+                    out.append("numa_maps of the VMA at \(hx(start)):\n kernel \(kernelNuma[start] ?? "none\n") model  \(oursNuma[start] ?? "none\n")")
+                }
+            }
+            let m = LiveMapping(address: UInt(r.lowerBound), size: r.count, kind: .anonymous)
+            let kernelWords = try KernelView.pagemap(m)
+            let ourWords = try Pagemap.words(mirror.mm, r, privileged: true)
+            let ourUnprivileged = try Pagemap.words(mirror.mm, r, privileged: false)
+            var words: [String] = []
+            for i in kernelWords.indices {
+                let k = kernelWords[i], o = i < ourWords.count ? ourWords[i] : 0
+                let masked = k & PagemapBits.present != 0 || (k & PagemapBits.swap != 0 && k & PagemapBits.guardRegion == 0)
+                let mask = masked ? ~PagemapBits.pfnMask : ~0
+                let unprivileged = i < ourUnprivileged.count ? ourUnprivileged[i] : 0
+                if k & mask != o & mask || unprivileged != o & ~PagemapBits.pfnMask {
+                    words.append("page \(hx(r.lowerBound + UInt64(i) * 4096)): kernel 0x\(String(k, radix: 16)) model 0x\(String(o, radix: 16))")
+                }
+            }
+            if !words.isEmpty { out.append("pagemap: \(words.count) words differ: \(words.prefix(6))") }
+        }
+        return out
+    }
+}
+
+/// Hexadecimal, as the kernel prints addresses.
+func hx(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }

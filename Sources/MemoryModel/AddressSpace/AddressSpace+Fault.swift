@@ -128,7 +128,11 @@ extension AddressSpace {
             try faultPTE(vma, t, i, start + UInt64(i - first) << Geometry.pageShift, write: write)
         }
         guard vma.isAnonymous && write else {
-            for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
+            // The none entries as they were before any fault: one fault's
+            // fault-around may map the next ones, which the access then
+            // finds present (and makes young).
+            let none = (first..<(first + count)).filter { e[$0].load(ordering: .relaxed) == 0 }
+            for i in none {
                 try faultPTE(vma, t, i, start + UInt64(i - first) << Geometry.pageShift, write: write)
             }
             return
@@ -252,6 +256,35 @@ extension AddressSpace {
         if uffdWP { attrs.insert(.uffdWP) }
         if write { cached.folio.setFlags(.dirty, true) }
         mapPage(t, i, cached, attrs)
+        if !write { faultAround(vma, t, i, address, file) }
+    }
+
+    /// Fault-around (`do_fault_around()`, `filemap_map_pages()`): a read
+    /// fault also maps the file's cached pages in the aligned window around
+    /// it, within the VMA and the PTE table. Only none entries are filled
+    /// (markers and swap entries stay), and only with pages that are up to
+    /// date, not poisoned and not locked by someone else. Userfaultfd
+    /// write-protect and minor VMAs do without, so every fault reaches
+    /// user space. arm64 maps the prefaulted pages old, x86 young.
+    private func faultAround(_ vma: VMA, _ t: TableID, _ i: Int, _ address: UInt64, _ file: FileObject) {
+        guard vma.flags.isDisjoint(with: [.uffdWP, .uffdMinor]) else { return }
+        let n = options.faultAroundPages(tableEntries: Geometry.entriesPerTable)
+        guard n > 1 else { return }
+        let offset = Int((address - vma.start) >> Geometry.pageShift)
+        let vmaPages = Int(vma.size >> Geometry.pageShift)
+        let from = max(i & ~(n - 1), i - min(i, offset))
+        let to = min(from + n, Geometry.entriesPerTable, i - offset + vmaPages)
+        let e = arena.entries(t)
+        for j in from..<to where j != i && e[j].load(ordering: .relaxed) == 0 {
+            let a = j < i ? address - UInt64(i - j) << Geometry.pageShift : address + UInt64(j - i) << Geometry.pageShift
+            guard let pfn = file.cachedPFN(vma.pageIndex(a)), let page = memory.page(pfn) else { continue }
+            let f = page.folio
+            guard f.test(.uptodate), !page.isHWPoison, f.tryLock() else { continue }
+            defer { f.unlock() }
+            var attrs = faultAttributes(vma, write: false, writable: vma.isShared && f.test(.swapBacked))
+            if layout.architecture == .arm64 { attrs.remove(.young) }   // arch_wants_old_prefaulted_pte()
+            mapPage(t, j, page, attrs)
+        }
     }
 
     /// Maps a fresh exclusive anonymous order-0 folio.
@@ -270,6 +303,15 @@ extension AddressSpace {
         page.folio.addRef(1)
         storePTE(t, i, layout.leaf(pfn: page.pfn, level: .pte, attrs))
         if let c = rssCounter(for: page.folio) { addRSS(c, 1) }
+    }
+
+    /// Brings pages `indexes` of `file` into the page cache without mapping
+    /// them, as `read(2)` or `write(2)` do (`filemap_read()`,
+    /// `generic_perform_write()`); a later read fault finds them, and so
+    /// does fault-around.
+    public func cachePages(of file: FileObject, _ indexes: Range<UInt64>, node: Int = 0) throws(ModelError) {
+        try checkAlive()
+        for index in indexes { _ = try pageCacheFolio(file, index, node: node) }
     }
 
     /// The page-cache page of `file` at `index`, read in (allocated) if

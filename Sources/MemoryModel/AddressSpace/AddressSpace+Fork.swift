@@ -23,6 +23,7 @@ extension AddressSpace {
                 for vma in vmaList where !vma.flags.contains(.dontCopy) {
                     let c = vma.copy(start: vma.start, end: vma.end)
                     c.flags.subtract([.uffdWP, .uffdMissing, .uffdMinor, .locked, .lockOnFault])
+                    if c.hasAnonVMA { c.anonVMAIdentity = VMA.newAnonVMA() }
                     child.changeVMAs { $0.append(c) }
                     if vma.flags.contains(.wipeOnFork) { c.hasAnonVMA = false; continue }
                     // vma_needs_copy(): anonymous pages, PFN maps, and VMAs that

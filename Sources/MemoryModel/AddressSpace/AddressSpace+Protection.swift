@@ -25,7 +25,12 @@ extension AddressSpace {
             for vma in Array(try isolateVMAs(start, end)) {
                 vmaStartWrite(vma)
                 var flags = vma.flags.subtracting(.access).union(access)
-                if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap { flags.insert(.account) }
+                if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap {
+                    flags.insert(.account)
+                } else if !access.contains(.write) && vma.isAnonymous && !vma.hasAnonVMA {
+                    // Never faulted: the commit charge goes back (mprotect_fixup()).
+                    flags.remove(.account)
+                }
                 vma.flags = flags
                 if vma.isHugetlb { try changeHugetlbProtection(vma); continue }
                 try changeProtection(vma)
@@ -108,25 +113,50 @@ extension AddressSpace {
         }
     }
 
-    /// `mlock()`: marks the VMAs VM_LOCKED (splitting at the edges), faults
-    /// every page in (`__mm_populate()`: a write fault for private writable
-    /// mappings) and mlocks the folios mapped wholly inside each VMA.
+    /// `mlock()`: marks the VMAs VM_LOCKED (splitting at the edges) and
+    /// mlocks what they map (`mlock_fixup()`), then faults every page in
+    /// (`__mm_populate()`: a write fault for private writable mappings).
+    /// Populating stops at the first guard or poison marker: the VMAs stay
+    /// locked, the pages after it unpopulated, and the call fails.
     public func mlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "mlock")
-            for vma in Array(try isolateVMAs(start, end)) {
+            let vmas = Array(try isolateVMAs(start, end))
+            for vma in vmas {
                 vmaStartWrite(vma)
                 vma.flags.insert(.locked)
+            }
+            defer { mergeVMAs(around: start, end) }
+            var failedAt: UInt64?
+            for vma in vmas {
                 if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
                 let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
                 if vma.isHugetlb { try populateHugetlbLocked(vma, vma.start, vma.end, write: write); continue }
                 if vma.flags.intersection(.access).isEmpty { continue }
-                try faultPTEs(vma, vma.start, vma.end, write: write)
+                if failedAt != nil { try setMlocked(vma, true); continue }
+                let stop = try firstUnfaultableMarker(vma.start, vma.end)
+                if (stop ?? vma.end) > vma.start { try faultPTEs(vma, vma.start, stop ?? vma.end, write: write) }
                 try setMlocked(vma, true)
+                failedAt = stop
             }
-            mergeVMAs(around: start, end)
+            if let failedAt { throw .faultFailed(address: failedAt, reason: "guard or poison marker met while populating for mlock") }
         }
+    }
+
+    /// The first PTE in `[start, end)` holding a guard or poison marker,
+    /// where a populating fault gives up (`VM_FAULT_SIGSEGV`, `VM_FAULT_HWPOISON`).
+    private func firstUnfaultableMarker(_ start: UInt64, _ end: UInt64) throws(ModelError) -> UInt64? {
+        var first: UInt64?
+        try forEachPTE(start, end, pmd: { _, _, _ in .skip }) { (t, i, a) throws(ModelError) in
+            guard first == nil else { return }
+            let w = arena.entries(t)[i].load(ordering: .relaxed)
+            guard w != 0, !layout.isPresent(w, .pte),
+                  case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf,
+                  m.contains(.guardRegion) || m.contains(.poisoned) else { return }
+            first = a
+        }
+        return first
     }
 
     /// `munlock()`: clears VM_LOCKED and the folios' mlocked state.

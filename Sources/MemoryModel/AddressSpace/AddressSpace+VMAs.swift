@@ -19,7 +19,8 @@ extension AddressSpace {
     static let specialFlags: VMFlags = [.io, .dontExpand, .pfnMap, .mixedMap]
 
     /// Creates a VMA (`mmap()` without MAP_FIXED replacement): the range
-    /// must be free.
+    /// must be free. The new VMA merges with compatible neighbours, as the
+    /// kernel's does; the VMA returned is the one holding the range then.
     @discardableResult
     public func mmap(start: UInt64, end: UInt64, access: VMFlags, shared: Bool = false,
                      kind: MappingKind = .anonymous, name: String? = nil, extraFlags: VMFlags = [],
@@ -94,7 +95,9 @@ extension AddressSpace {
                       protectionKey: protectionKey, hugePageSize: hugeSize)
         let i = firstVMAIndex(endingAfter: start)
         changeVMAs { $0.insert(vma, at: i) }
-        return vma
+        // A new mapping merges with compatible neighbours (vma_merge_new_range()).
+        mergeVMAs(around: start, end)
+        return self.vma(containing: start) ?? vma
     }
 
     private static let anonInodes = AnonInodeCounter()
@@ -125,12 +128,14 @@ extension AddressSpace {
         return vmas(intersecting: start, end)
     }
 
-    /// Whether two adjacent VMAs may merge (`is_mergeable_vma()` and the
-    /// anon_vma / file offset checks).
+    /// Whether two adjacent VMAs may merge (`is_mergeable_vma()`, and the
+    /// anon_vma and file offset checks: an anon_vma on at most one side, or
+    /// the same one on both).
     func canMerge(_ a: VMA, _ b: VMA) -> Bool {
-        guard a.end == b.start, a.flags == b.flags, a.name == b.name, a.policy == b.policy,
+        guard a.end == b.start, a.flags.subtracting(.sticky) == b.flags.subtracting(.sticky), a.name == b.name, a.policy == b.policy,
               a.protectionKey == b.protectionKey, a.hugePageSize == b.hugePageSize,
-              a.flags.intersection(AddressSpace.specialFlags).isEmpty else { return false }
+              a.flags.intersection(AddressSpace.specialFlags).isEmpty,
+              a.anonVMAIdentity == 0 || b.anonVMAIdentity == 0 || a.anonVMAIdentity == b.anonVMAIdentity else { return false }
         switch (a.backing, b.backing) {
         case (.anonymous, .anonymous): return true
         case (.file(let f, let o), .file(let g, let p)), (.shmem(let f, let o), .shmem(let g, let p)):
@@ -146,7 +151,8 @@ extension AddressSpace {
             let a = vmaList[i], b = vmaList[i + 1]
             if canMerge(a, b) {
                 let m = a.copy(start: a.start, end: b.end)
-                m.hasAnonVMA = a.hasAnonVMA || b.hasAnonVMA
+                m.flags.formUnion(b.flags.intersection(.sticky))
+                m.anonVMAIdentity = a.anonVMAIdentity != 0 ? a.anonVMAIdentity : b.anonVMAIdentity
                 changeVMAs { $0.replaceSubrange(i...(i + 1), with: [m]) }
             } else {
                 i += 1

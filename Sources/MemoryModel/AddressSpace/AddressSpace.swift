@@ -42,12 +42,29 @@ public struct AddressSpaceOptions: Sendable, Hashable {
     /// mm has none, and so has every arm64 process (anything else is
     /// refused on arm64).
     public var vsyscall: VsyscallMode
+    /// `/sys/kernel/debug/fault_around_bytes` (default 64 KiB): a read
+    /// fault on a file or shmem VMA also maps the cached pages around it.
+    /// At most one page-table page's reach; one page or less turns it off.
+    public var faultAroundBytes: UInt64
 
     public init(softDirty: Bool = true, useHugeZeroPage: Bool = true, foldContiguousPTEs: Bool = true,
-                pid: Int = 1, name: String = "process", vsyscall: VsyscallMode = .none) {
+                pid: Int = 1, name: String = "process", vsyscall: VsyscallMode = .none,
+                faultAroundBytes: UInt64 = AddressSpaceOptions.defaultFaultAroundBytes) {
         self.softDirty = softDirty; self.useHugeZeroPage = useHugeZeroPage
         self.foldContiguousPTEs = foldContiguousPTEs; self.pid = pid; self.name = name
-        self.vsyscall = vsyscall
+        self.vsyscall = vsyscall; self.faultAroundBytes = faultAroundBytes
+    }
+
+    /// The kernel's default `fault_around_bytes`.
+    public static let defaultFaultAroundBytes: UInt64 = 64 << 10
+
+    /// Pages one fault-around maps at most (`fault_around_pages`: the
+    /// bytes rounded down to a power of two pages, capped at one PTE table).
+    package func faultAroundPages(tableEntries: Int) -> Int {
+        let pages = faultAroundBytes >> Geometry.pageShift
+        guard pages > 1 else { return 1 }
+        let pow2 = 1 << (63 - pages.leadingZeroBitCount)
+        return min(pow2, tableEntries)
     }
 }
 

@@ -32,6 +32,9 @@ public struct VMFlags: OptionSet, Hashable, Sendable {
     public static let wipeOnFork = VMFlags(rawValue: 0x2000000)
     public static let dontDump = VMFlags(rawValue: 0x4000000)
     public static let softDirty = VMFlags(rawValue: 0x8000000)
+    /// `VM_STICKY`: flags that never stop two VMAs from merging
+    /// (`VM_IGNORE_MERGE`) and that the merged VMA keeps from either side.
+    public static let sticky: VMFlags = [.softDirty, .maybeGuard]
     public static let mixedMap = VMFlags(rawValue: 0x10000000)
     public static let hugePage = VMFlags(rawValue: 0x20000000)
     public static let noHugePage = VMFlags(rawValue: 0x40000000)
@@ -109,24 +112,39 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     public let hugePageSize: UInt64
     /// Whether an anon_vma is attached: some anonymous page was faulted here
     /// (fork copies page tables only for such VMAs). Set by faults running
-    /// under the mmap read lock, hence atomic (`anon_vma_prepare()`).
+    /// under a VMA lock or the mmap read lock, hence atomic
+    /// (`anon_vma_prepare()`).
     public internal(set) var hasAnonVMA: Bool {
+        get { anonVMA.load(ordering: .relaxed) != 0 }
+        set {
+            if !newValue { anonVMA.store(0, ordering: .relaxed); return }
+            if anonVMA.load(ordering: .relaxed) != 0 { return }
+            _ = anonVMA.compareExchange(expected: 0, desired: VMA.newAnonVMA(), ordering: .relaxed)
+        }
+    }
+    /// Which anon_vma is attached (0: none). Split parts keep it; a fork
+    /// child gets its own (`anon_vma_fork()`); two VMAs with different ones
+    /// never merge (`is_mergeable_anon_vma()`).
+    package internal(set) var anonVMAIdentity: Int {
         get { anonVMA.load(ordering: .relaxed) }
         set { anonVMA.store(newValue, ordering: .relaxed) }
     }
-    private let anonVMA = Atomic<Bool>(false)
+    private let anonVMA = Atomic<Int>(0)
+    private static let anonVMASource = Atomic<Int>(0)
+    static func newAnonVMA() -> Int { anonVMASource.add(1, ordering: .relaxed).newValue }
     /// The hugetlb VMA lock (`hugetlb_vma_lock`).
     public let hugetlbLock = ReadWriteLock()
     /// The per-VMA lock (`vm_refcnt`, `vm_lock_seq`).
     public let vmaLock = VMALock()
 
     init(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
-         policy: MemoryPolicy, protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool = false) {
+         policy: MemoryPolicy, protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool = false,
+         anonVMAIdentity: Int = 0) {
         self.start = start; self.end = end; self.backing = backing
         flagWord.store(flags.rawValue, ordering: .relaxed)
         self.name = name; self.policy = policy; self.protectionKey = protectionKey
         self.hugePageSize = hugePageSize
-        anonVMA.store(hasAnonVMA, ordering: .relaxed)
+        anonVMA.store(anonVMAIdentity != 0 ? anonVMAIdentity : (hasAnonVMA ? VMA.newAnonVMA() : 0), ordering: .relaxed)
     }
 
     /// A copy of this VMA for `[start, end)` (a split part, or a fork copy).
@@ -139,7 +157,7 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
         case .anonymous: b = .anonymous
         }
         return VMA(start: start, end: end, flags: flags, backing: b, name: name, policy: policy,
-                   protectionKey: protectionKey, hugePageSize: hugePageSize, hasAnonVMA: hasAnonVMA)
+                   protectionKey: protectionKey, hugePageSize: hugePageSize, anonVMAIdentity: anonVMAIdentity)
     }
 
     @inlinable public var range: Range<UInt64> { start..<end }

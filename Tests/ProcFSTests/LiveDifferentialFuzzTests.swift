@@ -1,0 +1,345 @@
+import Testing
+import Foundation
+import Glibc
+@testable import MemoryModel
+import PageWalk
+import LiveKernel
+import TestKit
+@testable import ProcFS
+
+/// Seeded random sequences of what user space can do to its memory, run
+/// twice: for real, on mappings of this process, and on the model's mirror
+/// of them. After every step the kernel's smaps and numa_maps blocks and
+/// pagemap words of the fuzzed mappings must equal the model's, and so must
+/// the step's outcome (0, or the errno the model's typed error stands for).
+///
+/// Knobs: `PAGEWALK_LIVE_FUZZ_SEED` (first seed), `PAGEWALK_LIVE_FUZZ_ITERATIONS`
+/// (sequences), `PAGEWALK_LIVE_FUZZ_STEPS` (operations per sequence). A
+/// mismatch prints the seed and a shrunk sequence that still fails.
+///
+/// The fuzzed memory: a private anonymous mapping, a private file mapping and
+/// a shared /dev/shm (shmem) mapping, each fenced by PROT_NONE reservations.
+/// Operations: read and write touches, MADV_DONTNEED, MADV_FREE, mprotect
+/// (none, read, read-write), mlock, munlock, MADV_GUARD_INSTALL,
+/// MADV_GUARD_REMOVE, a fresh anonymous mmap over part of the anonymous
+/// mapping (MAP_FIXED: munmap and mmap), and fork with the child writing
+/// pages. Ranges stay inside one fuzzed mapping, so no call meets a gap.
+@Suite(.serialized) struct LiveDifferentialFuzzTests {
+    static func knob(_ name: String) -> UInt64? {
+        guard let s = ProcessInfo.processInfo.environment[name]?.trimmingCharacters(in: .whitespaces) else { return nil }
+        return s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
+    }
+    static var firstSeed: UInt64 { knob("PAGEWALK_LIVE_FUZZ_SEED") ?? 0x11FE_0000 }
+    static var iterations: Int { Int(knob("PAGEWALK_LIVE_FUZZ_ITERATIONS") ?? 4) }
+    static var steps: Int { Int(knob("PAGEWALK_LIVE_FUZZ_STEPS") ?? 24) }
+
+    @Test func randomSequencesAgreeWithTheKernel() throws {
+        guard getuid() == 0 else { try Test.cancel("needs root: /proc/kpageflags gives the pages' LRU state") }
+        guard HostFacts.current().guardRegions else { try Test.cancel("this kernel has no guard regions") }
+        let began = Date()
+        var totalSteps = 0
+        for k in 0..<Self.iterations {
+            let seed = Self.firstSeed &+ UInt64(k)
+            var rng = SeededRandom(seed: seed)
+            let ops = (0..<Self.steps).map { _ in LiveFuzzOp.random(&rng) }
+            let outcome = try LiveFuzzRun.run(ops)
+            totalSteps += outcome.steps
+            guard let failure = outcome.failure else { continue }
+            let minimal = try LiveFuzzRun.shrink(Array(ops[...max(failure.step, 0)]))
+            Issue.record("""
+                live fuzz mismatch, seed \(hx(seed)) (reproduce: PAGEWALK_LIVE_FUZZ_SEED=\(hx(seed)) \
+                PAGEWALK_LIVE_FUZZ_ITERATIONS=1 PAGEWALK_LIVE_FUZZ_STEPS=\(Self.steps) \
+                swift test --filter LiveDifferentialFuzzTests), at step \(failure.step) (\(ops[failure.step])):
+                \(failure.problems.prefix(3).joined(separator: "\n"))
+                minimal sequence (\(minimal.count) ops):
+                \(minimal.map { "  \($0)" }.joined(separator: "\n"))
+                """)
+            return
+        }
+        let elapsed = Date().timeIntervalSince(began)
+        print("[live fuzz] \(Self.iterations) sequences, \(totalSteps) steps from seed \(hx(Self.firstSeed)) in "
+              + "\(String(format: "%.1f", elapsed)) s: \(String(format: "%.1f", Double(totalSteps) / elapsed)) steps/s, no mismatch")
+    }
+
+    /// The shrinker keeps what the failure needs: a sequence whose mismatch
+    /// needs two operations shrinks to those two.
+    @Test func shrinkingKeepsTheFailingPair() {
+        let ops: [LiveFuzzOp] = [.touch(.anonymous, 0..<4, write: true), .mprotect(.file, 1..<2, .none),
+                                 .dontNeed(.anonymous, 0..<1), .mlock(.shmem, 0..<2), .touch(.file, 3..<4, write: false)]
+        let minimal = LiveFuzzRun.shrink(ops) { seq in
+            seq.contains { if case .mprotect = $0 { return true }; return false }
+                && seq.contains { if case .mlock = $0 { return true }; return false }
+        }
+        #expect(minimal.count == 2)
+    }
+}
+
+/// The fuzzed mappings.
+enum LiveFuzzSlot: CaseIterable, CustomStringConvertible {
+    case anonymous, file, shmem
+    var pages: Int {
+        switch self {
+        case .anonymous: return 96
+        case .file, .shmem: return 32
+        }
+    }
+    var description: String {
+        switch self {
+        case .anonymous: return "anon"
+        case .file: return "file"
+        case .shmem: return "shmem"
+        }
+    }
+}
+
+/// One step a user-space program could take.
+enum LiveFuzzOp: CustomStringConvertible {
+    enum Protection: CustomStringConvertible {
+        case none, read, readWrite
+        var prot: Int32 {
+            switch self {
+            case .none: return PROT_NONE
+            case .read: return PROT_READ
+            case .readWrite: return PROT_READ | PROT_WRITE
+            }
+        }
+        var access: VMFlags {
+            switch self {
+            case .none: return []
+            case .read: return [.read]
+            case .readWrite: return [.read, .write]
+            }
+        }
+        var description: String {
+            switch self {
+            case .none: return "PROT_NONE"
+            case .read: return "PROT_READ"
+            case .readWrite: return "PROT_READ|PROT_WRITE"
+            }
+        }
+    }
+
+    case touch(LiveFuzzSlot, Range<Int>, write: Bool)
+    case dontNeed(LiveFuzzSlot, Range<Int>)
+    case free(LiveFuzzSlot, Range<Int>)
+    case mprotect(LiveFuzzSlot, Range<Int>, Protection)
+    case mlock(LiveFuzzSlot, Range<Int>)
+    case munlock(LiveFuzzSlot, Range<Int>)
+    case guardInstall(LiveFuzzSlot, Range<Int>)
+    case guardRemove(LiveFuzzSlot, Range<Int>)
+    /// mmap(MAP_FIXED) of fresh anonymous read-write memory over pages of the
+    /// anonymous mapping.
+    case remap(Range<Int>)
+    /// fork; the child writes the pages (of a mapping the child can write)
+    /// and exits.
+    case fork(LiveFuzzSlot, Range<Int>)
+
+    static func random(_ rng: inout SeededRandom) -> LiveFuzzOp {
+        let slot = LiveFuzzSlot.allCases[Int.random(in: 0..<3, using: &rng)]
+        let first = Int.random(in: 0..<slot.pages, using: &rng)
+        let count = Int.random(in: 1...min(slot.pages - first, Bool.random(using: &rng) ? 4 : 40), using: &rng)
+        let r = first..<(first + count)
+        switch Int.random(in: 0..<20, using: &rng) {
+        case 0..<6: return .touch(slot, r, write: Int.random(in: 0..<3, using: &rng) > 0)
+        case 6, 7: return .dontNeed(slot, r)
+        case 8: return .free(slot, r)
+        case 9, 10: return .mprotect(slot, r, [.none, .read, .readWrite, .readWrite][Int.random(in: 0..<4, using: &rng)])
+        case 11: return .mlock(slot, r)
+        case 12: return .munlock(slot, r)
+        case 13, 14: return .guardInstall(slot, r)
+        case 15, 16: return .guardRemove(slot, r)
+        case 17, 18:
+            let a = Int.random(in: 0..<LiveFuzzSlot.anonymous.pages, using: &rng)
+            return .remap(a..<min(LiveFuzzSlot.anonymous.pages, a + Int.random(in: 1...16, using: &rng)))
+        default: return .fork(slot, r)
+        }
+    }
+
+    var description: String {
+        func p(_ r: Range<Int>) -> String { "pages \(r.lowerBound)..<\(r.upperBound)" }
+        switch self {
+        case .touch(let s, let r, let w): return "\(w ? "write" : "read") \(s) \(p(r))"
+        case .dontNeed(let s, let r): return "MADV_DONTNEED \(s) \(p(r))"
+        case .free(let s, let r): return "MADV_FREE \(s) \(p(r))"
+        case .mprotect(let s, let r, let prot): return "mprotect \(s) \(p(r)) \(prot)"
+        case .mlock(let s, let r): return "mlock \(s) \(p(r))"
+        case .munlock(let s, let r): return "munlock \(s) \(p(r))"
+        case .guardInstall(let s, let r): return "MADV_GUARD_INSTALL \(s) \(p(r))"
+        case .guardRemove(let s, let r): return "MADV_GUARD_REMOVE \(s) \(p(r))"
+        case .remap(let r): return "mmap MAP_FIXED anon \(p(r))"
+        case .fork(let s, let r): return "fork, child writes \(s) \(p(r))"
+        }
+    }
+}
+
+/// One run of a sequence against fresh mappings and a fresh mirror.
+enum LiveFuzzRun {
+    struct Failure { let step: Int; let problems: [String] }
+    struct Outcome { let steps: Int; let failure: Failure? }
+
+    /// The live mappings and their mirror.
+    final class World {
+        let fence: FencedMappings
+        let mirror: Mirror
+        var mappings: [LiveFuzzSlot: LiveMapping] = [:]
+
+        init() throws {
+            fence = try FencedMappings()
+            mirror = try Mirror()
+            let anon = try fence.anonymous(LiveFuzzSlot.anonymous.pages * 4096)
+            try mirror.map(anon)
+            let file = try fence.file(LiveFuzzSlot.file.pages * 4096, shared: false)
+            let shm = try fence.file(LiveFuzzSlot.shmem.pages * 4096, shared: true, directory: "/dev/shm", shmem: true)
+            let kernel = try KernelView.smaps()
+            // Both files were written with write(2): every page is in the
+            // page cache before the first fault, which fault-around sees.
+            let fileObject = try mirror.file(of: file, kernel: kernel, shmem: false)
+            let shmObject = try mirror.file(of: shm, kernel: kernel, shmem: true)
+            try mirror.mm.cachePages(of: fileObject, 0..<UInt64(LiveFuzzSlot.file.pages))
+            try mirror.mm.cachePages(of: shmObject, 0..<UInt64(LiveFuzzSlot.shmem.pages))
+            try mirror.map(file, kind: .file(fileObject, offset: 0))
+            try mirror.map(shm, shared: true, kind: .shmem(shmObject, offset: 0))
+            mappings = [.anonymous: anon, .file: file, .shmem: shm]
+        }
+
+        func range(_ s: LiveFuzzSlot, _ r: Range<Int>) -> (UInt64, UInt64) { mirror.pages(mappings[s]!, r) }
+        func pointer(_ s: LiveFuzzSlot, _ page: Int) -> UnsafeMutableRawPointer { mappings[s]!.pointer + page * 4096 }
+
+        /// The pages of `r` an access may reach without a signal, by the
+        /// mirror (equal to the kernel up to this step): a VMA allowing it,
+        /// no guard marker.
+        func reachable(_ s: LiveFuzzSlot, _ r: Range<Int>, write: Bool) -> [Int] {
+            r.filter { page in
+                let (a, _) = range(s, page..<page + 1)
+                guard let vma = mirror.mm.vma(containing: a),
+                      vma.flags.contains(write ? .write : .read) else { return false }
+                if case .softLeaf(_, _, let leaf) = mirror.mm.translate(a), case .marker(let m) = leaf.leaf, m.contains(.guardRegion) {
+                    return false
+                }
+                return true
+            }
+        }
+
+        /// Applies `op` to the kernel: 0 or the errno.
+        func kernel(_ op: LiveFuzzOp) -> Int32 {
+            func rc(_ r: Int32) -> Int32 { r == 0 ? 0 : errno }
+            func call(_ s: LiveFuzzSlot, _ r: Range<Int>, _ f: (UnsafeMutableRawPointer, Int) -> Int32) -> Int32 {
+                rc(f(pointer(s, r.lowerBound), r.count * 4096))
+            }
+            switch op {
+            case .touch(let s, let r, let w):
+                for page in reachable(s, r, write: w) {
+                    let p = pointer(s, page)
+                    if w { p.storeBytes(of: 0x5a, as: UInt8.self) } else { touchSink &+= UInt64(p.load(as: UInt8.self)) }
+                }
+                return 0
+            case .dontNeed(let s, let r): return call(s, r) { Glibc.madvise($0, $1, MADV_DONTNEED) }
+            case .free(let s, let r): return call(s, r) { Glibc.madvise($0, $1, MADV_FREE) }
+            case .mprotect(let s, let r, let prot): return call(s, r) { Glibc.mprotect($0, $1, prot.prot) }
+            case .mlock(let s, let r): return call(s, r) { Glibc.mlock($0, $1) }
+            case .munlock(let s, let r): return call(s, r) { Glibc.munlock($0, $1) }
+            case .guardInstall(let s, let r): return call(s, r) { Glibc.madvise($0, $1, LiveMappings.Advice.guardInstall.rawValue) }
+            case .guardRemove(let s, let r): return call(s, r) { Glibc.madvise($0, $1, LiveMappings.Advice.guardRemove.rawValue) }
+            case .remap(let r):
+                let p = pointer(.anonymous, r.lowerBound)
+                let q = Glibc.mmap(p, r.count * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+                return q == p ? 0 : errno
+            case .fork(let s, let r):
+                let pages = reachable(s, r, write: true).map { pointer(s, $0) }
+                let child = Glibc.fork()
+                if child == 0 {
+                    for p in pages { p.storeBytes(of: 0xc5, as: UInt8.self) }
+                    _exit(0)
+                }
+                guard child > 0 else { return errno }
+                var status: Int32 = 0
+                while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+                return 0
+            }
+        }
+
+        /// Applies `op` to the mirror: 0 or the errno its typed error means.
+        func model(_ op: LiveFuzzOp) -> Int32 {
+            let mm = mirror.mm
+            do {
+                switch op {
+                case .touch(let s, let r, let w):
+                    for page in reachable(s, r, write: w) {
+                        let (a, b) = range(s, page..<page + 1)
+                        try mm.fault(a, b, write: w)
+                    }
+                case .dontNeed(let s, let r): let (a, b) = range(s, r); try mm.zap(a, b)
+                case .free(let s, let r): let (a, b) = range(s, r); try mm.madviseFree(a, b)
+                case .mprotect(let s, let r, let prot): let (a, b) = range(s, r); try mm.mprotect(a, b, access: prot.access)
+                case .mlock(let s, let r): let (a, b) = range(s, r); try mm.mlock(a, b)
+                case .munlock(let s, let r): let (a, b) = range(s, r); try mm.munlock(a, b)
+                case .guardInstall(let s, let r): let (a, b) = range(s, r); try madviseGuardInstall(mm, a, b)
+                case .guardRemove(let s, let r): let (a, b) = range(s, r); try madviseGuardRemove(mm, a, b)
+                case .remap(let r):
+                    let (a, b) = range(.anonymous, r)
+                    try mm.munmap(a, b)
+                    try mm.mmap(start: a, end: b, access: [.read, .write])
+                case .fork(let s, let r):
+                    let pages = reachable(s, r, write: true)
+                    let child = try mm.fork(childPID: Int(getpid()) + 1)
+                    for page in pages {
+                        let (a, b) = range(s, page..<page + 1)
+                        try child.fault(a, b, write: true)
+                    }
+                    try child.tearDown()
+                }
+                return 0
+            } catch let e as ModelError {
+                switch e {
+                case .noVMA, .outOfMemory, .faultFailed: return ENOMEM
+                case .wrongVMAKind, .invalidArgument, .unaligned, .invalidRange: return EINVAL
+                default: return -1000
+                }
+            } catch let e as MadviseError {
+                return -e.errno
+            } catch let e as PageWalkError {
+                return -e.errno
+            } catch {
+                return -1001
+            }
+        }
+
+        var ranges: [Range<UInt64>] { LiveFuzzSlot.allCases.map { mappings[$0]!.start..<mappings[$0]!.end } }
+    }
+
+    static func run(_ ops: [LiveFuzzOp]) throws -> Outcome {
+        let world = try World()
+        if let p = try? LiveComparison.mismatches(world.mirror, world.ranges), !p.isEmpty {
+            return Outcome(steps: 0, failure: Failure(step: -1, problems: ["before any step: "] + p))
+        }
+        for (i, op) in ops.enumerated() {
+            let k = world.kernel(op), m = world.model(op)
+            var problems: [String] = []
+            if k != m { problems.append("outcome: kernel \(k == 0 ? "0" : "errno \(k)"), model \(m == 0 ? "0" : "errno \(m)")") }
+            problems += try LiveComparison.mismatches(world.mirror, world.ranges)
+            if !problems.isEmpty { return Outcome(steps: i + 1, failure: Failure(step: i, problems: problems)) }
+        }
+        return Outcome(steps: ops.count, failure: nil)
+    }
+
+    /// Drops every operation the mismatch does not need, one at a time, from
+    /// the end (each try a fresh run).
+    static func shrink(_ ops: [LiveFuzzOp]) throws -> [LiveFuzzOp] {
+        shrink(ops) { seq in (try? run(seq).failure) != nil }
+    }
+
+    static func shrink(_ ops: [LiveFuzzOp], fails: ([LiveFuzzOp]) -> Bool) -> [LiveFuzzOp] {
+        var current = ops
+        var i = current.count - 1
+        while i >= 0 {
+            var candidate = current
+            candidate.remove(at: i)
+            if fails(candidate) { current = candidate }
+            i -= 1
+        }
+        return current
+    }
+}
+
+/// Where read touches leave their bytes, so the loads are not optimised away.
+nonisolated(unsafe) var touchSink: UInt64 = 0
