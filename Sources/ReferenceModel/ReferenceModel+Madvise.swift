@@ -217,6 +217,7 @@ extension ReferenceModel {
                 throw .wrongVMAKind(address: v.start, reason: "guard regions are refused in hugetlb, locked and PFN-mapped VMAs")
             }
             v.flags.insert(.maybeGuard)
+            if v.isAnonymous { v.hasAnonVMA = true }   // anon_vma_prepare()
             try zapRange(p, v, s, e, dropMarkers: false)
             try forEachPTE(p, s, e, allocate: true) { (a) throws(ModelError) in
                 guard let st = p.pages[a] else { set(p, a, .marker(.guardRegion)); return }

@@ -27,6 +27,21 @@ import MemoryModel
         #expect(mm.counterSnapshot.anon == 0)
     }
 
+    /// Linux 6.18 (checked live): VM_MAYBE_GUARD is sticky, so a fresh
+    /// mapping placed inside a VMA with guard pages merges back with both
+    /// neighbours and the whole VMA keeps `gu`.
+    @Test func maybeGuardDoesNotStopAMerge() throws {
+        let mm = try makeSpace()
+        try mm.mmap(start: mb2, end: mb2 + 96 * page, access: [.read, .write])
+        try madviseGuardInstall(mm, mb2, mb2 + 35 * page)
+        try mm.munmap(mb2 + 30 * page, mb2 + 46 * page)
+        try mm.mmap(start: mb2 + 30 * page, end: mb2 + 46 * page, access: [.read, .write])
+        let vma = try #require(mm.vma(containing: mb2))
+        #expect(vma.range == mb2..<(mb2 + 96 * page))
+        #expect(vma.flags.contains(.maybeGuard))
+        #expect(isGuard(mm.translate(mb2 + 29 * page)) && !isGuard(mm.translate(mb2 + 30 * page)))
+    }
+
     @Test func refusedForHugetlbLockedAndPFNMaps() throws {
         let mm = try makeSpace(budget: 64 << 20)
         try mm.mmap(start: gb1, end: gb1 + mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))

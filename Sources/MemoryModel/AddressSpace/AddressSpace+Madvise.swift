@@ -284,13 +284,16 @@ extension AddressSpace {
     /// and makes fork copy the VMA's page tables, so the markers survive
     /// into the child. Set atomically under the mmap read lock, as the
     /// kernel sets it (`vma_flag_set_atomic()`): faults under a VMA lock
-    /// may read the flags meanwhile.
+    /// may read the flags meanwhile. An anonymous VMA gets its anon_vma.
     package func markMaybeGuard(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         withMmapReadLock { _ in
             for vma in vmas(intersecting: start, end) {
                 guard Self.isValidGuardVMA(vma, allowLocked: false) else { return }
                 vma.insertFlagsAtomically(.maybeGuard)
+                // Page-table entries in an anonymous VMA come with an anon_vma
+                // (anon_vma_prepare()).
+                if vma.isAnonymous { vma.hasAnonVMA = true }
             }
         }
     }
