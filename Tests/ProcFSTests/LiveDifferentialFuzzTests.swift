@@ -30,7 +30,7 @@ import TestKit
         return s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
     }
     static var firstSeed: UInt64 { knob("PAGEWALK_LIVE_FUZZ_SEED") ?? 0x11FE_0000 }
-    static var iterations: Int { Int(knob("PAGEWALK_LIVE_FUZZ_ITERATIONS") ?? 4) }
+    static var iterations: Int { Int(knob("PAGEWALK_LIVE_FUZZ_ITERATIONS") ?? 20) }
     static var steps: Int { Int(knob("PAGEWALK_LIVE_FUZZ_STEPS") ?? 24) }
 
     @Test func randomSequencesAgreeWithTheKernel() throws {

@@ -25,8 +25,8 @@ import ReferenceModel
         .x86_64, .x86_64FiveLevel, try! Geometry(.x86_64, levels: 3), try! Geometry(.x86_64, levels: 2),
         .arm64, try! Geometry(.arm64, levels: 3), try! Geometry(.arm64, levels: 2),
     ]
-    static var iterations: Int { Knobs.int("PAGEWALK_FUZZ_ITERATIONS") ?? 2 }
-    static var steps: Int { Knobs.int("PAGEWALK_FUZZ_STEPS") ?? 40 }
+    static var iterations: Int { Knobs.int("PAGEWALK_FUZZ_ITERATIONS") ?? 10 }
+    static var steps: Int { Knobs.int("PAGEWALK_FUZZ_STEPS") ?? 60 }
     static var firstSeed: UInt64 { Knobs.uint("PAGEWALK_FUZZ_SEED") ?? 0x5EED_0000 }
 
     @Test(arguments: 0..<7)
