@@ -230,7 +230,21 @@ enum LiveComparison {
     /// each mapped page is first copied from /proc/kpageflags (reclaim and
     /// writeback decide it, and the model runs neither); PFNs and swap
     /// offsets are masked (the kernel's allocation choices).
+    ///
+    /// The page flags move on their own (a per-CPU LRU batch drained, a
+    /// folio activated) between the copy and the kernel's numa_maps read, so
+    /// a difference is looked at again, twice, with the flags copied anew;
+    /// the model is deterministic, so a difference of its own stays.
     static func mismatches(_ mirror: Mirror, _ ranges: [Range<UInt64>], thp: THPSettings? = nil) throws -> [String] {
+        var problems = try mismatchesOnce(mirror, ranges, thp: thp)
+        for _ in 0..<2 where !problems.isEmpty {
+            usleep(50_000)
+            problems = try mismatchesOnce(mirror, ranges, thp: thp)
+        }
+        return problems
+    }
+
+    private static func mismatchesOnce(_ mirror: Mirror, _ ranges: [Range<UInt64>], thp: THPSettings?) throws -> [String] {
         for r in ranges {
             try mirror.mirrorPageFlags(LiveMapping(address: UInt(r.lowerBound), size: r.count, kind: .anonymous))
         }
