@@ -120,7 +120,7 @@ extension ReferenceModel {
         guard let old = p.pages[a] else { try faultNone(p, vma, a, write: write, uffdWP: false); return }
         switch old {
         case .marker(let m):
-            if m.contains(.guardRegion) || m.contains(.poisoned) { return }
+            if m.failsFaults { return }
             set(p, a, nil)
             try faultNone(p, vma, a, write: write, uffdWP: true)
         case .swap:

@@ -96,7 +96,7 @@ extension ReferenceModel {
             if failedAt != nil { try setMlocked(p, vma, true); continue }
             let stop = p.pages.compactMap { (a, s) -> UInt64? in
                 guard a >= vma.start, a < vma.end, case .marker(let m) = s,
-                      m.contains(.guardRegion) || m.contains(.poisoned) else { return nil }
+                      m.failsFaults else { return nil }
                 return a
             }.min()
             if (stop ?? vma.end) > vma.start { try faultPTEs(p, vma, vma.start, stop ?? vma.end, write: write) }

@@ -36,6 +36,14 @@ import TestKit
     @Test func randomSequencesAgreeWithTheKernel() throws {
         guard getuid() == 0 else { try Test.cancel("needs root: /proc/kpageflags gives the pages' LRU state") }
         guard HostFacts.current().guardRegions else { try Test.cancel("this kernel has no guard regions") }
+        // Faults must get order-0 folios on every host: THP and mTHP knobs
+        // pinned to the baseline for the run, and restored after it.
+        let knobs = LiveMappings()
+        defer { _ = knobs.tearDown() }
+        do { try HostFacts.pinTHPBaseline(knobs) } catch let e as LiveMappingError {
+            guard case .unavailable = e else { throw e }
+            try Test.cancel("THP knobs cannot be pinned on this host: \(e)")
+        }
         let began = Date()
         var totalSteps = 0
         for k in 0..<Self.iterations {

@@ -183,7 +183,18 @@ final class Mirror {
         mm = try AddressSpace(geometry: geometry, memory: memory,
                               options: AddressSpaceOptions(softDirty: host.softDirty, useHugeZeroPage: host.useHugeZeroPage,
                                                            foldContiguousPTEs: false, pid: Int(getpid()),
-                                                           vsyscall: host.vsyscall))
+                                                           vsyscall: host.vsyscall,
+                                                           faultAroundBytes: Mirror.hostFaultAroundBytes()))
+    }
+
+    /// The host's fault_around_bytes: debugfs has it when mounted; without
+    /// debugfs nobody can have changed it, so the kernel's default holds.
+    static func hostFaultAroundBytes() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/sys/kernel/debug/fault_around_bytes", encoding: .utf8),
+              let v = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            return AddressSpaceOptions.defaultFaultAroundBytes
+        }
+        return v
     }
 
     /// The file object of a file-backed live VMA, with the kernel's identity.

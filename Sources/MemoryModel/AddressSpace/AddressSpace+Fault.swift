@@ -176,7 +176,7 @@ extension AddressSpace {
             let leaf = SoftLeafEntry(decoding: old, layout: layout)
             switch leaf.leaf {
             case .marker(let m):
-                if m.contains(.guardRegion) || m.contains(.poisoned) { return }
+                if m.failsFaults { return }
                 storePTE(t, i, 0)
                 try faultNone(vma, t, i, address, write: write, uffdWP: true)
             case .swap:

@@ -153,7 +153,7 @@ extension AddressSpace {
             let w = arena.entries(t)[i].load(ordering: .relaxed)
             guard w != 0, !layout.isPresent(w, .pte),
                   case .marker(let m) = SoftLeafEntry(decoding: w, layout: layout).leaf,
-                  m.contains(.guardRegion) || m.contains(.poisoned) else { return }
+                  m.failsFaults else { return }
             first = a
         }
         return first

@@ -23,6 +23,11 @@ public struct PTEMarker: OptionSet, Hashable, Sendable {
     public static let poisoned = PTEMarker(rawValue: 1 << 1)
     public static let guardRegion = PTEMarker(rawValue: 1 << 2)
     public static let all: PTEMarker = [.uffdWP, .poisoned, .guardRegion]
+
+    /// Whether a fault on this marker fails (`handle_pte_marker()`: a guard
+    /// page signals SIGSEGV, a poisoned one SIGBUS); a uffd-wp marker alone
+    /// is faulted through.
+    @inlinable public var failsFaults: Bool { !isDisjoint(with: [.guardRegion, .poisoned]) }
 }
 
 /// What a non-present, non-none entry refers to: the kernel's "softleaf"
