@@ -84,26 +84,26 @@ extension ReferenceModel {
         let p = try alive(pid)
         defer { collect() }
         _ = try covered(p, start, end, "mlock")
-        let vmas = try isolate(p, start, end)
-        for vma in vmas { vma.flags.insert(.locked) }
-        defer { merge(p, start, end) }
+        for vma in try isolate(p, start, end) { vma.flags.insert(.locked) }
+        merge(p, start, end)
         var failedAt: UInt64?
-        for vma in vmas {
+        for vma in try covered(p, start, end, "mlock") {
+            let s = max(start, vma.start), e = min(end, vma.end)
             if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
             let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
-            if vma.isHugetlb { try populateHugetlbRange(p, vma, vma.start, vma.end, write: write); continue }
-            if vma.flags.intersection(.access).isEmpty { continue }
+            if vma.isHugetlb { try populateHugetlbRange(p, vma, s, e, write: write); continue }
+            // A PROT_NONE VMA cannot be populated: the populate stops there too.
+            if vma.flags.intersection(.access).isEmpty { failedAt = failedAt ?? s; continue }
             if failedAt != nil { try setMlocked(p, vma, true); continue }
-            let stop = p.pages.compactMap { (a, s) -> UInt64? in
-                guard a >= vma.start, a < vma.end, case .marker(let m) = s,
-                      m.failsFaults else { return nil }
+            let stop = p.pages.compactMap { (a, st) -> UInt64? in
+                guard a >= s, a < e, case .marker(let m) = st, m.failsFaults else { return nil }
                 return a
             }.min()
-            if (stop ?? vma.end) > vma.start { try faultPTEs(p, vma, vma.start, stop ?? vma.end, write: write) }
+            if (stop ?? e) > s { try faultPTEs(p, vma, s, stop ?? e, write: write) }
             try setMlocked(p, vma, true)
             failedAt = stop
         }
-        if let failedAt { throw .faultFailed(address: failedAt, reason: "guard or poison marker met while populating for mlock") }
+        if let failedAt { throw .faultFailed(address: failedAt, reason: "a guard or poison marker or a PROT_NONE VMA met while populating for mlock") }
     }
 
     /// `AddressSpace.munlock`.

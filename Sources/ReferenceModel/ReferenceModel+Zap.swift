@@ -10,10 +10,12 @@ extension ReferenceModel {
         let p = try alive(pid)
         defer { collect() }
         let vs = try covered(p, start, end, "zap")
-        for v in vs where v.flags.contains(.locked) || v.flags.contains(.pfnMap) {
-            throw .wrongVMAKind(address: v.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
+        for v in vs {
+            guard !v.flags.contains(.locked), !v.flags.contains(.pfnMap) else {
+                throw .wrongVMAKind(address: v.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
+            }
+            try zapRange(p, v, max(start, v.start), min(end, v.end), dropMarkers: false)
         }
-        for v in vs { try zapRange(p, v, max(start, v.start), min(end, v.end), dropMarkers: false) }
     }
 
     /// `AddressSpace.munmap`.

@@ -51,4 +51,17 @@ import Testing
         try mm.mprotect(base, base + 8 * page, access: [.read, .write])
         #expect(mm.vma(containing: base)?.flags.contains(.account) == true)               // charged again
     }
+
+    /// mlock changes the flags, merging, before it populates: the second
+    /// range's write faults find the merged VMA's anon_vma (checked live,
+    /// seed 0x7E580009).
+    @Test func mlockMergesBeforeItPopulates() throws {
+        let mm = try makeSpace()
+        let file = mm.memory.file(path: "/data", device: DeviceNumber(major: 8, minor: 1), inode: 7)
+        try mm.mmap(start: base, end: base + 32 * page, access: [.read, .write], kind: .file(file, offset: 0))
+        try mm.mlock(base + 4 * page, base + 20 * page)
+        try mm.mlock(base + 16 * page, base + 28 * page)
+        #expect(mm.vma(containing: base + 4 * page)?.range == (base + 4 * page)..<(base + 28 * page))
+        #expect(mm.counterSnapshot.anon == 24)
+    }
 }

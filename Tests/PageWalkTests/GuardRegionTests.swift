@@ -55,7 +55,7 @@ import MemoryModel
         try madviseGuardInstall(mm, mb2, mb2 + 4 * page)
         // Populating for mlock gives up at the first guard page (mlock(2)
         // returns ENOMEM, as on Linux 6.18); the VMA is locked all the same.
-        #expect(throws: ModelError.faultFailed(address: mb2, reason: "guard or poison marker met while populating for mlock")) {
+        #expect(throws: ModelError.faultFailed(address: mb2, reason: "a guard or poison marker or a PROT_NONE VMA met while populating for mlock")) {
             try mm.mlock(mb2, 2 * mb2)
         }
         #expect(mm.vma(containing: mb2)?.flags.contains(.locked) == true)

@@ -116,31 +116,35 @@ extension AddressSpace {
     /// `mlock()`: marks the VMAs VM_LOCKED (splitting at the edges) and
     /// mlocks what they map (`mlock_fixup()`), then faults every page in
     /// (`__mm_populate()`: a write fault for private writable mappings).
-    /// Populating stops at the first guard or poison marker: the VMAs stay
-    /// locked, the pages after it unpopulated, and the call fails.
+    /// Populating stops at the first guard or poison marker, or PROT_NONE
+    /// VMA: the VMAs stay locked, the pages after it unpopulated, and the
+    /// call fails (mlock(2) returns ENOMEM).
     public func mlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "mlock")
-            let vmas = Array(try isolateVMAs(start, end))
-            for vma in vmas {
+            for vma in Array(try isolateVMAs(start, end)) {
                 vmaStartWrite(vma)
                 vma.flags.insert(.locked)
             }
-            defer { mergeVMAs(around: start, end) }
+            // The flag change merges first (mlock_fixup()); populating
+            // follows, so a fault's anon_vma never stands between the parts.
+            mergeVMAs(around: start, end)
             var failedAt: UInt64?
-            for vma in vmas {
+            for vma in vmas(intersecting: start, end) {
+                let s = max(start, vma.start), e = min(end, vma.end)
                 if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
                 let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
-                if vma.isHugetlb { try populateHugetlbLocked(vma, vma.start, vma.end, write: write); continue }
-                if vma.flags.intersection(.access).isEmpty { continue }
+                if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: write); continue }
+                // A PROT_NONE VMA cannot be populated: the populate stops there too.
+                if vma.flags.intersection(.access).isEmpty { failedAt = failedAt ?? s; continue }
                 if failedAt != nil { try setMlocked(vma, true); continue }
-                let stop = try firstUnfaultableMarker(vma.start, vma.end)
-                if (stop ?? vma.end) > vma.start { try faultPTEs(vma, vma.start, stop ?? vma.end, write: write) }
+                let stop = try firstUnfaultableMarker(s, e)
+                if (stop ?? e) > s { try faultPTEs(vma, s, stop ?? e, write: write) }
                 try setMlocked(vma, true)
                 failedAt = stop
             }
-            if let failedAt { throw .faultFailed(address: failedAt, reason: "guard or poison marker met while populating for mlock") }
+            if let failedAt { throw .faultFailed(address: failedAt, reason: "a guard or poison marker or a PROT_NONE VMA met while populating for mlock") }
         }
     }
 

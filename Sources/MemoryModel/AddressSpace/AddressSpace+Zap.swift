@@ -5,15 +5,19 @@ extension AddressSpace {
     /// tables left empty (`CONFIG_PT_RECLAIM`). Guard markers survive; uffd-wp
     /// markers survive, and a uffd-wp-protected page leaves one, in
     /// file-backed VMAs only (anonymous memory is dropped whole). Refused for
-    /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL). A range
+    /// VM_LOCKED and VM_PFNMAP VMAs, as the kernel does (-EINVAL, once the
+    /// VMAs before the refused one are done). A range
     /// inside one VMA is zapped under that VMA's lock alone (6.16 and later).
     public func zap(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMadviseVMAs(start, end, operation: "zap") { (vs) throws(ModelError) in
-            for vma in vs where vma.flags.contains(.locked) || vma.flags.contains(.pfnMap) {
-                throw .wrongVMAKind(address: vma.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
+            // VMA by VMA: a refused one stops the call, the earlier ones stay zapped.
+            for vma in vs {
+                guard !vma.flags.contains(.locked), !vma.flags.contains(.pfnMap) else {
+                    throw .wrongVMAKind(address: vma.start, reason: "MADV_DONTNEED on a VM_LOCKED or VM_PFNMAP VMA")
+                }
+                try zapRange(vma, max(start, vma.start), min(end, vma.end), dropMarkers: false)
             }
-            for vma in vs { try zapRange(vma, max(start, vma.start), min(end, vma.end), dropMarkers: false) }
         }
     }
 
