@@ -10,16 +10,11 @@ import Testing
     let page = Geometry.pageSize
 
     func makeSpace(_ g: Geometry = .x86_64, options: AddressSpaceOptions = .init()) throws -> (AddressSpace, FileObject) {
-        let mem = try PhysicalMemory(budgetBytes: 64 << 20)
-        let mm = try AddressSpace(geometry: g, memory: mem, options: options)
-        return (mm, mem.file(path: "/data", device: DeviceNumber(major: 8, minor: 1), inode: 12))
+        let mm = try makeSmallSpace(g, options: options)
+        return (mm, mm.memory.file(path: "/data", device: DeviceNumber(major: 8, minor: 1), inode: 12))
     }
 
-    func mapped(_ mm: AddressSpace, _ pages: Range<Int>) -> [Int] {
-        pages.filter { i in
-            if case .present = mm.translate(base + UInt64(i) * page) { return true } else { return false }
-        }
-    }
+    func mapped(_ mm: AddressSpace, _ pages: Range<Int>) -> [Int] { pages.filter { isMapped(mm, base, $0) } }
 
     @Test func aReadFaultMapsTheCachedWindowAroundIt() throws {
         let (mm, file) = try makeSpace()

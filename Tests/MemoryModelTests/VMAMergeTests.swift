@@ -7,12 +7,8 @@ import Testing
     let base: UInt64 = 0x1000_0000
     let page = Geometry.pageSize
 
-    func makeSpace() throws -> AddressSpace {
-        try AddressSpace(geometry: .x86_64, memory: try PhysicalMemory(budgetBytes: 64 << 20))
-    }
-
     @Test func aNewMappingMergesWithItsNeighbours() throws {
-        let mm = try makeSpace()
+        let mm = try makeSmallSpace()
         try mm.mmap(start: base, end: base + 4 * page, access: [.read, .write])
         try mm.mmap(start: base + 8 * page, end: base + 12 * page, access: [.read, .write])
         let vma = try mm.mmap(start: base + 4 * page, end: base + 8 * page, access: [.read, .write])
@@ -21,7 +17,7 @@ import Testing
     }
 
     @Test func differentAnonVMAsDoNotMerge() throws {
-        let mm = try makeSpace()
+        let mm = try makeSmallSpace()
         try mm.mmap(start: base, end: base + 8 * page, access: [.read, .write])
         try mm.mmap(start: base + 8 * page, end: base + 16 * page, access: [.read, .write, .exec])
         try mm.fault(base, base + page, write: true)                 // two anon_vmas
@@ -39,7 +35,7 @@ import Testing
     }
 
     @Test func mprotectWithoutWriteUnaccountsANeverFaultedVMA() throws {
-        let mm = try makeSpace()
+        let mm = try makeSmallSpace()
         try mm.mmap(start: base, end: base + 8 * page, access: [.read, .write])
         try mm.mmap(start: base + 16 * page, end: base + 24 * page, access: [.read, .write])
         #expect(mm.vma(containing: base)?.flags.contains(.account) == true)
@@ -56,7 +52,7 @@ import Testing
     /// range's write faults find the merged VMA's anon_vma (checked live,
     /// seed 0x7E580009).
     @Test func mlockMergesBeforeItPopulates() throws {
-        let mm = try makeSpace()
+        let mm = try makeSmallSpace()
         let file = mm.memory.file(path: "/data", device: DeviceNumber(major: 8, minor: 1), inode: 7)
         try mm.mmap(start: base, end: base + 32 * page, access: [.read, .write], kind: .file(file, offset: 0))
         try mm.mlock(base + 4 * page, base + 20 * page)
