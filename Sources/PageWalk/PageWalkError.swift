@@ -36,6 +36,13 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
     case handlerError(Int32)
     /// A model operation the walk needed (a THP split) failed.
     case model(ModelError)
+    /// An update walk used against its rules: an update that does not apply
+    /// to the entry (a marker on a present page, a PMD split of a PTE), a
+    /// walk iterated twice (-EINVAL).
+    case misuse(String)
+    /// An update through an entry handle whose table lock the walk no
+    /// longer holds (-EINVAL).
+    case handleOutlivedLock(String)
 
     /// The kernel's return value for this failure (negative errno).
     public var errno: Int32 {
@@ -44,7 +51,7 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .allocationFailed: return -ENOMEM
         case .lockNotHeld: return -EDEADLK   // no errno in the kernel: lockdep warns
         case .handlerError(let e): return e
-        case .model: return -EINVAL
+        case .model, .misuse, .handleOutlivedLock: return -EINVAL
         }
     }
 
@@ -58,7 +65,18 @@ public enum PageWalkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .allocationFailed(let s): return "page-table allocation failed: \(s)"
         case .handlerError(let e): return "walk handler returned \(e)"
         case .model(let e): return "model error during walk: \(e)"
+        case .misuse(let s): return "update walk misuse: \(s)"
+        case .handleOutlivedLock(let s): return "entry handle used without its lock: \(s)"
         }
+    }
+}
+
+extension PageWalkError {
+    /// The failure as a model operation reports it: a model error as it
+    /// was, any other walk failure as an invalid argument naming it.
+    package var asModelError: ModelError {
+        if case .model(let e) = self { return e }
+        return .invalidArgument(name: "walk", reason: description)
     }
 }
 

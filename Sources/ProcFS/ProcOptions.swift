@@ -2,13 +2,7 @@ import MemoryModel
 import PageWalk
 
 /// Which walker a producer runs on.
-public enum ProcWalker: Sendable, Hashable, CaseIterable {
-    /// The range walker (`for entry in mm.walk(...)`): the product.
-    case range
-    /// The callback walker (`walkPageVMA` with `MMWalkOps`): the reference
-    /// twin and benchmark baseline.
-    case callback
-}
+public typealias ProcWalker = WalkerKind
 
 /// A transparent-hugepage `enabled` mode.
 public enum THPMode: String, Sendable, Hashable {

@@ -76,9 +76,12 @@ extension ReferenceModel {
     /// `AddressSpace.clearRefs`.
     public func clearRefs(pid: Int, _ kind: AddressSpace.ClearRefs) throws(ModelError) {
         let p = try alive(pid)
+        if kind == .hiwaterRSS { return }
         defer { collect() }
-        for vma in p.vmas where !vma.isHugetlb {
-            if kind == .softDirty { vma.flags.remove(.softDirty) }
+        // VM_SOFTDIRTY goes from every VMA; the walk skips PFN maps
+        // (`test_walk`) and has no hugetlb handler.
+        if kind == .softDirty { for vma in p.vmas { vma.flags.remove(.softDirty) } }
+        for vma in p.vmas where !vma.isHugetlb && !vma.isPFNMap {
             if kind == .anonymous && !vma.isAnonymous { continue }
             if kind == .file && vma.isAnonymous { continue }
             try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
@@ -100,7 +103,8 @@ extension ReferenceModel {
                     case .hwpoison(let fr, let b): set(p, a, .hwpoison(fr, bits: b.subtracting(.softDirty)))
                     case .marker: break
                     }
-                } else if case .present(var pp) = s {
+                } else if case .present(var pp) = s, !pp.attrs.contains(.special) {
+                    // Only normal pages are made old (`vm_normal_folio()`).
                     pp.attrs.remove(.young)
                     set(p, a, .present(pp))
                 }

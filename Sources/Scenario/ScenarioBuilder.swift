@@ -194,12 +194,16 @@ public enum ScenarioBuilder {
         case .madvFree(let r): try mm.madviseFree(r.start, r.end)
         case .ksm(let r, let distinct): try mm.ksmMerge(r.start, r.end, distinct: distinct)
         case .clearRefs(let kind):
-            switch kind {
-            case .softDirty: try mm.clearRefs(.softDirty)
-            case .young: try mm.clearRefs(.all)
-            case .all:
-                try mm.clearRefs(.all)
-                try mm.clearRefs(.softDirty)
+            do throws(PageWalkError) {
+                switch kind {
+                case .softDirty: try mm.clearRefs(.softDirty)
+                case .young: try mm.clearRefs(.all)
+                case .all:
+                    try mm.clearRefs(.all)
+                    try mm.clearRefs(.softDirty)
+                }
+            } catch {
+                throw error.asModelError
             }
         case .munmap(let r): try mm.munmap(r.start, r.end)
         case .touch(let r, let write): try mm.access(r.start, r.end, write: write)

@@ -55,7 +55,7 @@ enum ProcFiles {
         s += "PPid:\t\(ppid)\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t64\nGroups:\t \n"
         s += "NStgid:\t\(pid)\nNSpid:\t\(pid)\nNSpgid:\t\(pid)\nNSsid:\t\(pid)\nKthread:\t0\n"
         s += kbLine("VmPeak", sizes.total) + kbLine("VmSize", sizes.total) + kbLine("VmLck", sizes.locked)
-        s += kbLine("VmPin", 0) + kbLine("VmHWM", rss) + kbLine("VmRSS", rss)
+        s += kbLine("VmPin", 0) + kbLine("VmHWM", UInt64(mm.hiwaterRSSPages) * 4) + kbLine("VmRSS", rss)
         s += kbLine("RssAnon", UInt64(c.anon) * 4) + kbLine("RssFile", UInt64(c.file) * 4)
         s += kbLine("RssShmem", UInt64(c.shmem) * 4)
         s += kbLine("VmData", sizes.data) + kbLine("VmStk", sizes.stack) + kbLine("VmExe", sizes.exe)

@@ -439,7 +439,7 @@ extension AddressSpace {
 extension EntryLayout {
     /// `pte_mkdirty()`.
     @inlinable
-    func markDirty(_ raw: UInt64) -> UInt64 {
+    package func markDirty(_ raw: UInt64) -> UInt64 {
         switch architecture {
         case .x86_64: return raw | (1 << 6)
         case .arm64: return (raw | dirty) & (raw & write != 0 ? ~readOnly : ~0)
@@ -448,7 +448,7 @@ extension EntryLayout {
 
     /// `pte_mkclean()`.
     @inlinable
-    func markClean(_ raw: UInt64) -> UInt64 {
+    package func markClean(_ raw: UInt64) -> UInt64 {
         switch architecture {
         case .x86_64: return raw & ~dirty
         case .arm64: return (raw & ~dirty) | (raw & write != 0 ? readOnly : 0)
@@ -458,7 +458,7 @@ extension EntryLayout {
     /// `pte_wrprotect()`: clears write; arm64 keeps hardware dirt in the
     /// software dirty bit.
     @inlinable
-    func writeProtect(_ raw: UInt64) -> UInt64 {
+    package func writeProtect(_ raw: UInt64) -> UInt64 {
         switch architecture {
         case .x86_64: return raw & ~write
         case .arm64:
@@ -469,15 +469,15 @@ extension EntryLayout {
 
     /// `pte_mkwrite()`.
     @inlinable
-    func makeWritable(_ raw: UInt64) -> UInt64 {
+    package func makeWritable(_ raw: UInt64) -> UInt64 {
         switch architecture {
         case .x86_64: return raw | write
         case .arm64: return (raw | write) & (raw & dirty != 0 ? ~readOnly : ~0)
         }
     }
 
-    @inlinable func isDirtyPTE(_ raw: UInt64) -> Bool {
+    @inlinable package func isDirtyPTE(_ raw: UInt64) -> Bool {
         raw & dirty != 0 || (readOnly != 0 && raw & write != 0 && raw & readOnly == 0)
     }
-    @inlinable func isSpecialPTE(_ raw: UInt64) -> Bool { raw & special != 0 }
+    @inlinable package func isSpecialPTE(_ raw: UInt64) -> Bool { raw & special != 0 }
 }

@@ -99,7 +99,7 @@ extension AddressSpace {
 
     /// Splits a large folio mapped only by PTEs into order-0 folios
     /// (`split_folio()`); PMD mappings must have been split first.
-    func splitFolio(_ folio: Folio) throws(ModelError) {
+    package func splitFolio(_ folio: Folio) throws(ModelError) {
         guard folio.isLarge else { return }
         guard !folio.isHugetlb, folio.entireMapcount == 0 else {
             throw .unsupported("splitting a folio that is PMD-mapped or hugetlb")
@@ -173,44 +173,8 @@ extension AddressSpace {
         case anonymous, file
         /// 4: clear soft-dirty bits (write-protecting the PTEs) and VM_SOFTDIRTY.
         case softDirty
-    }
-
-    public func clearRefs(_ kind: ClearRefs) throws(ModelError) {
-        try checkAlive()
-        try withMmapWriteLock { (_) throws(ModelError) in
-            // clear_refs walks with PGWALK_WRLOCK: every VMA write-locked.
-            for vma in vmaList { vmaStartWrite(vma) }
-            for vma in vmaList where !vma.isHugetlb {
-                if kind == .softDirty { vma.flags.remove(.softDirty) }
-                if kind == .anonymous && !vma.isAnonymous { continue }
-                if kind == .file && vma.isAnonymous { continue }
-                try forEachPTE(vma.start, vma.end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
-                    let w = self.load(s)
-                    if kind == .softDirty {
-                        if self.layout.isPresent(w, .pmd) {
-                            self.store(s, self.layout.writeProtect(w) & ~self.layout.softDirty)
-                        }
-                    } else if self.layout.isPresent(w, .pmd) {
-                        self.store(s, w & ~self.layout.young)
-                        self.memory.folio(containing: self.layout.pfn(w))?.setFlags([.referenced, .young], false)
-                    }
-                    return .skip
-                }) { (t, i, _) throws(ModelError) in
-                    let w = arena.entries(t)[i].load(ordering: .relaxed)
-                    guard w != 0 else { return }
-                    if kind == .softDirty {
-                        if layout.isPresent(w, .pte) {
-                            storePTE(t, i, layout.writeProtect(w) & ~layout.softDirty)
-                        } else if w & layout.swapSoftDirty != 0 {
-                            storePTE(t, i, w & ~layout.swapSoftDirty)
-                        }
-                    } else if layout.isPresent(w, .pte) {
-                        storePTE(t, i, w & ~layout.young)
-                        if !layout.isSpecialPTE(w) { memory.page(layout.pfn(w))?.folio.setFlags([.referenced, .young], false) }
-                    }
-                }
-            }
-        }
+        /// 5: reset the peak RSS (VmHWM) to the RSS now; no walk.
+        case hiwaterRSS
     }
 
     /// `UFFDIO_WRITEPROTECT` on a VM_UFFD_WP VMA: present entries get the

@@ -89,6 +89,7 @@ extension AddressSpace {
 
     /// Zaps `[start, end)` inside one VMA (`zap_page_range_single()`).
     func zapRange(_ vma: VMA, _ start: UInt64, _ end: UInt64, dropMarkers: Bool) throws(ModelError) {
+        updateHiwaterRSS()
         if vma.isHugetlb { try zapHugetlb(vma, start, end); return }
         try forEachPTE(start, end, pmd: { (s, a, next) throws(ModelError) -> PMDDecision in
             guard a % AddressSpace.pmdSize == 0 && next - a == AddressSpace.pmdSize else { return .split }
@@ -102,7 +103,7 @@ extension AddressSpace {
     }
 
     /// Clears one PTE of a locked table, undoing what it accounted.
-    func zapPTE(_ vma: VMA, _ t: TableID, _ i: Int, dropMarkers: Bool) {
+    package func zapPTE(_ vma: VMA, _ t: TableID, _ i: Int, dropMarkers: Bool) {
         let e = arena.entries(t)
         let old = e[i].load(ordering: .relaxed)
         guard old != 0 else { return }
@@ -217,6 +218,11 @@ extension AddressSpace {
         let l = lock(forEntriesOf: s.table, level: .pmd)
         l.lock()
         defer { l.unlock() }
+        zapPMDLocked(s)
+    }
+
+    /// `zapPMD` for a caller that holds the PMD lock.
+    package func zapPMDLocked(_ s: EntrySlot) {
         let w = load(s)
         guard w != 0, !layout.isTable(w, .pmd) else { return }
         store(s, 0)

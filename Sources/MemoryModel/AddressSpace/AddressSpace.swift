@@ -110,6 +110,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// through `changeVMAs` (which also takes the anon_vma lock).
     var vmaList: [VMA] = []
     private let counters: UnsafeMutablePointer<Atomic<Int>>
+    /// `mm->hiwater_rss`: the largest RSS seen when pages were last unmapped
+    /// (`update_hiwater_rss()`); the peak reported is the larger of this and
+    /// the RSS now (`get_mm_hiwater_rss()`).
+    private let hiwater = Atomic<Int>(0)
     static let counterSlots = 9
     let tornDown = Atomic<Bool>(false)
     static let familySource = Atomic<Int>(1)
@@ -176,6 +180,24 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         if level != .pgd { counters[4 + level.rawValue].wrappingAdd(n, ordering: .relaxed) }
     }
     @inline(__always) func addHugetlb(_ bytes: Int) { counters[8].wrappingAdd(bytes, ordering: .relaxed) }
+
+    /// `update_hiwater_rss()`: before pages are unmapped.
+    func updateHiwaterRSS() {
+        let rss = counterSnapshot.rssPages
+        var old = hiwater.load(ordering: .relaxed)
+        while rss > old {
+            let (done, now) = hiwater.compareExchange(expected: old, desired: rss, ordering: .relaxed)
+            if done { break }
+            old = now
+        }
+    }
+
+    /// `get_mm_hiwater_rss()`, in pages: VmHWM.
+    public var hiwaterRSSPages: Int { max(hiwater.load(ordering: .relaxed), counterSnapshot.rssPages) }
+
+    /// `reset_mm_hiwater_rss()` (clear_refs type 5): the peak starts again
+    /// from the RSS now.
+    package func resetHiwaterRSS() { hiwater.store(counterSnapshot.rssPages, ordering: .relaxed) }
 
     /// The RSS, page-table and hugetlb counters now.
     public var counterSnapshot: MMCounters {

@@ -102,6 +102,7 @@ extension RangeWalk.Iterator {
                     if slot.pointee.load(ordering: .relaxed) != w { WalkLocks.release(held); return nil }
                 }
                 ptes = arena.entries(lower)
+                ptTable = lower
                 ptIndex = geometry.tableIndex(addr, .pte)
                 // Rounded up: a walk to the top of the address space ends at 2^64 - 1.
                 ptEnd = ptIndex + Int((entryEnd - addr + Geometry.pageOffsetMask) >> Geometry.pageShift)

@@ -20,6 +20,15 @@ public struct RangeWalk: Sequence {
     public let options: RangeWalkOptions
     /// The mode of the mmap lock the walk was opened under.
     public let lockMode: LockMode
+    /// The VMA whose read lock the walk runs under instead of the mmap lock
+    /// (an update walk opened with `UpdateWalkLock.vma`), if any.
+    let lockedVMA: VMA?
+
+    init(mm: AddressSpace, start: UInt64, end: UInt64, options: RangeWalkOptions, lockMode: LockMode,
+         lockedVMA: VMA? = nil) {
+        self.mm = mm; self.start = start; self.end = end; self.options = options
+        self.lockMode = lockMode; self.lockedVMA = lockedVMA
+    }
 
     /// A walk is used under the hold it was opened with: iterated by a
     /// thread that no longer holds the mmap lock (a walk returned out of
@@ -30,6 +39,12 @@ public struct RangeWalk: Sequence {
     /// Throws `.lockNotHeld` unless the calling thread holds the mmap lock
     /// the walk was opened under.
     public func checkLock() throws(PageWalkError) {
+        if let vma = lockedVMA {
+            guard mm.isVMALocked(vma) else {
+                throw .lockNotHeld("VMA lock of 0x\(String(vma.start, radix: 16)) in pid \(mm.options.pid): the walk outlived the hold it was opened under")
+            }
+            return
+        }
         guard mm.isMmapLockHeldByCurrentThread(lockMode) else {
             throw .lockNotHeld("mmap lock of pid \(mm.options.pid) for \(lockMode): the walk outlived the hold it was opened under")
         }
@@ -77,6 +92,8 @@ public struct RangeWalk: Sequence {
         @usableFromInline var ptIndex = 0
         @usableFromInline var ptEnd = 0
         @usableFromInline var ptBase: UInt64 = 0
+        /// The locked PTE table itself, for the update walk's writes.
+        @usableFromInline var ptTable = TableID(index: 0)
         /// The VMA of the PTE table's entries, unretained (`vmas` keeps it
         /// alive): no reference counting per entry.
         @usableFromInline var ptVMAPointer: UnsafeRawPointer?

@@ -1,0 +1,86 @@
+import Synchronization
+
+/// What the update walk (module PageWalk) changes under a page-table lock
+/// it holds: PTE tables found or allocated for installing, and the folio
+/// actions walker users take on the folios they meet (the LRU and mlock
+/// state of `mm/swap.c`, `mm/vmscan.c` and `mm/mlock.c`). Callers hold the
+/// mmap lock or the VMA lock, and the table lock where a function says so.
+extension AddressSpace {
+    /// `pte_offset_map_lock()` after `__pte_alloc()`: runs `body` on the PTE
+    /// table mapping `address` with its lock held, allocating the upper
+    /// tables and the PTE table when `allocate` is set. Nil, and `body` not
+    /// run, when a PMD or higher leaf maps `address` or the table is missing
+    /// and not to be allocated.
+    package func withPTETable<R>(_ address: UInt64, allocate: Bool,
+                                 _ body: (TableID) throws(ModelError) -> R) throws(ModelError) -> R? {
+        switch try lockPTETable(address, allocate: allocate) {
+        case .table(let t, _):
+            defer { arena.lock(t).unlock() }
+            return try body(t)
+        case .pmdEntry, .blocked, .absent:
+            return nil
+        }
+    }
+
+    /// Charges `n` pages of `folio` to the counter `mm_counter()` names.
+    package func addRSS(for folio: Folio, _ n: Int) {
+        if let c = rssCounter(for: folio) { addRSS(c, n) }
+    }
+
+    /// `folio_isolate_lru()`: takes the folio off its LRU list, holding a
+    /// reference for the isolator; false when it is not on one (already
+    /// isolated, or never added).
+    package func isolateFromLRU(_ folio: Folio) -> Bool {
+        guard folio.test(.lru) else { return false }
+        folio.setFlags(.lru, false)
+        folio.addRef(1)
+        return true
+    }
+
+    /// `folio_putback_lru()`: back on its LRU list, the isolation
+    /// reference dropped.
+    package func putBackOnLRU(_ folio: Folio) {
+        folio.setFlags(.lru, true)
+        memory.put(folio)
+    }
+
+    /// `folio_deactivate()` (MADV_COLD): an evictable folio on an LRU list
+    /// moves to the inactive list and loses its referenced bit.
+    package func deactivate(_ folio: Folio) {
+        guard folio.test(.lru), !folio.test(.unevictable) else { return }
+        folio.setFlags([.active, .referenced], false)
+    }
+
+    /// `folio_mark_lazyfree()` (MADV_FREE): an anonymous, swap-backed folio
+    /// outside the swap cache becomes clean file-like memory that reclaim
+    /// may drop: off the active list, no longer swap-backed.
+    package func markLazyFree(_ folio: Folio) {
+        guard folio.isAnon, folio.test(.swapBacked), !folio.test(.swapCache), !folio.test(.unevictable) else { return }
+        folio.setFlags([.active, .referenced, .swapBacked], false)
+    }
+
+    /// `folio_clear_dirty()`.
+    package func clearDirty(_ folio: Folio) { folio.setFlags(.dirty, false) }
+
+    /// `folio_clear_referenced()` with `folio_test_clear_young()`: what
+    /// clear_refs does to a folio whose entry it made old.
+    package func clearReferenced(_ folio: Folio) { folio.setFlags([.referenced, .young], false) }
+
+    /// `mlock_folio()`: mlocked and unevictable.
+    package func mlockFolio(_ folio: Folio) { folio.setFlags([.mlocked, .unevictable], true) }
+
+    /// `munlock_folio()`: evictable again.
+    package func munlockFolio(_ folio: Folio) { folio.setFlags([.mlocked, .unevictable], false) }
+}
+
+extension AddressSpace {
+    /// clear_refs type 4 before its walk: VM_SOFTDIRTY leaves every VMA
+    /// (`vm_flags_clear()`, each VMA write-locked). Caller holds the mmap
+    /// lock for write.
+    package func clearSoftDirtyFlags() {
+        for vma in vmaList where vma.flags.contains(.softDirty) {
+            vmaStartWrite(vma)
+            vma.flags.remove(.softDirty)
+        }
+    }
+}

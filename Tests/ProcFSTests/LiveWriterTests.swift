@@ -1,0 +1,85 @@
+import Testing
+import Foundation
+import Glibc
+@testable import MemoryModel
+import PageWalk
+import KernelSnapshot
+import LiveKernel
+@testable import ProcFS
+
+/// The walker users that change what they walk, against this machine's
+/// kernel: each test changes real memory of this process with the system
+/// call (or /proc file) and the model with the user on one walker, then
+/// compares smaps, numa_maps and pagemap as LiveKernelTests does, and the
+/// figures the user is about.
+@Suite(.serialized) struct LiveWriterTests {
+    func compare(_ mirror: Mirror, _ mappings: [LiveMapping], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let problems = try LiveComparison.mismatches(mirror, mappings.map { $0.start..<$0.end })
+        for p in problems { Issue.record(Comment(rawValue: p), sourceLocation: sourceLocation) }
+    }
+
+    /// `echo N > /proc/self/clear_refs`.
+    static func writeClearRefs(_ type: Int) throws {
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        guard fd >= 0 else { try Test.cancel("/proc/self/clear_refs: errno \(errno)") }
+        defer { close(fd) }
+        let text = "\(type)\n"
+        let n = text.withCString { write(fd, $0, strlen($0)) }
+        #expect(n == text.utf8.count, "clear_refs write returned \(n), errno \(errno)")
+    }
+
+    /// The kernel's `Referenced:` of the VMA starting at `m.start`, in kB.
+    static func referencedKB(_ m: LiveMapping) throws -> Int? {
+        guard let block = try KernelView.smaps()[m.start] else { return nil }
+        for line in block.split(separator: "\n") where line.hasPrefix("Referenced:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        }
+        return nil
+    }
+
+    /// clear_refs types 1, 2 and 3 on an anonymous and a file-backed VMA:
+    /// after 1, Referenced is 0 everywhere and pagemap unchanged; touching k
+    /// pages gives k × 4 kB; type 2 leaves the file VMA alone and type 3
+    /// the anonymous one.
+    @Test(arguments: WalkerKind.allCases)
+    func clearRefsYoung(_ walker: WalkerKind) throws {
+        let f = try FencedMappings()
+        let anon = try f.anonymous(64 * 4096)
+        let file = try f.file(32 * 4096, shared: false)
+        f.touch(anon, write: true)
+        f.touch(file, write: false)
+        let mirror = try Mirror()
+        try mirror.map(anon)
+        let fo = try mirror.file(of: file, kernel: try KernelView.smaps(), shmem: false)
+        try mirror.map(file, kind: .file(fo, offset: 0))
+        try mirror.mm.fault(anon.start, anon.end, write: true)
+        try mirror.mm.fault(file.start, file.end, write: false)
+        let pagemapBefore = try KernelView.pagemap(anon)
+        try compare(mirror, [anon, file])
+
+        try Self.writeClearRefs(1)
+        try mirror.mm.clearRefs(.all, walker: walker)
+        #expect(try Self.referencedKB(anon) == 0 && Self.referencedKB(file) == 0)
+        #expect(try KernelView.pagemap(anon) == pagemapBefore, "clear_refs 1 changed pagemap")
+        try compare(mirror, [anon, file])
+
+        f.touch(anon, write: false, pages: 0..<5)
+        let (a, b) = mirror.pages(anon, 0..<5)
+        try mirror.mm.access(a, b, write: false)
+        #expect(try Self.referencedKB(anon) == 20)
+        try compare(mirror, [anon, file])
+
+        f.touch(anon, write: false)
+        f.touch(file, write: false)
+        try mirror.mm.access(anon.start, anon.end, write: false)
+        try mirror.mm.access(file.start, file.end, write: false)
+        try Self.writeClearRefs(2)
+        try mirror.mm.clearRefs(.anonymous, walker: walker)
+        #expect(try Self.referencedKB(anon) == 0 && Self.referencedKB(file) == 128)
+        try compare(mirror, [anon, file])
+        try Self.writeClearRefs(3)
+        try mirror.mm.clearRefs(.file, walker: walker)
+        #expect(try Self.referencedKB(file) == 0)
+        try compare(mirror, [anon, file])
+    }
+}
