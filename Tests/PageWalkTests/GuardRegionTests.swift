@@ -1,8 +1,28 @@
 import Testing
 import MemoryModel
 @testable import PageWalk
+import TestKit
 
 @Suite struct GuardRegionTests {
+    /// The range walker's install and remove leave what the callback
+    /// walker's `install_pte` ops leave: over none entries with and without
+    /// tables, populated pages, a THP, swap-like and uffd-wp entries.
+    @Test func bothWalkersLeaveOneEndState() throws {
+        func run(_ walker: WalkerKind) throws -> [String] {
+            let mm = try makeSpace()
+            try mm.mmap(start: mb2, end: 4 * mb2, access: [.read, .write], extraFlags: [.hugePage])
+            try mm.fault(mb2 + 4 * page, mb2 + 40 * page, write: true)
+            try mm.populateTHP(2 * mb2, 3 * mb2)
+            try madviseGuardInstall(mm, mb2 + 30 * page, mb2 + 34 * page, walker: walker)
+            try madviseGuardInstall(mm, mb2, 3 * mb2 + 64 * page, walker: walker)
+            try madviseGuardRemove(mm, mb2 + 16 * page, 2 * mb2 + 8 * page, walker: walker)
+            return endState(mm)
+        }
+        let r = try run(.range), c = try run(.callback)
+        #expect(r == c, "\(endStateDifferences(r, c).joined(separator: "\n"))")
+        #expect(r.contains { $0.contains("marker") })
+    }
+
     @Test func installOverNoneAndPopulatedEntries() throws {
         let mm = try makeSpace()
         let vma = try mm.mmap(start: mb2, end: 3 * mb2, access: [.read, .write])

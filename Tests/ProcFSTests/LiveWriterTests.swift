@@ -82,4 +82,57 @@ import LiveKernel
         #expect(try Self.referencedKB(file) == 0)
         try compare(mirror, [anon, file])
     }
+
+    /// Whether touching `address` kills a forked child with SIGSEGV. The
+    /// child reads one byte and exits; it runs nothing else after fork.
+    static func touchFaults(_ address: UInt64) -> Bool {
+        let pid = fork()
+        if pid == 0 {
+            let p = UnsafePointer<UInt8>(bitPattern: UInt(address))!
+            _exit(p.pointee == 0 ? 0 : 1)
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return status & 0x7f == SIGSEGV
+    }
+
+    /// MADV_GUARD_INSTALL over touched pages, untouched pages with a table
+    /// and a range with no table at all, then MADV_GUARD_REMOVE over part:
+    /// pagemap bit 58, the PAGE_IS_GUARD regions of PAGEMAP_SCAN, and
+    /// SIGSEGV on touch, for the model on each walker against the kernel.
+    @Test(arguments: WalkerKind.allCases)
+    func guardInstallAndRemove(_ walker: WalkerKind) throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(1024 * 4096, alignment: 2 << 20)
+        f.touch(m, write: true, pages: 0..<8)
+        do { try f.live.madvise(m, .guardInstall, offset: 4 * 4096, length: 600 * 4096) } catch {
+            try Test.cancel("MADV_GUARD_INSTALL: \(error)")
+        }
+        try f.live.madvise(m, .guardRemove, offset: 100 * 4096, length: 50 * 4096)
+        let mirror = try Mirror()
+        try mirror.map(m)
+        var (a, b) = mirror.pages(m, 0..<8)
+        try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(m, 4..<604)
+        try madviseGuardInstall(mirror.mm, a, b, walker: walker)
+        (a, b) = mirror.pages(m, 100..<150)
+        try madviseGuardRemove(mirror.mm, a, b, walker: walker)
+        try compare(mirror, [m])
+
+        let guardBit = PagemapScan.Category.guardRegion.rawValue
+        let kernel = try PagemapScanIoctl.scan(start: m.start, end: m.end, categoryMask: guardBit, returnMask: guardBit)
+        let ours = try PagemapScan.scan(mirror.mm, PagemapScan.Arguments(start: m.start, end: m.end,
+                                                                      categoryMask: .guardRegion, returnMask: .guardRegion))
+        #expect(kernel.regions.map { [$0.start, $0.end, $0.categories] } == ours.regions.map { [$0.start, $0.end, $0.categories.rawValue] })
+        #expect(kernel.regions.count == 2, "PAGE_IS_GUARD regions: \(kernel.regions)")
+        for page in [5, 120, 300, 700] {
+            let addr = m.start + UInt64(page) * 4096
+            let guarded = (4..<100).contains(page) || (150..<604).contains(page)
+            #expect(Self.touchFaults(addr) == guarded, "touching page \(page)")
+            // The model's faults fail on a marker that `failsFaults`.
+            var modelFaults = false
+            if case .softLeaf(_, _, let leaf) = mirror.mm.translate(addr), case .marker(let mk) = leaf.leaf { modelFaults = mk.failsFaults }
+            #expect(modelFaults == guarded, "the model touching page \(page)")
+        }
+    }
 }

@@ -98,8 +98,10 @@ enum GuardRegionOps {
 /// splitting a THP); if populated entries are met, the range is zapped and
 /// the install retried, up to three times before asking for a restart.
 /// Refused (-EINVAL) for hugetlb, VM_LOCKED and VM_SPECIAL (PFN, IO) VMAs.
-/// Takes the mmap read lock itself.
-public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(MadviseError) {
+/// Takes the mmap read lock itself. `walker` picks the range walker's
+/// installing update walk or the callback walker's `install_pte` ops.
+public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                walker: WalkerKind = .range) throws(MadviseError) {
     let marker: UInt64
     do {
         marker = try SoftLeafEntry(.marker(.guardRegion)).encode(mm.geometry.layout)
@@ -120,12 +122,18 @@ public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt
             throw .invalidVMA(address: vma.start, reason: "guard regions need a VMA that is not hugetlb, locked or special")
         }
         for _ in 0..<GuardRegionOps.maxRetries {
-            var guarded: UInt64 = 0
+            let done: Bool
             do throws(PageWalkError) {
-                if try walkPageRangeMM(mm, s, e, ops: ops, private: &guarded) == 0 { return }
+                switch walker {
+                case .range: done = try GuardRegionOps.installRange(mm, s, e)
+                case .callback:
+                    var guarded: UInt64 = 0
+                    done = try walkPageRangeMM(mm, s, e, ops: ops, private: &guarded) == 0
+                }
             } catch {
                 throw .walk(error)
             }
+            if done { return }
             // Something is mapped: zap it (markers survive) and try again.
             do throws(ModelError) {
                 try mm.zapPageRangeSingle(vma, s, e)
@@ -137,19 +145,60 @@ public func madviseGuardInstall(_ mm: AddressSpace, _ start: UInt64, _ end: UInt
     }
 }
 
+extension GuardRegionOps {
+    /// The install on the update walk: none entries (with or without a
+    /// table) take the marker, guard markers stay; anything else (a page, a
+    /// THP, a swap entry, another marker) ends the walk with false, for the
+    /// caller to zap and retry.
+    static func installRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(PageWalkError) -> Bool {
+        try mm.withInstallingWalk(start..<end) { (walk) throws(PageWalkError) -> Bool in
+            var clean = true
+            try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
+                switch e.content {
+                case .none:
+                    try e.installMarker(.guardRegion)
+                    return .next
+                case .marker(let m) where m.contains(.guardRegion):
+                    return .next
+                default:
+                    clean = false
+                    return .stop
+                }
+            }
+            return clean
+        }
+    }
+
+    /// The remove on the update walk: guard markers cleared, huge leaves
+    /// stepped over whole (they cannot hold markers), the rest untouched.
+    static func removeRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(PageWalkError) {
+        try mm.withUpdateWalk(start..<end, options: UpdateWalkOptions(respect: [])) { (walk) throws(PageWalkError) in
+            try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
+                if case .marker(let m) = e.content, m.contains(.guardRegion) { try e.clearMarker(.guardRegion) }
+                return .next
+            }
+        }
+    }
+}
+
 /// Models `madvise(MADV_GUARD_REMOVE)`: clears the guard markers of
 /// `[start, end)` and nothing else. Allowed on VM_LOCKED VMAs (removing is
 /// not destructive); refused for hugetlb and VM_SPECIAL VMAs. Takes the mmap
 /// read lock itself.
-public func madviseGuardRemove(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(MadviseError) {
+public func madviseGuardRemove(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
+                               walker: WalkerKind = .range) throws(MadviseError) {
     let ops = GuardRegionOps.remove
     try GuardRegionOps.madvise(mm, start, end) { (vma, s, e) throws(MadviseError) in
         guard AddressSpace.isValidGuardVMA(vma, allowLocked: true) else {
             throw .invalidVMA(address: vma.start, reason: "guard regions need a VMA that is not hugetlb or special")
         }
-        var none: Void = ()
         do throws(PageWalkError) {
-            _ = try walkPageRangeVMA(mm, vma, s, e, ops: ops, private: &none)
+            switch walker {
+            case .range: try GuardRegionOps.removeRange(mm, s, e)
+            case .callback:
+                var none: Void = ()
+                _ = try walkPageRangeVMA(mm, vma, s, e, ops: ops, private: &none)
+            }
         } catch {
             throw .walk(error)
         }
