@@ -185,6 +185,7 @@ extension ReferenceModel {
         if uffdWP { attrs.insert(.uffdWP) }
         if write { folios[cached]!.flags.insert(.dirty) }
         set(p, a, .present(ReferencePresent(target: .folio(cached, page: 0), attrs: attrs)))
+        mlockIfLocked(vma, cached)
         if !write { faultAround(p, vma, a, file) }
     }
 
@@ -205,6 +206,7 @@ extension ReferenceModel {
             var attrs = faultAttrs(vma, write: false, writable: vma.isShared && folios[f]!.flags.contains(.swapBacked))
             if geometry.architecture == .arm64 { attrs.remove(.young) }
             set(p, x, .present(ReferencePresent(target: .folio(f, page: 0), attrs: attrs)))
+            mlockIfLocked(vma, f)
         }
     }
 
@@ -212,6 +214,15 @@ extension ReferenceModel {
         let f = newFolio(order: 0, node: node(vma, a), flags: [.anon, .swapBacked])
         folios[f]!.exclusive[0] = true
         set(p, a, .present(ReferencePresent(target: .folio(f, page: 0), attrs: attrs)))
+        mlockIfLocked(vma, f)
+    }
+
+    /// The fault path's mlock: a small folio mapped into a VM_LOCKED VMA
+    /// that is not VM_SPECIAL becomes mlocked and unevictable.
+    func mlockIfLocked(_ vma: ReferenceVMA, _ f: ReferenceFolioID) {
+        guard folios[f]!.order == 0, vma.flags.contains(.locked),
+              vma.flags.isDisjoint(with: [.io, .dontExpand, .pfnMap, .mixedMap]) else { return }
+        folios[f]!.flags.formUnion([.mlocked, .unevictable])
     }
 
     /// The page-cache folio of `file` at `index`, read in if absent.

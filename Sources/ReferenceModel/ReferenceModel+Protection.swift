@@ -80,16 +80,23 @@ extension ReferenceModel {
 
     /// `AddressSpace.mlock`: every VMA locked first, then populated in
     /// address order up to the first guard or poison marker.
-    public func mlock(pid: Int, _ start: UInt64, _ end: UInt64) throws(ModelError) {
+    public func mlock(pid: Int, _ start: UInt64, _ end: UInt64, onFault: Bool = false) throws(ModelError) {
         let p = try alive(pid)
         defer { collect() }
         _ = try covered(p, start, end, "mlock")
-        for vma in try isolate(p, start, end) { vma.flags.insert(.locked) }
+        for vma in try isolate(p, start, end) {
+            vma.flags.insert(.locked)
+            if onFault { vma.flags.insert(.lockOnFault) } else { vma.flags.remove(.lockOnFault) }
+        }
         merge(p, start, end)
         var failedAt: UInt64?
         for vma in try covered(p, start, end, "mlock") {
             let s = max(start, vma.start), e = min(end, vma.end)
             if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
+            if onFault {
+                if !vma.isHugetlb { try setMlocked(p, vma, true) }
+                continue
+            }
             let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
             if vma.isHugetlb { try populateHugetlbRange(p, vma, s, e, write: write); continue }
             // A PROT_NONE VMA cannot be populated: the populate stops there too.
@@ -112,7 +119,7 @@ extension ReferenceModel {
         defer { collect() }
         _ = try covered(p, start, end, "munlock")
         for vma in try isolate(p, start, end) where vma.flags.contains(.locked) {
-            vma.flags.remove(.locked)
+            vma.flags.subtract([.locked, .lockOnFault])
             if !vma.isHugetlb { try setMlocked(p, vma, false) }
         }
         merge(p, start, end)

@@ -182,6 +182,26 @@ public final class LiveMappings {
         }
     }
 
+    private typealias Mlock2 = @convention(c) (UnsafeRawPointer?, Int, Int32) -> Int32
+    /// glibc's mlock2(), looked up at run time (the Glibc module does not
+    /// declare it).
+    private static let mlock2Function: Mlock2? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let sym = dlsym(handle, "mlock2") else { return nil }
+        return unsafeBitCast(sym, to: Mlock2.self)
+    }()
+    /// `MLOCK_ONFAULT` (include/uapi/asm-generic/mman-common.h).
+    public static let mlockOnFault: Int32 = 1
+
+    /// mlock2(MLOCK_ONFAULT): locked as pages fault in, nothing populated.
+    public func mlockOnFault(_ m: LiveMapping, offset: Int = 0, length: Int? = nil) throws {
+        guard let mlock2 = Self.mlock2Function else {
+            throw LiveMappingError.unavailable(feature: "mlock2", reason: "libc has no mlock2")
+        }
+        if mlock2(UnsafeRawPointer(m.pointer + offset), length ?? (m.size - offset), Self.mlockOnFault) != 0 {
+            throw LiveMappingError.last("mlock2")
+        }
+    }
+
     public func munlock(_ m: LiveMapping, offset: Int = 0, length: Int? = nil) throws {
         if Glibc.munlock(m.pointer + offset, length ?? (m.size - offset)) != 0 {
             throw LiveMappingError.last("munlock")

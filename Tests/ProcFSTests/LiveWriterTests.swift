@@ -135,4 +135,111 @@ import LiveKernel
             #expect(modelFaults == guarded, "the model touching page \(page)")
         }
     }
+
+    /// Per page of `m`: is the kernel's page MLOCKED and UNEVICTABLE (nil
+    /// for a page not present), from pagemap and /proc/kpageflags.
+    static func kernelMlocked(_ m: LiveMapping) throws -> [Bool?] {
+        try LiveMappings.selfPagemap(m).map { w in
+            guard let pfn = w.pfn, pfn != 0 else { return nil }
+            let k = try LiveMappings.physicalPage(pfn: pfn).flags
+            return k.contains(.mlocked) && k.contains(.unevictable)
+        }
+    }
+
+    /// The same from the model's folios.
+    static func modelMlocked(_ mirror: Mirror, _ m: LiveMapping) -> [Bool?] {
+        (0..<(m.size / 4096)).map { k in
+            guard case .present(_, _, let pfn) = mirror.mm.translate(m.start + UInt64(k) * 4096),
+                  let f = mirror.memory.folio(containing: pfn), !f.isZero else { return nil }
+            return f.test(.mlocked) && f.test(.unevictable)
+        }
+    }
+
+    /// Drains the per-CPU LRU and mlock batches (a folio mlocked at fault
+    /// sits in a batch with PG_mlocked set until the batch moves it to the
+    /// unevictable list) and folds the per-CPU vm counters into the global
+    /// ones: compaction starts with `lru_add_drain_all()`, and
+    /// `vm/stat_refresh` flushes the vmstat differentials. Both are actions,
+    /// not settings: nothing to restore.
+    static func drainBatches() {
+        for path in ["/proc/sys/vm/compact_memory", "/proc/sys/vm/stat_refresh"] {
+            let fd = open(path, O_WRONLY)
+            guard fd >= 0 else { print("LIVE cannot open \(path): errno \(errno)"); continue }
+            _ = write(fd, "1\n", 2)
+            close(fd)
+        }
+    }
+
+    /// `Mlocked:` of /proc/meminfo, in kB, with the per-CPU counters folded.
+    static func meminfoMlockedKB() throws -> Int {
+        drainBatches()
+        let text = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("Mlocked:") })
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])!
+    }
+
+    /// mlock of part of a VMA, munlock of part of that, and mlock2 with
+    /// MLOCK_ONFAULT then a touch: kpageflags MLOCKED and UNEVICTABLE page
+    /// for page, meminfo Mlocked moving by what was locked, and smaps
+    /// (Locked:, VmFlags lo/lf) against the model on each walker.
+    @Test(arguments: WalkerKind.allCases)
+    func mlockMunlockAndOnFault(_ walker: WalkerKind) throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(64 * 4096)
+        f.touch(m, write: true, pages: 0..<32)
+        let mlockedBefore = try Self.meminfoMlockedKB()
+        do { try f.live.mlock(m, offset: 8 * 4096, length: 32 * 4096) } catch { try Test.cancel("mlock: \(error)") }
+        let mlockedAfter = try Self.meminfoMlockedKB()
+        try f.live.munlock(m, offset: 8 * 4096, length: 4 * 4096)
+        do { try f.live.mlockOnFault(m, offset: 48 * 4096, length: 8 * 4096) } catch { try Test.cancel("mlock2: \(error)") }
+        f.touch(m, write: true, pages: 48..<52)
+        defer { _ = try? f.live.munlock(m) }
+        Self.drainBatches()
+
+        let mirror = try Mirror()
+        try mirror.map(m)
+        var (a, b) = mirror.pages(m, 0..<32)
+        try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(m, 8..<40)
+        try mirror.mm.mlock(a, b, walker: walker)
+        (a, b) = mirror.pages(m, 8..<12)
+        try mirror.mm.munlock(a, b, walker: walker)
+        (a, b) = mirror.pages(m, 48..<56)
+        try mirror.mm.mlock2(a, b, onFault: true, walker: walker)
+        (a, b) = mirror.pages(m, 48..<52)
+        try mirror.mm.fault(a, b, write: true)
+
+        let kernel = try Self.kernelMlocked(m), ours = Self.modelMlocked(mirror, m)
+        #expect(kernel == ours, "MLOCKED|UNEVICTABLE per page:\n kernel \(kernel)\n model  \(ours)")
+        #expect(kernel[12] == true && kernel[8] == false && kernel[48] == true && kernel[4] == false, "\(kernel)")
+        // Other processes may lock or unlock meanwhile: the change is at least ours.
+        #expect(mlockedAfter - mlockedBefore >= 32 * 4, "meminfo Mlocked moved by \(mlockedAfter - mlockedBefore) kB")
+        try compare(mirror, [m])
+    }
+
+    /// A PMD THP of which mlock covers only the first 1 MiB: the VMA split
+    /// maps the THP by PTEs, and a large folio locked in part is not
+    /// mlocked, in the kernel and the model alike.
+    @Test(arguments: WalkerKind.allCases)
+    func thpLockedInPartIsNotMlocked(_ walker: WalkerKind) throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(2 << 20, alignment: 2 << 20)
+        try f.live.madvise(m, .hugePage)
+        f.touch(m, write: true)
+        guard let head = try KernelView.pagemap(m).first, head & PagemapBits.present != 0,
+              try LiveMappings.physicalPage(pfn: head & PagemapBits.pfnMask).flags.contains(.thp) else {
+            try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with a THP")
+        }
+        do { try f.live.mlock(m, offset: 0, length: 1 << 20) } catch { try Test.cancel("mlock: \(error)") }
+        defer { _ = try? f.live.munlock(m) }
+        Self.drainBatches()
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.hugePage])
+        try mirror.mm.populateTHP(m.start, m.end)
+        try mirror.mm.mlock(m.start, m.start + (1 << 20), walker: walker)
+        let kernel = try Self.kernelMlocked(m), ours = Self.modelMlocked(mirror, m)
+        #expect(kernel.allSatisfy { $0 == false }, "the kernel mlocked a THP locked in part")
+        #expect(kernel == ours)
+        try compare(mirror, [m])
+    }
 }

@@ -154,9 +154,12 @@ extension AddressSpace {
         }
         var k = 0
         let pte0 = layout.leaf(pfn: 0, level: .pte, faultAttributes(vma, write: true, writable: true))
+        // mlock_new_folio() in a VM_LOCKED VMA, as `mlockIfLocked`.
+        let locked: PageFlags = vma.flags.contains(.locked) && vma.flags.isDisjoint(with: AddressSpace.specialFlags)
+            ? [.mlocked, .unevictable] : []
         for i in first..<(first + count) where e[i].load(ordering: .relaxed) == 0 {
             let f = memory.installFolio(pfn: pfns[k], order: 0, node: nid,
-                                        flags: [.anon, .swapBacked, .uptodate, .lru, .anonExclusive], refcount: 1)
+                                        flags: locked.union([.anon, .swapBacked, .uptodate, .lru, .anonExclusive]), refcount: 1)
             k += 1
             f.head[RecordWord.mapcount].store(1, ordering: .relaxed)
             e[i].store(pte0 | (f.pfn << Geometry.pageShift), ordering: .releasing)
@@ -233,6 +236,7 @@ extension AddressSpace {
             attrs = faultAttributes(vma, write: true, writable: !uffdWP)
             if uffdWP { attrs.insert(.uffdWP) }
             mapNewAnon(t, i, f, attrs)
+            mlockIfLocked(vma, f)
             vma.hasAnonVMA = true
             return
         }
@@ -245,6 +249,7 @@ extension AddressSpace {
             attrs = faultAttributes(vma, write: true, writable: !uffdWP)
             if uffdWP { attrs.insert(.uffdWP) }
             mapNewAnon(t, i, f, attrs)
+            mlockIfLocked(vma, f)
             vma.hasAnonVMA = true
             return
         }
@@ -256,6 +261,7 @@ extension AddressSpace {
         if uffdWP { attrs.insert(.uffdWP) }
         if write { cached.folio.setFlags(.dirty, true) }
         mapPage(t, i, cached, attrs)
+        mlockIfLocked(vma, cached.folio)
         if !write { faultAround(vma, t, i, address, file) }
     }
 
@@ -284,7 +290,18 @@ extension AddressSpace {
             var attrs = faultAttributes(vma, write: false, writable: vma.isShared && f.test(.swapBacked))
             if layout.architecture == .arm64 { attrs.remove(.young) }   // arch_wants_old_prefaulted_pte()
             mapPage(t, j, page, attrs)
+            mlockIfLocked(vma, f)
         }
+    }
+
+    /// `mlock_vma_folio()` and `mlock_new_folio()` as the fault path calls
+    /// them: a small folio mapped into a VM_LOCKED (not VM_SPECIAL) VMA is
+    /// mlocked; large ones are left to mlock's own walk, which mlocks them
+    /// only when mapped whole.
+    func mlockIfLocked(_ vma: VMA, _ folio: Folio) {
+        guard !folio.isLarge, !folio.isZero, vma.flags.contains(.locked),
+              vma.flags.isDisjoint(with: AddressSpace.specialFlags) else { return }
+        folio.setFlags([.mlocked, .unevictable], true)
     }
 
     /// Maps a fresh exclusive anonymous order-0 folio.
@@ -376,6 +393,7 @@ extension AddressSpace {
         if old & layout.uffdWP != 0 { attrs.insert(.uffdWP) }
         storePTE(t, i, 0)
         mapNewAnon(t, i, newFolio, attrs)
+        mlockIfLocked(vma, newFolio)
         vma.hasAnonVMA = true
     }
 

@@ -113,19 +113,25 @@ extension AddressSpace {
         }
     }
 
-    /// `mlock()`: marks the VMAs VM_LOCKED (splitting at the edges) and
-    /// mlocks what they map (`mlock_fixup()`), then faults every page in
-    /// (`__mm_populate()`: a write fault for private writable mappings).
+    /// `mlock()` and `mlock2()` up to the folio walk: marks the VMAs
+    /// VM_LOCKED (and VM_LOCKONFAULT for `onFault`), splitting at the edges
+    /// and merging (`mlock_fixup()`), then faults every page in unless
+    /// `onFault` (`__mm_populate()`: a write fault for private writable
+    /// mappings), and has `mlockFolios` mlock what each VMA maps: the
+    /// walker user (PageWalk's `mlock_walk_ops` on either walker).
     /// Populating stops at the first guard or poison marker, or PROT_NONE
     /// VMA: the VMAs stay locked, the pages after it unpopulated, and the
     /// call fails (mlock(2) returns ENOMEM).
-    public func mlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+    package func mlock(_ start: UInt64, _ end: UInt64, onFault: Bool,
+                       mlockFolios: (VMA) throws(ModelError) -> Void) throws(ModelError) {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "mlock")
+            let flags: VMFlags = onFault ? [.locked, .lockOnFault] : [.locked]
             for vma in Array(try isolateVMAs(start, end)) {
                 vmaStartWrite(vma)
-                vma.flags.insert(.locked)
+                vma.flags.formUnion(flags)
+                if !onFault { vma.flags.remove(.lockOnFault) }
             }
             // The flag change merges first (mlock_fixup()); populating
             // follows, so a fault's anon_vma never stands between the parts.
@@ -134,14 +140,18 @@ extension AddressSpace {
             for vma in vmas(intersecting: start, end) {
                 let s = max(start, vma.start), e = min(end, vma.end)
                 if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
+                if onFault {
+                    if !vma.isHugetlb { try mlockFolios(vma) }
+                    continue
+                }
                 let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
                 if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: write); continue }
                 // A PROT_NONE VMA cannot be populated: the populate stops there too.
                 if vma.flags.intersection(.access).isEmpty { failedAt = failedAt ?? s; continue }
-                if failedAt != nil { try setMlocked(vma, true); continue }
+                if failedAt != nil { try mlockFolios(vma); continue }
                 let stop = try firstUnfaultableMarker(s, e)
                 if (stop ?? e) > s { try faultPTEs(vma, s, stop ?? e, write: write) }
-                try setMlocked(vma, true)
+                try mlockFolios(vma)
                 failedAt = stop
             }
             if let failedAt { throw .faultFailed(address: failedAt, reason: "a guard or poison marker or a PROT_NONE VMA met while populating for mlock") }
@@ -163,35 +173,19 @@ extension AddressSpace {
         return first
     }
 
-    /// `munlock()`: clears VM_LOCKED and the folios' mlocked state.
-    public func munlock(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+    /// `munlock()` up to the folio walk: clears VM_LOCKED and
+    /// VM_LOCKONFAULT, and has `munlockFolios` munlock what each VMA maps.
+    package func munlock(_ start: UInt64, _ end: UInt64,
+                         munlockFolios: (VMA) throws(ModelError) -> Void) throws(ModelError) {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "munlock")
             for vma in Array(try isolateVMAs(start, end)) where vma.flags.contains(.locked) {
                 vmaStartWrite(vma)
-                vma.flags.remove(.locked)
-                if !vma.isHugetlb { try setMlocked(vma, false) }
+                vma.flags.subtract([.locked, .lockOnFault])
+                if !vma.isHugetlb { try munlockFolios(vma) }
             }
             mergeVMAs(around: start, end)
-        }
-    }
-
-    private func setMlocked(_ vma: VMA, _ on: Bool) throws(ModelError) {
-        let flags: PageFlags = [.mlocked, .unevictable]
-        try forEachPTE(vma.start, vma.end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
-            let w = self.load(s)
-            if self.layout.isPresent(w, .pmd), let f = self.memory.folio(containing: self.layout.pfn(w)), !f.isZero {
-                f.setFlags(flags, on)
-            }
-            return .skip
-        }) { (t, i, a) throws(ModelError) in
-            let w = arena.entries(t)[i].load(ordering: .relaxed)
-            guard layout.isPresent(w, .pte), !layout.isSpecialPTE(w), let page = memory.page(layout.pfn(w)) else { return }
-            let f = page.folio
-            guard !f.isZero else { return }
-            let first = a - UInt64(page.index) * Geometry.pageSize
-            if !on || (first >= vma.start && first + f.size <= vma.end) { f.setFlags(flags, on) }
         }
     }
 }

@@ -325,6 +325,12 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         return try body(MmapLockToken(mm: self, mode: .write))
     }
 
+    /// The token of the mmap lock the calling thread holds, if any: for a
+    /// walker opened inside an operation that took the lock already.
+    package func heldMmapLockToken() -> MmapLockToken? {
+        MmapLockHolds.mode(of: self).map { MmapLockToken(mm: self, mode: $0) }
+    }
+
     /// Whether the calling thread holds this mm's mmap lock in `mode`
     /// (write satisfies read).
     public func isMmapLockHeldByCurrentThread(_ mode: LockMode) -> Bool {

@@ -39,6 +39,8 @@ extension AddressSpace {
         case .mmapRead:
             return try withMmapReadLock { (t) throws(PageWalkError) in try run(t, .mmapRead) }
         case .mmapWrite:
+            // Inside an operation that holds it already (mlock's folio walk).
+            if let held = heldMmapLockToken(), held.mode == .write { return try run(held, .mmapWrite) }
             return try withMmapWriteLock { (t) throws(PageWalkError) in try run(t, .mmapWrite) }
         case .vma:
             if let vma = lockVMA(containing: range.lowerBound) {
