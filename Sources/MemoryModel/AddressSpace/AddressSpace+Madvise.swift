@@ -1,62 +1,22 @@
 import Synchronization
 
 extension AddressSpace {
-    /// `MADV_FREE`: exclusive anonymous folios wholly inside the range become
-    /// lazily freeable (clean PTEs, old, folio clean and not swap-backed);
-    /// swap entries in the range are dropped. Shared or partially covered
-    /// folios are left alone (the kernel would try to split the latter). A
-    /// range inside one VMA runs under that VMA's lock alone (6.16 and later).
-    public func madviseFree(_ start: UInt64, _ end: UInt64) throws(ModelError) {
+    /// `MADV_FREE` up to its walk: the range's VMAs checked (private
+    /// anonymous, not locked, not hugetlb: EINVAL otherwise), then
+    /// `freeRange` run on each VMA's part, the walker user (PageWalk's
+    /// MADV_FREE walk on either walker). A range inside one VMA runs under
+    /// that VMA's lock alone (6.16 and later), else under the mmap read lock.
+    package func madviseFree(_ start: UInt64, _ end: UInt64,
+                             freeRange: (VMA, UInt64, UInt64) throws(ModelError) -> Void) throws(ModelError) {
         try checkAlive()
         try withMadviseVMAs(start, end, operation: "madv_free") { (vs) throws(ModelError) in
             for vma in vs {
                 guard vma.isAnonymous, !vma.flags.contains(.locked), !vma.isHugetlb else {
                     throw .wrongVMAKind(address: vma.start, reason: "MADV_FREE applies to private anonymous, unlocked memory")
                 }
-                let s = max(start, vma.start), e = min(end, vma.end)
-                // Swap entries are simply dropped.
-                try forEachPTE(s, e, pmd: { _, _, _ in .skip }) { (t, i, _) throws(ModelError) in
-                    let w = arena.entries(t)[i].load(ordering: .relaxed)
-                    guard w != 0, !layout.isPresent(w, .pte),
-                          case .swap(let entry) = SoftLeafEntry(decoding: w, layout: layout).leaf else { return }
-                    storePTE(t, i, 0)
-                    releaseSwapReference(entry)
-                    addRSS(.swapEntries, -1)
-                }
-                let folios = try anonFoliosFullyInside(vma, s, e) { f in
-                    !f.isKSM && !f.test(.zoneDevice) && f.mapcount == (f.entireMapcount > 0 ? 1 : f.pageCount)
-                        && f.entireMapcount <= 1
-                }
-                var failure: ModelError?
-                for (folio, address) in folios {
-                    if failure == nil {
-                        do throws(ModelError) { try markLazyFree(folio, at: address) } catch { failure = error }
-                    }
-                    memory.put(folio)
-                }
-                if let failure { throw failure }
+                try freeRange(vma, max(start, vma.start), min(end, vma.end))
             }
         }
-    }
-
-    private func markLazyFree(_ folio: Folio, at address: UInt64) throws(ModelError) {
-        let end = address + folio.size
-        try forEachPTE(address, end, pmd: { (s, _, _) throws(ModelError) -> PMDDecision in
-            let l = self.lock(forEntriesOf: s.table, level: .pmd)
-            l.lock()
-            let w = self.load(s)
-            if self.layout.isPresent(w, .pmd) && self.layout.pfn(w) == folio.pfn {
-                self.store(s, self.layout.markClean(w) & ~self.layout.young)
-            }
-            l.unlock()
-            return .skip
-        }) { (t, i, _) throws(ModelError) in
-            let w = arena.entries(t)[i].load(ordering: .relaxed)
-            guard layout.isPresent(w, .pte), let p = memory.page(layout.pfn(w)), p.folio == folio else { return }
-            storePTE(t, i, layout.markClean(w) & ~layout.young)
-        }
-        if folio.test(.swapCache) { return }
-        folio.setFlags([.dirty, .swapBacked, .active, .referenced], false)
     }
 
     /// KSM merging (`ksmd` on a VM_MERGEABLE VMA): the exclusive anonymous

@@ -43,6 +43,15 @@ extension AddressSpace {
             if let held = heldMmapLockToken(), held.mode == .write { return try run(held, .mmapWrite) }
             return try withMmapWriteLock { (t) throws(PageWalkError) in try run(t, .mmapWrite) }
         case .vma:
+            // Inside an operation that holds a lock already (madvise's
+            // per-VMA path, or its mmap-lock fallback): walk under it.
+            if let held = heldMmapLockToken() { return try run(held, .mmapRead) }
+            if MmapLockHolds.holdsVMARead(of: self), let vma = vmaLockless(containing: range.lowerBound),
+               isVMALocked(vma), range.upperBound <= vma.end {
+                let rw = try vmaLockedWalk(range, vma: vma, options: walkOptions)
+                var walk = UpdateWalk(rw, lock: .vma, mayInstall: mayInstall, splitsHugePMDs: options.splitHugePMDs)
+                return try body(&walk)
+            }
             if let vma = lockVMA(containing: range.lowerBound) {
                 defer { unlockVMA(vma) }
                 if range.upperBound <= vma.end && range.lowerBound < range.upperBound {
