@@ -165,7 +165,9 @@ public enum ScenarioBuilder {
         }
     }
 
-    static func apply(_ op: OperationSpec, to mm: AddressSpace) throws(ModelError) {
+    /// Applies one op to `mm`, its walker users on `walker` (the range
+    /// walker, or the callback twin). `fork` needs the builder and is refused.
+    public static func apply(_ op: OperationSpec, to mm: AddressSpace, walker: WalkerKind = .range) throws(ModelError) {
         switch op {
         case .fault(let r, let write): try mm.fault(r.start, r.end, write: write)
         case .thp(let r): try mm.populateTHP(r.start, r.end)
@@ -184,23 +186,29 @@ public enum ScenarioBuilder {
         case .deviceExclusive(let r): try mm.makeDeviceExclusive(r.start, r.end)
         case .hwpoison(let a): try mm.poison(a)
         case .uffdWP(let r): try mm.userfaultWriteProtect(r.start, r.end)
-        case .guardInstall(let r): try madvise { () throws(MadviseError) in try madviseGuardInstall(mm, r.start, r.end) }
-        case .guardRemove(let r): try madvise { () throws(MadviseError) in try madviseGuardRemove(mm, r.start, r.end) }
+        case .guardInstall(let r):
+            try madvise { () throws(MadviseError) in try madviseGuardInstall(mm, r.start, r.end, walker: walker) }
+        case .guardRemove(let r):
+            try madvise { () throws(MadviseError) in try madviseGuardRemove(mm, r.start, r.end, walker: walker) }
         case .remapPFN(let r, let pfn): try mm.remapPFN(r.start, r.end, pfn: pfn)
-        case .fork: break   // handled by the builder
+        case .fork: throw .unsupported("fork is applied by the scenario builder, between processes")
         case .mprotect(let r, let perms): try mm.mprotect(r.start, r.end, access: access(perms))
-        case .mlock(let r): try mm.mlock(r.start, r.end)
-        case .munlock(let r): try mm.munlock(r.start, r.end)
-        case .madvFree(let r): try mm.madviseFree(r.start, r.end)
+        case .mlock(let r): try mm.mlock(r.start, r.end, walker: walker)
+        case .munlock(let r): try mm.munlock(r.start, r.end, walker: walker)
+        case .mlock2OnFault(let r): try mm.mlock2(r.start, r.end, onFault: true, walker: walker)
+        case .madvFree(let r): try mm.madviseFree(r.start, r.end, walker: walker)
         case .ksm(let r, let distinct): try mm.ksmMerge(r.start, r.end, distinct: distinct)
         case .clearRefs(let kind):
             do throws(PageWalkError) {
                 switch kind {
-                case .softDirty: try mm.clearRefs(.softDirty)
-                case .young: try mm.clearRefs(.all)
+                case .softDirty: try mm.clearRefs(.softDirty, walker: walker)
+                case .young: try mm.clearRefs(.all, walker: walker)
+                case .anonymous: try mm.clearRefs(.anonymous, walker: walker)
+                case .file: try mm.clearRefs(.file, walker: walker)
+                case .hiwaterRSS: try mm.clearRefs(.hiwaterRSS, walker: walker)
                 case .all:
-                    try mm.clearRefs(.all)
-                    try mm.clearRefs(.softDirty)
+                    try mm.clearRefs(.all, walker: walker)
+                    try mm.clearRefs(.softDirty, walker: walker)
                 }
             } catch {
                 throw error.asModelError

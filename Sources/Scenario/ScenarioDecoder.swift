@@ -579,7 +579,7 @@ enum ScenarioDecoder {
         case .fork: return ["child"]
         case .clearRefs: return ["kind"]
         case .thp, .hugetlb, .zap, .collapse, .swapout, .swapin, .migrationEntries, .deviceExclusive,
-             .uffdWP, .guardInstall, .guardRemove, .mlock, .munlock, .madvFree, .munmap:
+             .uffdWP, .guardInstall, .guardRemove, .mlock, .munlock, .mlock2OnFault, .madvFree, .munmap:
             return range
         }
     }
@@ -667,6 +667,7 @@ enum ScenarioDecoder {
             op = .mprotect(range, perms: perms)
         case .mlock: op = .mlock(range)
         case .munlock: op = .munlock(range)
+        case .mlock2OnFault: op = .mlock2OnFault(range)
         case .madvFree: op = .madvFree(range)
         case .ksm:
             let distinctPath = object.path("distinct")

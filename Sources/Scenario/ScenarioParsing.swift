@@ -29,3 +29,19 @@ extension ScenarioDocument {
         return try parse(data)
     }
 }
+
+extension OperationSpec {
+    /// Reads one op object of the scenario format (`{"op":"clear_refs",
+    /// "kind":"young"}`), for an address space of `architecture` with
+    /// `levels` paging levels and `numaNodes` nodes: what `ptwalk --apply`
+    /// takes. Errors name the field as the document reader does, under
+    /// `path`.
+    public static func parse(_ text: String, architecture: ScenarioDocument.Architecture, levels: Int,
+                             numaNodes: Int, path: String = "op") throws(ScenarioError) -> OperationSpec {
+        let value = try JSONReader.parse(Data(text.utf8))
+        let context = ScenarioDocument(architecture: architecture, levels: levels, numaNodes: numaNodes, processes: [])
+        let (op, _) = try ScenarioDecoder.decodeOperation(value, path: path, document: context)
+        if case .fork = op { throw .invalidValue(path: path, reason: "fork cannot be applied to a built process") }
+        return op
+    }
+}

@@ -392,6 +392,7 @@ public enum OperationSpec: Sendable, Equatable {
         case guardRemove = "guard_remove"
         case remapPFN = "remap_pfn"
         case fork, mprotect, mlock, munlock
+        case mlock2OnFault = "mlock2_onfault"
         case madvFree = "madv_free"
         case ksm
         case clearRefs = "clear_refs"
@@ -406,6 +407,12 @@ public enum OperationSpec: Sendable, Equatable {
         case young
         /// Both.
         case all
+        /// Young bits of anonymous VMAs only (echo 2).
+        case anonymous = "anon"
+        /// Young bits of file-backed VMAs only (echo 3).
+        case file
+        /// The peak RSS reset (echo 5).
+        case hiwaterRSS = "hiwater_rss"
     }
 
     /// Fault the range in, page by page (anon read: zero page; write: new
@@ -448,6 +455,8 @@ public enum OperationSpec: Sendable, Equatable {
     case mprotect(AddressRange, perms: VMASpec.Permissions)
     case mlock(AddressRange)
     case munlock(AddressRange)
+    /// `mlock2(MLOCK_ONFAULT)`: locked as pages fault in, nothing populated.
+    case mlock2OnFault(AddressRange)
     /// MADV_FREE (lazyfree).
     case madvFree(AddressRange)
     /// Merge the range's anon pages into `distinct` KSM pages.
@@ -481,6 +490,7 @@ public enum OperationSpec: Sendable, Equatable {
         case .mprotect: return .mprotect
         case .mlock: return .mlock
         case .munlock: return .munlock
+        case .mlock2OnFault: return .mlock2OnFault
         case .madvFree: return .madvFree
         case .ksm: return .ksm
         case .clearRefs: return .clearRefs
@@ -497,7 +507,7 @@ public enum OperationSpec: Sendable, Equatable {
              .collapse(let r), .swapout(let r), .swapin(let r), .migrate(let r, _),
              .migrationEntries(let r), .devicePrivate(let r, _), .deviceExclusive(let r),
              .uffdWP(let r), .guardInstall(let r), .guardRemove(let r), .remapPFN(let r, _),
-             .mprotect(let r, _), .mlock(let r), .munlock(let r), .madvFree(let r),
+             .mprotect(let r, _), .mlock(let r), .munlock(let r), .mlock2OnFault(let r), .madvFree(let r),
              .ksm(let r, _), .munmap(let r), .touch(let r, _):
             return r
         case .split(let a), .hwpoison(let a):

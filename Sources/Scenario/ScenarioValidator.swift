@@ -240,7 +240,7 @@ enum ScenarioValidator {
             return Rule(kinds: [.anon], privateOnly: true, rejectLocked: true)
         case .ksm:
             return Rule(kinds: [.anon], privateOnly: true, requiredFlag: .mergeable)
-        case .mprotect, .mlock, .munlock, .munmap:
+        case .mprotect, .mlock, .munlock, .mlock2OnFault, .munmap:
             return Rule(kinds: allKinds)
         case .fork, .clearRefs:
             return nil
@@ -336,6 +336,11 @@ enum ScenarioValidator {
                 case .mlock(let r):
                     for i in layout.isolate(r) where !layout.segments[i].isSpecial && layout.segments[i].kind != .hugetlb {
                         layout.segments[i].flags.insert(.locked)
+                    }
+                case .mlock2OnFault(let r):
+                    for i in layout.isolate(r) where !layout.segments[i].isSpecial && layout.segments[i].kind != .hugetlb {
+                        layout.segments[i].flags.insert(.locked)
+                        layout.segments[i].flags.insert(.lockonfault)
                     }
                 case .munlock(let r):
                     for i in layout.isolate(r) {

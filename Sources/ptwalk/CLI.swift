@@ -97,8 +97,10 @@ struct OptionSpec {
     static let snapshot = OptionSpec("--snapshot", value: "DIR", "rebuild the processes from this snapshot directory (format v1)")
     static let pid = OptionSpec("--pid", value: "PID", "the process to show (default: the source's first process)")
     static let quiet = OptionSpec("--quiet", "do not print snapshot rebuild warnings on stderr")
+    static let apply = OptionSpec("--apply", value: "OP", repeatable: true,
+                                  "apply this op (one JSON op object of the scenario format) to the process first; repeatable, in order")
     /// The options that choose the source and the process.
-    static let source: [OptionSpec] = [.scenario, .snapshot, .pid, .quiet]
+    static let source: [OptionSpec] = [.scenario, .snapshot, .pid, .quiet, .apply]
     static let walker = OptionSpec("--walker", value: "range|callback",
                                    "the walker the producer runs on (default: range; the output is the same)")
     static let noBatch = OptionSpec("--no-batch", "range walker: one entry per page-table entry (no batching)")

@@ -4,6 +4,7 @@
 import Foundation
 import KernelSnapshot
 import MemoryModel
+import PageWalk
 import ProcFS
 import Scenario
 
@@ -80,6 +81,9 @@ final class Source {
         var snapshot: String?
         var pid: Int?
         var quiet = false
+        /// `--apply` ops, in order, and the walker their users run on.
+        var apply: [String] = []
+        var walker: WalkerKind = .range
 
         init(_ args: ParsedArguments) throws(CLIError) {
             scenario = args.value("--scenario")
@@ -89,11 +93,35 @@ final class Source {
             }
             if let p = args.value("--pid") { pid = try parsePID(p, args: args) }
             quiet = args.has("--quiet")
+            apply = args.all("--apply")
+            walker = try parseProcWalker(args)
         }
     }
 
-    /// Loads the source; rebuild warnings go to stderr (unless quiet).
+    /// Loads the source (rebuild warnings go to stderr unless quiet) and
+    /// applies the `--apply` ops to the chosen process, in order.
     static func load(_ o: Options) throws(CLIError) -> Source {
+        let source = try loadUnapplied(o)
+        guard !o.apply.isEmpty else { return source }
+        let p = try source.process(pid: o.pid)
+        let g = p.mm.geometry
+        let architecture: ScenarioDocument.Architecture = g.architecture == .arm64 ? .arm64 : .x86_64
+        for (k, text) in o.apply.enumerated() {
+            let op: OperationSpec
+            do {
+                op = try OperationSpec.parse(text, architecture: architecture, levels: g.levels,
+                                             numaNodes: p.mm.memory.nodeCount, path: "--apply[\(k)]")
+            } catch {
+                throw .usage("--apply \(text): \(error.description)", command: nil)
+            }
+            do { try ScenarioBuilder.apply(op, to: p.mm, walker: o.walker) } catch {
+                throw .input("--apply \(text) on pid \(p.pid): \(error.description)")
+            }
+        }
+        return source
+    }
+
+    private static func loadUnapplied(_ o: Options) throws(CLIError) -> Source {
         if let dir = o.snapshot { return try loadSnapshot(dir, quiet: o.quiet) }
         let document: ScenarioDocument
         let kind: Kind
