@@ -8,7 +8,7 @@ import Glibc
 enum PTWalk {
     static var commands: [any Command.Type] { [
         SmapsCommand.self, SmapsRollupCommand.self, NumaMapsCommand.self, PagemapCommand.self,
-        WalkCommand.self, PTDumpCommand.self, CaptureCommand.self, ScenarioCommand.self, ExportProcCommand.self,
+        WalkCommand.self, MincoreCommand.self, PTDumpCommand.self, CaptureCommand.self, ScenarioCommand.self, ExportProcCommand.self,
     ] }
 
     static let generalHelp: String = {

@@ -75,16 +75,22 @@ final class FencedMappings {
     /// page cache is clean), mapped private or shared. Written one page per
     /// call: the page cache then holds order-0 folios, as the mirror's file
     /// does (a larger write lets tmpfs and ext4 allocate large folios, which
-    /// a fault maps whole).
-    func file(_ size: Int, shared: Bool, directory: String = "/tmp", shmem: Bool = false) throws -> LiveMapping {
+    /// a fault maps whole). `sparse`: only sized (ftruncate), so a fresh
+    /// file has nothing in the page cache.
+    func file(_ size: Int, shared: Bool, directory: String = "/tmp", shmem: Bool = false,
+              sparse: Bool = false) throws -> LiveMapping {
         let path = "\(directory)/pagewalk-procfs-\(getpid())-\(Self.fileSerial.add(1, ordering: .relaxed).newValue)"
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw LiveMappingError.unavailable(feature: path, reason: String(cString: strerror(errno))) }
         paths.append(path)
         defer { close(fd) }
-        let block = [UInt8](repeating: 0x41, count: Self.page)
-        for _ in 0..<(size / Self.page) { _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, Self.page) } }
-        fsync(fd)
+        if sparse {
+            if ftruncate(fd, off_t(size)) != 0 { throw LiveMappingError.last("ftruncate(\(path))") }
+        } else {
+            let block = [UInt8](repeating: 0x41, count: Self.page)
+            for _ in 0..<(size / Self.page) { _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, Self.page) } }
+            fsync(fd)
+        }
         return try mapFixed(size, alignment: Self.page, flags: shared ? MAP_SHARED : MAP_PRIVATE, fd: fd,
                             kind: shmem ? .shmem : (shared ? .fileShared : .filePrivate), path: path)
     }

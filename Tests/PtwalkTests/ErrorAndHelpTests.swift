@@ -6,7 +6,7 @@ import Testing
 /// 2 usage; --help for every command.
 @Suite("ptwalk errors and help", .enabled(if: Ptwalk.available, "ptwalk executable not found next to the test bundle"))
 struct ErrorAndHelpTests {
-    static let commands = ["smaps", "smaps_rollup", "numa_maps", "pagemap", "walk", "ptdump", "capture", "scenario", "export-proc"]
+    static let commands = ["smaps", "smaps_rollup", "numa_maps", "pagemap", "walk", "mincore", "ptdump", "capture", "scenario", "export-proc"]
 
     @Test func helpForEveryCommand() throws {
         for c in Self.commands {
@@ -44,6 +44,8 @@ struct ErrorAndHelpTests {
         (["walk", "--pfnmap", "maybe"], "--pfnmap 'maybe' is not one of skip, hole, walk"),
         (["walk", "--holes=yes"], "option --holes takes no value"),
         (["pagemap", "--range", "1-"], "--range '1-' is not START-END"),
+        (["mincore", "--walker", "up"], "--walker 'up' is not one of range, callback"),
+        (["mincore", "--range", "0x3000-0x1000"], "--range '0x3000-0x1000': START must be below END"),
         (["ptdump", "--arch", "sparc"], "--arch 'sparc' is not one of x86_64, arm64"),
         (["ptdump", "--levels", "3"], "--levels '3' is not one of 4, 5"),
         (["ptdump", "--arch", "arm64", "--levels", "5"], "--levels 5: the arm64 layout has 4 levels"),

@@ -189,3 +189,18 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
         "VMA(\(hex(start))-\(hex(end)) \(permissions)\(name.map { " " + $0 } ?? ""))"
     }
 }
+
+extension VMA {
+    /// The names of the kernel's special mappings (`vm_special_mapping.name`,
+    /// `arch_vma_name()`): VMAs with `vm_ops` and no file.
+    package static let specialMappingNames: Set<String> = [
+        "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]",
+    ]
+
+    /// Whether this is one of the kernel's special mappings (by its name).
+    package var isSpecialMapping: Bool { name.map { VMA.specialMappingNames.contains($0) } ?? false }
+
+    /// `vma_is_anonymous()`: anonymous memory without `vm_ops` (the special
+    /// mappings have them).
+    package var isAnonymousWithoutOps: Bool { isAnonymous && !isSpecialMapping }
+}

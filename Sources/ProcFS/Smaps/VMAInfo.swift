@@ -3,14 +3,9 @@ import MemoryModel
 /// Per-VMA facts the /proc views print: the maps header, the VmFlags
 /// mnemonics, page sizes and THP eligibility.
 enum VMAInfo {
-    /// The names of the kernel's special mappings (`vm_ops->name`,
-    /// `arch_vma_name()`): they have vm_ops, so they are not anonymous.
-    static let specialNames: Set<String> = ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"]
-
-    /// `vma_is_anonymous()`: private anonymous memory without vm_ops.
-    static func isAnonymous(_ vma: VMA) -> Bool {
-        vma.isAnonymous && !(vma.name.map { specialNames.contains($0) } ?? false)
-    }
+    /// `vma_is_anonymous()`: private anonymous memory without vm_ops (the
+    /// kernel's special mappings, `VMA.specialMappingNames`, have them).
+    static func isAnonymous(_ vma: VMA) -> Bool { vma.isAnonymousWithoutOps }
 
     /// `show_map_vma()`: the maps line, newline included.
     static func header(_ vma: VMA) -> HeaderLine {
