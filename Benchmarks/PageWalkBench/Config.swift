@@ -25,6 +25,11 @@ enum WorkloadKind: String, CaseIterable, Codable {
         case .snapshot: return "snapshot directory"
         }
     }
+
+    /// Whether the writers run here: on the fully populated shapes only
+    /// (mlock populates, so elsewhere it would change the workload; the
+    /// scenario's guard pages make mlock fail with ENOMEM, as on Linux).
+    var runsWriters: Bool { [.dense, .thp, .mthp64, .mthpMix].contains(self) }
 }
 
 /// Command-line configuration.
@@ -78,7 +83,8 @@ struct Config {
                                  time, user + system, which competing processes on
                                  a shared machine do not inflate)
       --quick                    64 MiB workloads, 200 sparse VMAs, 3 reps, 1 warm-up
-      --works a,b,...            only these works: raw, smaps, smaps_rollup, numa_maps, pagemap
+      --works a,b,...            only these works: raw, smaps, smaps_rollup, numa_maps, pagemap,
+                                 clear_refs, mincore, mlock+munlock
       --no-kernel                skip the real-kernel row
       --no-verify                skip the output cross-check of the walkers
 
@@ -141,7 +147,7 @@ struct Config {
             case "--works":
                 c.works = value(a).split(separator: ",").map { s in
                     guard let w = Work.allCases.first(where: { $0.rawValue == s || $0.rawValue.hasPrefix(s) }) else {
-                        fail("--works: unknown work '\(s)' (raw, smaps, smaps_rollup, numa_maps, pagemap)")
+                        fail("--works: unknown work '\(s)' (raw, smaps, smaps_rollup, numa_maps, pagemap, clear_refs, mincore, mlock+munlock)")
                     }
                     return w
                 }

@@ -86,6 +86,7 @@ func kernelRead(_ work: Work, _ ranges: [Range<UInt64>]) -> Int {
     case .smapsRollup: return readWhole("/proc/self/smaps_rollup")
     case .numaMaps: return readWhole("/proc/self/numa_maps")
     case .pagemap: return readPagemap(ranges)
+    case .clearRefs, .mincore, .mlock: return kernelRead(work, pid: nil, ranges)
     }
 }
 
@@ -264,7 +265,45 @@ func kernelRead(_ work: Work, pid: pid_t?, _ ranges: [Range<UInt64>]) -> Int {
     case .smaps: return readWhole("\(dir)/smaps")
     case .smapsRollup: return readWhole("\(dir)/smaps_rollup")
     case .numaMaps: return readWhole("\(dir)/numa_maps")
+    case .clearRefs: return writeClearRefs("\(dir)/clear_refs")
+    case .mincore: return kernelMincore(ranges)
+    case .mlock: return kernelMlock(ranges)
     }
+}
+
+/// `echo 1 > clear_refs`: the kernel walks every VMA of the process.
+func writeClearRefs(_ path: String) -> Int {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { fail("open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    guard write(fd, "1\n", 2) == 2 else { fail("write \(path): \(String(cString: strerror(errno)))") }
+    return 1
+}
+
+/// mincore(2) over each range into one reused vector; returns the resident pages.
+nonisolated(unsafe) var mincoreVector = [UInt8]()
+func kernelMincore(_ ranges: [Range<UInt64>]) -> Int {
+    var resident = 0
+    for r in ranges {
+        let n = Int((r.upperBound - r.lowerBound) >> Geometry.pageShift)
+        if mincoreVector.count < n { mincoreVector = [UInt8](repeating: 0, count: n) }
+        let rc = mincoreVector.withUnsafeMutableBufferPointer {
+            Glibc.mincore(UnsafeMutableRawPointer(bitPattern: UInt(r.lowerBound)), Int(r.upperBound - r.lowerBound), $0.baseAddress)
+        }
+        guard rc == 0 else { fail("mincore: \(String(cString: strerror(errno)))") }
+        resident &+= Int(mincoreVector[0] & 1)
+    }
+    return resident
+}
+
+/// mlock(2) then munlock(2) over each range.
+func kernelMlock(_ ranges: [Range<UInt64>]) -> Int {
+    for r in ranges {
+        let p = UnsafeRawPointer(bitPattern: UInt(r.lowerBound)), n = Int(r.upperBound - r.lowerBound)
+        guard Glibc.mlock(p, n) == 0 else { fail("mlock: \(String(cString: strerror(errno))) (RLIMIT_MEMLOCK?)") }
+        guard Glibc.munlock(p, n) == 0 else { fail("munlock: \(String(cString: strerror(errno)))") }
+    }
+    return ranges.count
 }
 
 /// Builds the workload for real in this process, times the kernel's own
@@ -304,19 +343,22 @@ func runKernel(_ kind: WorkloadKind, _ c: Config) -> KernelResult {
     result.notes = shape.notes
     result.pages = shape.ranges.reduce(0) { $0 + Int(($1.upperBound - $1.lowerBound) >> Geometry.pageShift) }
     let ranges = shape.ranges
-    let producers = Work.producers.filter { c.works.contains($0) }
-    // Per producer: the sibling's read (baseline; none for pagemap, which
-    // reads only the workload's ranges) and ours, interleaved.
+    let producers = Work.kernelMeasured.filter { c.works.contains($0) && (!$0.isWriter || kind.runsWriters) }
+    // Whole-process files and clear_refs need the sibling's figure as a
+    // baseline (what the rest of the process costs); pagemap, mincore and
+    // mlock act on the workload's ranges only.
+    func needsBaseline(_ w: Work) -> Bool { [.smaps, .smapsRollup, .numaMaps, .clearRefs].contains(w) }
+    // Per producer: the sibling's read and ours, interleaved.
     var bodies: [() -> Int] = []
     for w in producers {
-        if w != .pagemap { bodies.append { kernelRead(w, pid: sibling.pid, ranges) } }
+        if needsBaseline(w) { bodies.append { kernelRead(w, pid: sibling.pid, ranges) } }
         bodies.append { kernelRead(w, pid: nil, ranges) }
     }
     let sums = measureInterleaved(bodies, reps: c.reps, warmup: c.warmup, minSampleNS: minNS)
     var k = 0
     for w in producers {
         var base: Summary?
-        if w != .pagemap { base = sums[k]; k += 1 }
+        if needsBaseline(w) { base = sums[k]; k += 1 }
         let m = sums[k]; k += 1
         result.measured[w.rawValue] = m
         if let b = base {

@@ -14,9 +14,23 @@ enum Work: String, CaseIterable, Codable {
     case smapsRollup = "smaps_rollup"
     case numaMaps = "numa_maps"
     case pagemap = "pagemap"
+    /// `echo 1 > clear_refs`: every entry made old, folios unreferenced.
+    case clearRefs = "clear_refs"
+    /// mincore(2) over every VMA of the workload.
+    case mincore = "mincore"
+    /// mlock(2) then munlock(2) over every VMA of the workload.
+    case mlock = "mlock+munlock"
 
     /// The /proc producers (the kernel has no raw walk to time).
     static let producers: [Work] = [.smaps, .smapsRollup, .numaMaps, .pagemap]
+    /// The walker users that change (or, mincore, look at) what they walk,
+    /// run by the model's update walk and callback twins and by the kernel
+    /// on real memory. They have no unbatched range form.
+    static let writers: [Work] = [.clearRefs, .mincore, .mlock]
+    /// What the kernel row measures.
+    static let kernelMeasured: [Work] = producers + writers
+
+    var isWriter: Bool { Work.writers.contains(self) }
 }
 
 /// Who walks.
@@ -164,7 +178,7 @@ func produce<S: ProcSink>(_ work: Work, _ s: ModelSpace, _ walker: Walker, into 
     var w = ProcWriter(sink)
     let o = walker.procOptions
     switch work {
-    case .raw: break
+    case .raw, .clearRefs, .mincore, .mlock: break
     case .smaps: try Smaps.write(s.mm, to: &w, options: o)
     case .smapsRollup: try SmapsRollup.write(s.mm, to: &w, options: o)
     case .numaMaps: try NumaMaps.write(s.mm, to: &w, options: o)
@@ -174,13 +188,36 @@ func produce<S: ProcSink>(_ work: Work, _ s: ModelSpace, _ walker: Walker, into 
     return w.finish()
 }
 
+/// One run of a writer over one address space, on the walker's users.
+func writerRun(_ work: Work, _ s: ModelSpace, _ walker: Walker) throws -> Int {
+    let kind: WalkerKind = walker == .callback ? .callback : .range
+    switch work {
+    case .clearRefs:
+        return try s.mm.clearRefs(.all, walker: kind).flushCount + 1
+    case .mincore:
+        var n = 0
+        for r in s.ranges { n &+= try mincore(s.mm, r.lowerBound, r.upperBound - r.lowerBound, walker: kind).count }
+        return n
+    case .mlock:
+        for r in s.ranges {
+            try s.mm.mlock(r.lowerBound, r.upperBound, walker: kind)
+            try s.mm.munlock(r.lowerBound, r.upperBound, walker: kind)
+        }
+        return s.ranges.count
+    default:
+        return 0
+    }
+}
+
 /// One timed run of `work` by `walker` over the whole workload: a number
 /// that depends on the result (bytes written, pages counted).
 func modelRun(_ work: Work, _ wl: ModelWorkload, _ walker: Walker) -> Int {
     var r = 0
     do {
         for s in wl.spaces {
-            if work == .raw {
+            if work.isWriter {
+                r &+= try writerRun(work, s, walker)
+            } else if work == .raw {
                 r &+= try rawWalk(s, walker).total
             } else {
                 r &+= try produce(work, s, walker, into: CountingSink()).count
@@ -202,6 +239,10 @@ func verifyWalkers(_ wl: ModelWorkload) -> [String] {
             for (k, r) in raws.enumerated().dropFirst() where r.comparable != raws[0].comparable {
                 problems.append("space \(i) raw walk: \(Walker.allCases[k].rawValue) counts \(r) vs callback \(raws[0])")
             }
+            let vectors = try [WalkerKind.callback, .range].map { k in
+                try s.ranges.map { try mincore(s.mm, $0.lowerBound, $0.upperBound - $0.lowerBound, walker: k) }
+            }
+            if vectors[0] != vectors[1] { problems.append("space \(i) mincore: the range walker's vectors differ from the callback's") }
             for work in Work.producers {
                 let outs = try Walker.allCases.map { try produce(work, s, $0, into: ByteCollector()).bytes }
                 for (k, o) in outs.enumerated().dropFirst() where o != outs[0] {

@@ -35,10 +35,11 @@ for kind in config.workloads {
                            buildSeconds: wl.buildSeconds, populate: wl.populate)
         if config.verify { r.verification = verifyWalkers(wl) }
         let minNS = config.minSampleMS * 1e6
-        for work in config.works {
-            let sums = measureInterleaved(Walker.allCases.map { k in { modelRun(work, wl, k) } },
+        for work in config.works where !work.isWriter || kind.runsWriters {
+            let walkers = work.isWriter ? [Walker.callback, .rangeBatched] : Walker.allCases
+            let sums = measureInterleaved(walkers.map { k in { modelRun(work, wl, k) } },
                                           reps: config.reps, warmup: config.warmup, minSampleNS: minNS)
-            r.model[work.rawValue] = Dictionary(uniqueKeysWithValues: zip(Walker.allCases.map(\.rawValue), sums))
+            r.model[work.rawValue] = Dictionary(uniqueKeysWithValues: zip(walkers.map(\.rawValue), sums))
         }
         if kind == .dense && config.works.contains(.raw) {
             r.floor = measureInterleaved([{ wl.spaces.reduce(0) { $0 &+ rawFloor($1) } }],

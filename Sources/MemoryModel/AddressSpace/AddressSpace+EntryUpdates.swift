@@ -44,33 +44,6 @@ extension AddressSpace {
         memory.put(folio)
     }
 
-    /// `folio_deactivate()` (MADV_COLD): an evictable folio on an LRU list
-    /// moves to the inactive list and loses its referenced bit.
-    package func deactivate(_ folio: Folio) {
-        guard folio.test(.lru), !folio.test(.unevictable) else { return }
-        folio.setFlags([.active, .referenced], false)
-    }
-
-    /// `folio_mark_lazyfree()` (MADV_FREE): an anonymous, swap-backed folio
-    /// outside the swap cache becomes clean file-like memory that reclaim
-    /// may drop: off the active list, no longer swap-backed.
-    package func markLazyFree(_ folio: Folio) {
-        guard folio.isAnon, folio.test(.swapBacked), !folio.test(.swapCache), !folio.test(.unevictable) else { return }
-        folio.setFlags([.active, .referenced, .swapBacked], false)
-    }
-
-    /// `folio_clear_dirty()`.
-    package func clearDirty(_ folio: Folio) { folio.setFlags(.dirty, false) }
-
-    /// `folio_clear_referenced()` with `folio_test_clear_young()`: what
-    /// clear_refs does to a folio whose entry it made old.
-    package func clearReferenced(_ folio: Folio) { folio.setFlags([.referenced, .young], false) }
-
-    /// `mlock_folio()`: mlocked and unevictable.
-    package func mlockFolio(_ folio: Folio) { folio.setFlags([.mlocked, .unevictable], true) }
-
-    /// `munlock_folio()`: evictable again.
-    package func munlockFolio(_ folio: Folio) { folio.setFlags([.mlocked, .unevictable], false) }
 }
 
 extension AddressSpace {
@@ -83,4 +56,42 @@ extension AddressSpace {
             vma.flags.remove(.softDirty)
         }
     }
+}
+
+/// The LRU and mlock state changes walker users make to a folio they meet
+/// (mm/swap.c, mm/mlock.c); none needs the address space.
+extension Folio {
+    /// `folio_deactivate()` (MADV_COLD): an evictable folio on an LRU list
+    /// moves to the inactive list and loses its referenced bit.
+    @inlinable @inline(__always)
+    package func deactivate() {
+        guard test(.lru), !test(.unevictable) else { return }
+        setFlags([.active, .referenced], false)
+    }
+
+    /// `folio_mark_lazyfree()` (MADV_FREE): an anonymous, swap-backed folio
+    /// outside the swap cache becomes clean file-like memory that reclaim
+    /// may drop: off the active list, no longer swap-backed.
+    @inlinable @inline(__always)
+    package func markLazyFree() {
+        guard isAnon, test(.swapBacked), !test(.swapCache), !test(.unevictable) else { return }
+        setFlags([.active, .referenced, .swapBacked], false)
+    }
+
+    /// `folio_clear_dirty()`.
+    @inlinable @inline(__always)
+    package func clearDirty() { setFlags(.dirty, false) }
+
+    /// `folio_clear_referenced()` with `folio_test_clear_young()`: what
+    /// clear_refs does to a folio whose entry it made old.
+    @inlinable @inline(__always)
+    package func clearReferenced() { setFlags([.referenced, .young], false) }
+
+    /// `mlock_folio()`: mlocked and unevictable.
+    @inlinable @inline(__always)
+    package func mlock() { setFlags([.mlocked, .unevictable], true) }
+
+    /// `munlock_folio()`: evictable again.
+    @inlinable @inline(__always)
+    package func munlock() { setFlags([.mlocked, .unevictable], false) }
 }

@@ -27,7 +27,7 @@ extension ClearRefsWalk {
                 }
                 guard pmd.isPresent else { return 0 }
                 mm.setEntry(at: p.slot, w & ~layout.young)
-                if let f = mm.memory.folio(containing: pmd.pfn) { mm.clearReferenced(f) }
+                if let f = mm.memory.folio(containing: pmd.pfn) { f.clearReferenced() }
                 return 0
             },
             pteEntry: { p, addr, next, walk in
@@ -46,7 +46,7 @@ extension ClearRefsWalk {
                 // maps) have no folio and keep their young bit.
                 guard pte.isPresent, !pte.isSpecial, let f = mm.memory.folio(containing: pte.pfn) else { return 0 }
                 if pte.isYoung { walk.setPTE(p, PTE(rawValue: w & ~layout.young, architecture: pte.architecture)) }
-                mm.clearReferenced(f)
+                f.clearReferenced()
                 return 0
             },
             testWalk: { start, _, walk in

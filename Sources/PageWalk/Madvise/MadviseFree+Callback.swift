@@ -66,7 +66,7 @@ extension MadviseFreeWalk {
     /// in the swap cache keeps its state.
     static func lazyFree(_ mm: AddressSpace, _ f: Folio) {
         guard !f.test(.swapCache) else { return }
-        mm.clearDirty(f)
-        mm.markLazyFree(f)
+        f.clearDirty()
+        f.markLazyFree()
     }
 }

@@ -8,7 +8,7 @@ extension MlockWalk {
     static func callback(_ mm: AddressSpace, _ vma: VMA, lock: Bool) throws(PageWalkError) {
         let access = LevelAccess(mm)
         let layout = mm.geometry.layout
-        func apply(_ f: Folio) { if lock { mm.mlockFolio(f) } else { mm.munlockFolio(f) } }
+        func apply(_ f: Folio) { if lock { f.mlock() } else { f.munlock() } }
         let ops = MMWalkOps<Void>(
             pmdEntry: { p, addr, next, walk in
                 walk.action = .continue

@@ -1,9 +1,11 @@
 import MemoryModel
+import Synchronization
 
 /// Where the entry an update walk yields lives, for its handle's writes.
 enum UpdateTarget {
-    /// A batch of PTEs from `first` in `table`, whose lock the walk holds.
-    case ptes(TableID, first: Int)
+    /// A batch of PTEs from `first` in `table` (whose words start at
+    /// `words`), whose lock the walk holds.
+    case ptes(TableID, first: Int, words: UnsafeMutablePointer<Atomic<UInt64>>)
     /// A PMD or PUD leaf (or non-present entry) whose lock the walk holds.
     case leaf(EntrySlot)
     /// None at an upper level: no table below, nothing locked.
@@ -15,12 +17,14 @@ enum UpdateTarget {
 }
 
 extension RangeWalk.Iterator {
-    /// Where `e`, the entry `next()` just returned, lives.
-    func updateTarget(of e: WalkEntry) -> UpdateTarget {
+    /// Where `e`, the entry `next()` just returned, lives. (`mutating` only
+    /// so that the iterator is passed by reference, not copied per entry.)
+    @inline(__always)
+    mutating func updateTarget(of e: WalkEntry) -> UpdateTarget {
         if case .hole = e.content { return .outside }
         if held.pointee.hugetlb != nil { return .hugetlb }
-        if e.level.tableLevel == .pte, ptes != nil {
-            return .ptes(ptTable, first: geometry.tableIndex(e.start, .pte))
+        if e.level.tableLevel == .pte, let words = ptes {
+            return .ptes(ptTable, first: geometry.tableIndex(e.start, .pte), words: words)
         }
         if e.raw == 0 { return .noTable(e.level.tableLevel) }
         return .leaf(slot(of: e.start, at: e.level.tableLevel))
@@ -28,7 +32,7 @@ extension RangeWalk.Iterator {
 
     /// The slot mapping `address` at `level`, found from the root; the
     /// tables above it stay while the walk lock is held.
-    func slot(of address: UInt64, at level: PageTableLevel) -> EntrySlot {
+    mutating func slot(of address: UInt64, at level: PageTableLevel) -> EntrySlot {
         var table = mm.root
         for l in levels {
             let index = geometry.tableIndex(address, l)

@@ -12,12 +12,20 @@ extension UpdateEntry {
         return (f, whole, shared)
     }
 
+    @inline(__always)
     func folioForAction(_ what: String) throws(PageWalkError) -> Folio? {
         try checkHeld()
         if case .hugetlb = target {
             throw .misuse("\(what) on the hugetlb entry at 0x\(String(entry.start, radix: 16)): hugetlb folios are not on the LRU")
         }
-        return folioMapping?.folio
+        guard case .folio(let f, _, _) = entry.content, !f.isZero else { return nil }
+        return f
+    }
+
+    /// Whether the entry maps every page of its folio.
+    var mapsWholeFolio: Bool {
+        guard case .folio(let f, let first, let count) = entry.content else { return false }
+        return first == 0 && count == f.pageCount
     }
 
     /// `folio_isolate_lru()`: the folio off its LRU list with a reference
@@ -31,12 +39,12 @@ extension UpdateEntry {
 
     /// `folio_deactivate()` (MADV_COLD): to the inactive list, not referenced.
     public func deactivateFolio() throws(PageWalkError) {
-        if let f = try folioForAction("deactivateFolio") { mm.deactivate(f) }
+        if let f = try folioForAction("deactivateFolio") { f.deactivate() }
     }
 
     /// `folio_clear_referenced()` and `folio_test_clear_young()`.
     public func clearFolioReferenced() throws(PageWalkError) {
-        if let f = try folioForAction("clearFolioReferenced") { mm.clearReferenced(f) }
+        if let f = try folioForAction("clearFolioReferenced") { f.clearReferenced() }
     }
 
     /// MADV_FREE's folio step: the folio made clean and lazily freeable
@@ -47,8 +55,8 @@ extension UpdateEntry {
     public func markFolioLazyFree() throws(PageWalkError) -> Bool {
         guard try folioForAction("markFolioLazyFree") != nil, let (f, whole, shared) = folioMapping,
               f.isAnon, whole, !shared, !f.isKSM, !f.test(.swapCache) else { return false }
-        mm.clearDirty(f)
-        mm.markLazyFree(f)
+        f.clearDirty()
+        f.markLazyFree()
         return true
     }
 
@@ -58,15 +66,15 @@ extension UpdateEntry {
     /// Returns whether the folio was mlocked.
     @discardableResult
     public func mlockFolio() throws(PageWalkError) -> Bool {
-        guard try folioForAction("mlockFolio") != nil, let (f, whole, _) = folioMapping else { return false }
-        guard !f.isLarge || whole else { return false }
-        mm.mlockFolio(f)
+        guard let f = try folioForAction("mlockFolio") else { return false }
+        guard !f.isLarge || mapsWholeFolio else { return false }
+        f.mlock()
         return true
     }
 
     /// `munlock_folio()`: always allowed.
     public func munlockFolio() throws(PageWalkError) {
-        if let f = try folioForAction("munlockFolio") { mm.munlockFolio(f) }
+        if let f = try folioForAction("munlockFolio") { f.munlock() }
     }
 }
 

@@ -22,8 +22,7 @@ extension UpdateEntry {
             throw .misuse("install at 0x\(String(entry.start, radix: 16)): outside every VMA")
         case .leaf:
             throw .misuse("install over the \(entry.level) leaf at 0x\(String(entry.start, radix: 16)): a leaf is not a none entry")
-        case .ptes(let table, let first):
-            let words = mm.memory.tables.entries(table)
+        case .ptes(let table, let first, let words):
             var filled = 0
             for i in first..<(first + entry.count) where words[i].load(ordering: .relaxed) == 0 {
                 mm.storePTE(table, i, try make(entry.start + UInt64(i - first) << Geometry.pageShift))

@@ -47,6 +47,7 @@ public struct UpdateEntry: ~Copyable {
 
     // MARK: Checks
 
+    @inline(__always)
     func checkHeld() throws(PageWalkError) {
         guard state.pointee.generation == generation else {
             throw .handleOutlivedLock("entry 0x\(String(entry.start, radix: 16))-0x\(String(entry.end, radix: 16)): the walk has moved on")
@@ -59,17 +60,17 @@ public struct UpdateEntry: ~Copyable {
         entry.vmaPointer.map { Unmanaged<VMA>.fromOpaque($0).takeUnretainedValue() }
     }
 
-    var layout: EntryLayout { mm.geometry.layout }
+    /// The layout, read through the walk's state (not copied per entry).
+    var layout: EntryLayout { @inline(__always) get { state.pointee.layout } }
 
     /// Rewrites each word of the entry with `transform` (nil leaves it),
     /// under the lock the walk holds. Returns how many words changed.
-    @discardableResult
+    @discardableResult @inline(__always)
     func rewrite(_ what: String, _ transform: (UInt64) throws(PageWalkError) -> UInt64?) throws(PageWalkError) -> Int {
         try checkHeld()
         var changed = 0
         switch target {
-        case .ptes(let table, let first):
-            let words = mm.memory.tables.entries(table)
+        case .ptes(let table, let first, let words):
             for i in first..<(first + entry.count) {
                 let old = words[i].load(ordering: .relaxed)
                 guard let new = try transform(old), new != old else { continue }
@@ -90,7 +91,8 @@ public struct UpdateEntry: ~Copyable {
         return changed
     }
 
-    func isPresent(_ w: UInt64) -> Bool { w != 0 && layout.isPresent(w, level.tableLevel) }
+    @inline(__always)
+    func isPresent(_ w: UInt64) -> Bool { w != 0 && state.pointee.layout.isPresent(w, entry.level.tableLevel) }
 
     /// A non-present entry that is neither none nor a marker: swap,
     /// migration, device, hwpoison; their soft-dirty and uffd-wp bits live
@@ -120,7 +122,19 @@ public struct UpdateEntry: ~Copyable {
     /// the entry: true when some page was young. Needs no TLB flush.
     @discardableResult
     public func testAndClearYoung() throws(PageWalkError) -> Bool {
-        let young = layout.young
+        try checkHeld()
+        let young = state.pointee.layout.young
+        // The common case: a batch of present PTEs in a locked table.
+        if case .ptes(let table, let first, let words) = target {
+            var any = false
+            for i in first..<(first &+ entry.count) {
+                let w = words[i].load(ordering: .relaxed)
+                guard w & young != 0, isPresent(w) else { continue }
+                mm.storePTE(table, i, w & ~young)
+                any = true
+            }
+            return any
+        }
         return try rewrite("testAndClearYoung") { w in isPresent(w) && w & young != 0 ? w & ~young : nil } > 0
     }
 
@@ -242,9 +256,8 @@ public struct UpdateEntry: ~Copyable {
     public func clear(dropMarkers: Bool = false) throws(PageWalkError) {
         try checkHeld()
         switch target {
-        case .ptes(let table, let first):
+        case .ptes(let table, let first, let words):
             guard let vma = vmaUnretained else { return }
-            let words = mm.memory.tables.entries(table)
             var present = false
             for i in first..<(first + entry.count) {
                 let w = words[i].load(ordering: .relaxed)

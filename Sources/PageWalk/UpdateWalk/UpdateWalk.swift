@@ -86,6 +86,9 @@ public enum UpdateStep {
 /// update can only be made while the walker holds the entry's table lock.
 public struct UpdateWalk: ~Copyable {
     public let mm: AddressSpace
+    /// `mm` for the handles, without reference counting per entry (the
+    /// walk holds `mm`).
+    unowned(unsafe) let mmUnretained: AddressSpace
     public let range: Range<UInt64>
     /// The lock the walk runs under (`.vma` falls back to `.mmapRead`).
     public let lock: UpdateWalkLock
@@ -95,11 +98,12 @@ public struct UpdateWalk: ~Copyable {
 
     init(_ walk: RangeWalk, lock: UpdateWalkLock, mayInstall: Bool, splitsHugePMDs: Bool) {
         mm = walk.mm
+        mmUnretained = walk.mm
         range = walk.start..<walk.end
         self.lock = lock
         iterator = walk.makeIterator()
         state = .allocate(capacity: 1)
-        state.initialize(to: UpdateWalkState(mayInstall: mayInstall))
+        state.initialize(to: UpdateWalkState(mayInstall: mayInstall, layout: walk.mm.geometry.layout))
         self.splitsHugePMDs = splitsHugePMDs
     }
 
@@ -136,7 +140,7 @@ public struct UpdateWalk: ~Copyable {
                 continue
             }
             state.pointee.generation &+= 1
-            let step = try body(UpdateEntry(entry: e, target: target, mm: mm, state: state,
+            let step = try body(UpdateEntry(entry: e, target: target, mm: mmUnretained, state: state,
                                             generation: state.pointee.generation, isRetry: retryAt == e.start))
             state.pointee.generation &+= 1
             retryAt = nil
@@ -180,27 +184,34 @@ public struct UpdateWalk: ~Copyable {
 
     /// `split_folio()` as a walker user calls it with no lock but the walk
     /// lock: the folio found again at `address`, locked with a trylock, and
-    /// split only when nothing but its mappings and caches holds it (the
-    /// kernel's refcount freeze).
+    /// split under its PTE table's lock only when this table maps all of it
+    /// and nothing else holds it (the kernel's refcount freeze), so no fault
+    /// or zap changes its counts meanwhile. Otherwise it stays whole.
     func splitFolio(headPFN: UInt64, at address: UInt64) {
-        guard case .present(.pte, _, let pfn) = mm.translate(address),
-              let f = mm.memory.folio(containing: pfn), f.pfn == headPFN, f.isLarge,
-              f.entireMapcount == 0, !f.isHugetlb, f.tryLock() else { return }
-        defer { f.unlock() }
-        let cacheRefs = f.isAnon ? (f.test(.swapCache) ? f.pageCount : 0) : f.pageCount
-        guard f.refcount == f.mapcount + cacheRefs else { return }
-        try? mm.splitFolio(f)
+        let layout = state.pointee.layout
+        _ = try? mm.withPTETable(address, allocate: false) { (t) throws(ModelError) in
+            let words = mm.memory.tables.entries(t)
+            let w = words[mm.geometry.tableIndex(address, .pte)].load(ordering: .relaxed)
+            guard w != 0, layout.isPresent(w, .pte), let f = mm.memory.folio(containing: layout.pfn(w)),
+                  f.pfn == headPFN, f.isLarge, f.entireMapcount == 0, !f.isHugetlb,
+                  f.mapcount == f.pageCount, f.tryLock() else { return }
+            defer { f.unlock() }
+            let cacheRefs = f.isAnon ? (f.test(.swapCache) ? f.pageCount : 0) : f.pageCount
+            guard f.refcount == f.mapcount + cacheRefs else { return }
+            try mm.splitFolio(f)
+        }
     }
 }
 
 /// What an update walk and the handles it gives out share.
 struct UpdateWalkState {
     let mayInstall: Bool
+    let layout: EntryLayout
     var tlb = MMUGather()
     /// Moves on whenever a handle stops being valid.
     var generation: UInt64 = 0
     var iterated = false
     var resumes = 0
 
-    init(mayInstall: Bool) { self.mayInstall = mayInstall }
+    init(mayInstall: Bool, layout: EntryLayout) { self.mayInstall = mayInstall; self.layout = layout }
 }
