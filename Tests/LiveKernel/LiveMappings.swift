@@ -192,6 +192,12 @@ public final class LiveMappings {
     /// `MLOCK_ONFAULT` (include/uapi/asm-generic/mman-common.h).
     public static let mlockOnFault: Int32 = 1
 
+    /// mlock2(2) on raw memory: 0, or -1 with errno set (ENOSYS without it).
+    public static func mlock2(_ p: UnsafeMutableRawPointer, _ length: Int, flags: Int32) -> Int32 {
+        guard let f = mlock2Function else { errno = ENOSYS; return -1 }
+        return f(UnsafeRawPointer(p), length, flags)
+    }
+
     /// mlock2(MLOCK_ONFAULT): locked as pages fault in, nothing populated.
     public func mlockOnFault(_ m: LiveMapping, offset: Int = 0, length: Int? = nil) throws {
         guard let mlock2 = Self.mlock2Function else {

@@ -135,6 +135,10 @@ enum LiveFuzzOp: CustomStringConvertible {
     case munlock(LiveFuzzSlot, Range<Int>)
     case guardInstall(LiveFuzzSlot, Range<Int>)
     case guardRemove(LiveFuzzSlot, Range<Int>)
+    /// mlock2(MLOCK_ONFAULT).
+    case mlockOnFault(LiveFuzzSlot, Range<Int>)
+    /// `echo 1|2|3 > /proc/self/clear_refs` (the whole process).
+    case clearRefs(Int)
     /// mmap(MAP_FIXED) of fresh anonymous read-write memory over pages of the
     /// anonymous mapping.
     case remap(Range<Int>)
@@ -147,7 +151,9 @@ enum LiveFuzzOp: CustomStringConvertible {
         let first = Int.random(in: 0..<slot.pages, using: &rng)
         let count = Int.random(in: 1...min(slot.pages - first, Bool.random(using: &rng) ? 4 : 40), using: &rng)
         let r = first..<(first + count)
-        switch Int.random(in: 0..<20, using: &rng) {
+        switch Int.random(in: 0..<22, using: &rng) {
+        case 20: return .mlockOnFault(slot, r)
+        case 21: return .clearRefs(Int.random(in: 1...3, using: &rng))
         case 0..<6: return .touch(slot, r, write: Int.random(in: 0..<3, using: &rng) > 0)
         case 6, 7: return .dontNeed(slot, r)
         case 8: return .free(slot, r)
@@ -174,6 +180,8 @@ enum LiveFuzzOp: CustomStringConvertible {
         case .munlock(let s, let r): return "munlock \(s) \(p(r))"
         case .guardInstall(let s, let r): return "MADV_GUARD_INSTALL \(s) \(p(r))"
         case .guardRemove(let s, let r): return "MADV_GUARD_REMOVE \(s) \(p(r))"
+        case .mlockOnFault(let s, let r): return "mlock2(MLOCK_ONFAULT) \(s) \(p(r))"
+        case .clearRefs(let k): return "echo \(k) > clear_refs"
         case .remap(let r): return "mmap MAP_FIXED anon \(p(r))"
         case .fork(let s, let r): return "fork, child writes \(s) \(p(r))"
         }
@@ -228,6 +236,7 @@ enum LiveFuzzRun {
             }
         }
 
+        var opsApplied = 0
         /// Applies `op` to the kernel: 0 or the errno.
         func kernel(_ op: LiveFuzzOp) -> Int32 {
             func rc(_ r: Int32) -> Int32 { r == 0 ? 0 : errno }
@@ -248,6 +257,12 @@ enum LiveFuzzRun {
             case .munlock(let s, let r): return call(s, r) { Glibc.munlock($0, $1) }
             case .guardInstall(let s, let r): return call(s, r) { Glibc.madvise($0, $1, LiveMappings.Advice.guardInstall.rawValue) }
             case .guardRemove(let s, let r): return call(s, r) { Glibc.madvise($0, $1, LiveMappings.Advice.guardRemove.rawValue) }
+            case .mlockOnFault(let s, let r): return call(s, r) { LiveMappings.mlock2($0, $1, flags: LiveMappings.mlockOnFault) }
+            case .clearRefs(let k):
+                let fd = open("/proc/self/clear_refs", O_WRONLY)
+                guard fd >= 0 else { return errno }
+                defer { close(fd) }
+                return write(fd, "\(k)\n", 2) == 2 ? 0 : errno
             case .remap(let r):
                 let p = pointer(.anonymous, r.lowerBound)
                 let q = Glibc.mmap(p, r.count * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
@@ -267,8 +282,12 @@ enum LiveFuzzRun {
         }
 
         /// Applies `op` to the mirror: 0 or the errno its typed error means.
+        /// The walker users alternate between the range walker and their
+        /// callback twins, op by op.
         func model(_ op: LiveFuzzOp) -> Int32 {
             let mm = mirror.mm
+            opsApplied += 1
+            let walker: WalkerKind = opsApplied % 2 == 0 ? .range : .callback
             do {
                 switch op {
                 case .touch(let s, let r, let w):
@@ -277,12 +296,15 @@ enum LiveFuzzRun {
                         try mm.fault(a, b, write: w)
                     }
                 case .dontNeed(let s, let r): let (a, b) = range(s, r); try mm.zap(a, b)
-                case .free(let s, let r): let (a, b) = range(s, r); try mm.madviseFree(a, b)
+                case .free(let s, let r): let (a, b) = range(s, r); try mm.madviseFree(a, b, walker: walker)
                 case .mprotect(let s, let r, let prot): let (a, b) = range(s, r); try mm.mprotect(a, b, access: prot.access)
-                case .mlock(let s, let r): let (a, b) = range(s, r); try mm.mlock(a, b)
-                case .munlock(let s, let r): let (a, b) = range(s, r); try mm.munlock(a, b)
-                case .guardInstall(let s, let r): let (a, b) = range(s, r); try madviseGuardInstall(mm, a, b)
-                case .guardRemove(let s, let r): let (a, b) = range(s, r); try madviseGuardRemove(mm, a, b)
+                case .mlock(let s, let r): let (a, b) = range(s, r); try mm.mlock(a, b, walker: walker)
+                case .munlock(let s, let r): let (a, b) = range(s, r); try mm.munlock(a, b, walker: walker)
+                case .guardInstall(let s, let r): let (a, b) = range(s, r); try madviseGuardInstall(mm, a, b, walker: walker)
+                case .guardRemove(let s, let r): let (a, b) = range(s, r); try madviseGuardRemove(mm, a, b, walker: walker)
+                case .mlockOnFault(let s, let r): let (a, b) = range(s, r); try mm.mlock2(a, b, onFault: true, walker: walker)
+                case .clearRefs(let k):
+                    try mm.clearRefs([1: .all, 2: .anonymous, 3: .file][k]!, walker: walker)
                 case .remap(let r):
                     let (a, b) = range(.anonymous, r)
                     try mm.munmap(a, b)
