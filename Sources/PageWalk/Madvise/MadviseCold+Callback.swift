@@ -21,7 +21,10 @@ extension ColdWalk {
         let page = Geometry.pageSize
 
         func reclaim(_ list: [(Folio, UInt64)], _ data: inout Private) {
-            for (f, a) in list { data.result.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: f.pageCount) }
+            for (f, a) in list {
+                let pages = f.pageCount   // read before reclaim frees it
+                data.result.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: pages)
+            }
         }
         // folio_clear_referenced() and folio_test_clear_young(), then
         // folio_isolate_lru() (an unevictable folio goes back) or

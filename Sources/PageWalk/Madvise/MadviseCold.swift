@@ -111,7 +111,10 @@ enum ColdWalk {
         // `isRetry`, a folio still large means the split failed.
         var splitAt: UInt64?
         func reclaim(_ list: [(Folio, UInt64)]) {
-            for (f, a) in list { outcome.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: f.pageCount) }
+            for (f, a) in list {
+                let pages = f.pageCount   // read before reclaim frees it
+                outcome.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: pages)
+            }
         }
         // The folio's referenced state goes, then the LRU action: made
         // inactive, or isolated for reclaim (an unevictable one goes back).
