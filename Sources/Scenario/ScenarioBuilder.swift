@@ -192,6 +192,9 @@ public enum ScenarioBuilder {
         case .mlock(let r): try mm.mlock(r.start, r.end)
         case .munlock(let r): try mm.munlock(r.start, r.end)
         case .madvFree(let r): try mm.madviseFree(r.start, r.end)
+        case .madvCold(let r): try madvise { () throws(MadviseError) in try madviseCold(mm, r.start, r.end) }
+        case .madvPageout(let r): try madvise { () throws(MadviseError) in try madvisePageout(mm, r.start, r.end) }
+        case .madvWillNeed(let r): try madvise { () throws(MadviseError) in try madviseWillNeed(mm, r.start, r.end) }
         case .ksm(let r, let distinct): try mm.ksmMerge(r.start, r.end, distinct: distinct)
         case .clearRefs(let kind):
             do throws(PageWalkError) {
