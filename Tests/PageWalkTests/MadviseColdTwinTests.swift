@@ -99,6 +99,10 @@ import TestKit
             // mTHPs covered in part were split, the one covered whole kept.
             #expect(folio(mm, Self.mthp + 8 * page)?.isLarge == false && folio(mm, Self.mthp + 16 * page)?.order == 4)
             #expect(folio(mm, Self.mthp + 48 * page)?.order == 4)
+            // The folios a split made are not left locked (only the head was).
+            for a in [Self.mthp + 9 * page, Self.mthp + 40 * page, Self.thp + mb2 + 7 * page] {
+                #expect(folio(mm, a)?.test(.locked) == false, "\(walker): split folio at \(hx(a)) left locked")
+            }
             #expect(!all.isEmpty, "MADV_COLD gathers the young entries it made old")
         }
         #expect(states[0] == states[1], "\(endStateDifferences(states[0], states[1]).joined(separator: "\n"))")

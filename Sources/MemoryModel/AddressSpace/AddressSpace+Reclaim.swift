@@ -108,7 +108,7 @@ extension AddressSpace {
         l.lock()
         let w = load(slot)
         guard w != 0, layout.isPresent(w, .pmd), !layout.isTable(w, .pmd), layout.pfn(w) == folio.pfn,
-              folio.isLarge, !folio.isHugetlb, folio.tryGet() else {
+              folio.isLarge, !folio.isHugetlb, !folio.isZero, folio.tryGet() else {
             l.unlock()
             return false
         }
