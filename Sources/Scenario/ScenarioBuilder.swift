@@ -197,6 +197,9 @@ public enum ScenarioBuilder {
         case .munlock(let r): try mm.munlock(r.start, r.end, walker: walker)
         case .mlock2OnFault(let r): try mm.mlock2(r.start, r.end, onFault: true, walker: walker)
         case .madvFree(let r): try mm.madviseFree(r.start, r.end, walker: walker)
+        case .madvCold(let r): try madvise { () throws(MadviseError) in try madviseCold(mm, r.start, r.end, walker: walker) }
+        case .madvPageout(let r): try madvise { () throws(MadviseError) in try madvisePageout(mm, r.start, r.end, walker: walker) }
+        case .madvWillNeed(let r): try madvise { () throws(MadviseError) in try madviseWillNeed(mm, r.start, r.end, walker: walker) }
         case .ksm(let r, let distinct): try mm.ksmMerge(r.start, r.end, distinct: distinct)
         case .clearRefs(let kind):
             do throws(PageWalkError) {

@@ -579,7 +579,8 @@ enum ScenarioDecoder {
         case .fork: return ["child"]
         case .clearRefs: return ["kind"]
         case .thp, .hugetlb, .zap, .collapse, .swapout, .swapin, .migrationEntries, .deviceExclusive,
-             .uffdWP, .guardInstall, .guardRemove, .mlock, .munlock, .mlock2OnFault, .madvFree, .munmap:
+             .uffdWP, .guardInstall, .guardRemove, .mlock, .munlock, .mlock2OnFault, .madvFree, .madvCold, .madvPageout,
+             .madvWillNeed, .munmap:
             return range
         }
     }
@@ -669,6 +670,9 @@ enum ScenarioDecoder {
         case .munlock: op = .munlock(range)
         case .mlock2OnFault: op = .mlock2OnFault(range)
         case .madvFree: op = .madvFree(range)
+        case .madvCold: op = .madvCold(range)
+        case .madvPageout: op = .madvPageout(range)
+        case .madvWillNeed: op = .madvWillNeed(range)
         case .ksm:
             let distinctPath = object.path("distinct")
             let distinct = try Scalar.int(object.required("distinct"), distinctPath, in: 1 ... Int.max)

@@ -394,6 +394,9 @@ public enum OperationSpec: Sendable, Equatable {
         case fork, mprotect, mlock, munlock
         case mlock2OnFault = "mlock2_onfault"
         case madvFree = "madv_free"
+        case madvCold = "madv_cold"
+        case madvPageout = "madv_pageout"
+        case madvWillNeed = "madv_willneed"
         case ksm
         case clearRefs = "clear_refs"
         case munmap, touch
@@ -459,6 +462,14 @@ public enum OperationSpec: Sendable, Equatable {
     case mlock2OnFault(AddressRange)
     /// MADV_FREE (lazyfree).
     case madvFree(AddressRange)
+    /// MADV_COLD: exclusive folios made old and inactive.
+    case madvCold(AddressRange)
+    /// MADV_PAGEOUT: exclusive folios reclaimed (anonymous to swap, clean
+    /// file pages out of the page cache).
+    case madvPageout(AddressRange)
+    /// MADV_WILLNEED: swap entries read into the swap cache, file ranges
+    /// read ahead into the page cache.
+    case madvWillNeed(AddressRange)
     /// Merge the range's anon pages into `distinct` KSM pages.
     case ksm(AddressRange, distinct: Int)
     case clearRefs(ClearRefsKind)
@@ -492,6 +503,9 @@ public enum OperationSpec: Sendable, Equatable {
         case .munlock: return .munlock
         case .mlock2OnFault: return .mlock2OnFault
         case .madvFree: return .madvFree
+        case .madvCold: return .madvCold
+        case .madvPageout: return .madvPageout
+        case .madvWillNeed: return .madvWillNeed
         case .ksm: return .ksm
         case .clearRefs: return .clearRefs
         case .munmap: return .munmap
@@ -508,6 +522,7 @@ public enum OperationSpec: Sendable, Equatable {
              .migrationEntries(let r), .devicePrivate(let r, _), .deviceExclusive(let r),
              .uffdWP(let r), .guardInstall(let r), .guardRemove(let r), .remapPFN(let r, _),
              .mprotect(let r, _), .mlock(let r), .munlock(let r), .mlock2OnFault(let r), .madvFree(let r),
+             .madvCold(let r), .madvPageout(let r), .madvWillNeed(let r),
              .ksm(let r, _), .munmap(let r), .touch(let r, _):
             return r
         case .split(let a), .hwpoison(let a):

@@ -238,6 +238,12 @@ enum ScenarioValidator {
             return Rule(kinds: [.pfnmap, .mixedmap], kindHint: "remap_pfn populates pfnmap and mixedmap VMAs only")
         case .madvFree:
             return Rule(kinds: [.anon], privateOnly: true, rejectLocked: true)
+        case .madvCold, .madvPageout:
+            // can_madv_lru_vma(): not VM_LOCKED, VM_PFNMAP or hugetlb.
+            return Rule(kinds: allKinds.subtracting([.pfnmap, .hugetlb]), rejectLocked: true,
+                        kindHint: "MADV_COLD and MADV_PAGEOUT refuse PFN-map and hugetlb VMAs")
+        case .madvWillNeed:
+            return Rule(kinds: allKinds)
         case .ksm:
             return Rule(kinds: [.anon], privateOnly: true, requiredFlag: .mergeable)
         case .mprotect, .mlock, .munlock, .mlock2OnFault, .munmap:
@@ -253,6 +259,9 @@ enum ScenarioValidator {
         case .fault, .thp, .mthp, .hugetlb, .collapse, .swapin, .migrate, .migrationEntries,
              .devicePrivate, .deviceExclusive:
             return size
+        case .madvWillNeed:
+            // Reads swap entries and file pages in, mapping nothing.
+            return piece.kind == .hugetlb || piece.isSpecial ? 0 : size
         case .mlock:
             // mlock populates, except on VM_SPECIAL and hugetlb VMAs, which it leaves alone.
             return piece.isSpecial || piece.kind == .hugetlb ? 0 : size

@@ -180,12 +180,13 @@ final class Mirror {
     /// tracking, huge-zero-page knob and vsyscall mode (the gate VMA). The mirror reproduces x86-64 only
     /// (arm64 folds contiguous PTEs the way its own memory manager decides),
     /// so on any other host the calling test is cancelled, saying so.
-    init() throws {
+    /// `swapSlots` 0 models a host with no swap active.
+    init(swapSlots: Int = 1 << 16) throws {
         host = HostFacts.current()
         guard host.architecture == .x86_64, let geometry = host.geometry else {
             try Test.cancel("the live mirror models x86-64 hosts; this host: \(host.summary)")
         }
-        memory = try PhysicalMemory(budgetBytes: 1 << 30, nodes: 1, swapSlots: 1 << 16)
+        memory = try PhysicalMemory(budgetBytes: 1 << 30, nodes: 1, swapSlots: swapSlots)
         mm = try AddressSpace(geometry: geometry, memory: memory,
                               options: AddressSpaceOptions(softDirty: host.softDirty, useHugeZeroPage: host.useHugeZeroPage,
                                                            foldContiguousPTEs: false, pid: Int(getpid()),

@@ -248,6 +248,9 @@ struct AcceptedInputTests {
             #"{"op":"touch","start":"0x1000a000","size":"4K","write":true}"#,
             #"{"op":"munmap","start":"0x107ff000","size":"4K"}"#,
             #"{"op":"fork","child":101}"#,
+            #"{"op":"madv_cold","start":"0x10000000","size":"8K"}"#,
+            #"{"op":"madv_pageout","start":"0x10000000","size":"8K"}"#,
+            #"{"op":"madv_willneed","start":"0x10000000","size":"8K"}"#,
         ]
         let child = #"{"pid":101,"name":"child","parent":100,"ops":[{"op":"fault","start":"0x10000000","size":"4K","write":true}]}"#
         let doc = try parsed(document(top: #""numaNodes":2"#, vmas: vmas, ops: ops, more: [child]))
@@ -634,6 +637,9 @@ struct ErrorTests {
         ([hugetlb4M], [#"{"op":"fault","start":"0x20000000","size":"2M"}"#], 0, "fault", 0),
         ([fileRO], [#"{"op":"fault","start":"0x40000000","size":"4K","write":true}"#], 0, "fault", 0),
         ([shmem1M], [#"{"op":"madv_free","start":"0x50000000","size":"4K"}"#], 0, "madv_free", 0),
+        ([hugetlb4M], [#"{"op":"madv_cold","start":"0x20000000","size":"2M"}"#], 0, "madv_cold", 0),
+        ([pfnmap64K], [#"{"op":"madv_pageout","start":"0x30000000","size":"4K"}"#], 0, "madv_pageout", 0),
+        ([anon8M], [#"{"op":"mlock","start":"0x10000000","size":"4K"}"#, #"{"op":"madv_pageout","start":"0x10000000","size":"4K"}"#], 1, "madv_pageout", 0),
         ([anon8M], [#"{"op":"ksm","start":"0x10000000","size":"8K","distinct":1}"#], 0, "ksm", 0),
         ([anon8M], [#"{"op":"uffd_wp","start":"0x10000000","size":"4K"}"#], 0, "uffd_wp", 0),
         ([anon8M], [#"{"op":"mlock","start":"0x10000000","size":"4K"}"#, #"{"op":"guard_install","start":"0x10000000","size":"4K"}"#], 1, "guard_install", 0),
@@ -767,5 +773,38 @@ struct ErrorTests {
         }
         #expect(ScenarioError.unalignedAddress(path: "processes[1].vmas[3].end", address: 0x1234, alignment: 4096).description
             == "processes[1].vmas[3].end: 0x1234 is not aligned to 4K")
+    }
+}
+
+// MARK: - madvise LRU and read-ahead ops
+
+@Suite struct MadviseOpParsingTests {
+    /// madv_cold, madv_pageout and madv_willneed decode to their ranges,
+    /// take no other key, and build: pageout sends the faulted pages to
+    /// swap, willneed reads them back into the swap cache, cold makes the
+    /// rest old.
+    @Test func decodeAndBuild() throws {
+        let ops = [
+            #"{"op":"fault","start":"0x10000000","size":"64K","write":true}"#,
+            #"{"op":"madv_pageout","start":"0x10000000","size":"16K"}"#,
+            #"{"op":"madv_willneed","start":"0x10000000","size":"16K"}"#,
+            #"{"op":"madv_cold","start":"0x10004000","size":"48K"}"#,
+        ]
+        let doc = try parsed(document(vmas: [anon8M], ops: ops))
+        #expect(Array(doc.processes[0].ops.dropFirst()) == [
+            .madvPageout(AddressRange(start: 0x1000_0000, size: 16 << 10)),
+            .madvWillNeed(AddressRange(start: 0x1000_0000, size: 16 << 10)),
+            .madvCold(AddressRange(start: 0x1000_4000, size: 48 << 10)),
+        ])
+        #expect(doc.processes[0].ops.dropFirst().map(\.kind) == [.madvPageout, .madvWillNeed, .madvCold])
+        #expect(parseError(document(vmas: [anon8M], ops: [#"{"op":"madv_cold","start":"0x10000000","size":"4K","write":true}"#])) != nil)
+        let built = try ScenarioBuilder.build(doc)
+        let mm = try #require(built.addressSpace(pid: 100))
+        guard case .softLeaf(_, _, let leaf) = mm.translate(0x1000_0000), case .swap(let e) = leaf.leaf else {
+            Issue.record("madv_pageout left \(mm.translate(0x1000_0000))"); return
+        }
+        #expect(mm.memory.swap.cachedFolioPFN(Int(e.offset)) != nil, "madv_willneed read the slot into the swap cache")
+        guard case .present(_, let raw, _) = mm.translate(0x1000_4000) else { Issue.record("page gone"); return }
+        #expect(raw & mm.geometry.layout.young == 0, "madv_cold made the page old")
     }
 }

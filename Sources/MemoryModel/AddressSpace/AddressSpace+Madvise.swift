@@ -71,7 +71,10 @@ extension AddressSpace {
             let r = folio.head + k * RecordWord.wordsPerRecordInline
             let own = PageFlags(rawValue: r[RecordWord.flags].load(ordering: .relaxed)).intersection(.perPage)
             let mapcount = Int(Int32(bitPattern: r[RecordWord.mapcount].load(ordering: .relaxed)))
-            r[RecordWord.flags].store(flags.union(own).union(.allocated).rawValue, ordering: .relaxed)
+            // The caller holds the lock of the head only: the new folios
+            // after it start unlocked, as __folio_split() unlocks them.
+            let inherited = k == 0 ? flags : flags.subtracting(.locked)
+            r[RecordWord.flags].store(inherited.union(own).union(.allocated).rawValue, ordering: .relaxed)
             r[RecordWord.counter].store(UInt32(mapcount + cacheRefs), ordering: .relaxed)
             r[RecordWord.compound].store(RecordWord.compound(order: 0, node: node, tailOffset: 0), ordering: .relaxed)
         }

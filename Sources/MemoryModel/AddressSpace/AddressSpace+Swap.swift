@@ -39,13 +39,31 @@ extension AddressSpace {
     func swapOutFolio(_ folio: Folio, at address: UInt64) throws(ModelError) {
         folio.lock()
         defer { folio.unlock() }
+        try swapOutLockedFolio(folio, at: address)
+    }
+
+    /// `swapOutFolio` for a caller that holds the folio lock already
+    /// (reclaim, which locks the folio before it decides what to do). With
+    /// `reuseCache`, a folio already in the swap cache (read back and not
+    /// written since) is unmapped into the slots it has, as
+    /// `shrink_folio_list()` does without `add_to_swap()`.
+    func swapOutLockedFolio(_ folio: Folio, at address: UInt64, reuseCache: Bool = false) throws(ModelError) {
         // Re-check under the lock: another thread may have swapped,
         // migrated or unmapped it since it was found.
-        guard folio.isMapped, !folio.test(.swapCache), folio.isAnon else { return }
+        guard folio.isMapped, folio.isAnon, reuseCache || !folio.test(.swapCache) else { return }
         let n = folio.pageCount
-        let first = try memory.swap.allocate(n, folioPFN: folio.pfn)
-        folio.setFlags(.swapCache, true)
-        folio.addRef(n)   // the swap cache's references
+        var slots: [Int] = []
+        if folio.test(.swapCache) {
+            for k in 0..<n {
+                guard let slot = memory.swap.cachedSlot(ofPFN: folio.pfn + UInt64(k)) else { return }
+                slots.append(slot)
+            }
+        } else {
+            let first = try memory.swap.allocate(n, folioPFN: folio.pfn)
+            folio.setFlags(.swapCache, true)
+            folio.addRef(n)   // the swap cache's references
+            slots = Array(first..<(first + n))
+        }
         let walk = beginRmapWalk(folio)
         defer { walk.end() }
         for mm in walk.spaces {
@@ -55,8 +73,8 @@ extension AddressSpace {
                     if folio.pageFlags(k).contains(.anonExclusive) { bits.insert(.exclusive) }
                     if w & mm.layout.softDirty != 0 { bits.insert(.softDirty) }
                     if w & mm.layout.uffdWP != 0 { bits.insert(.uffdWP) }
-                    let entry = try SoftLeafEntry(.swap(SwapEntry(type: 0, offset: UInt64(first + k))), bits: bits).encode(mm.layout)
-                    memory.swap.adjust(first + k, 1)
+                    let entry = try SoftLeafEntry(.swap(SwapEntry(type: 0, offset: UInt64(slots[k]))), bits: bits).encode(mm.layout)
+                    memory.swap.adjust(slots[k], 1)
                     mm.storePTE(t, i, entry)
                     folio.addPTEMappings(first: k, count: 1, delta: -1)
                     mm.addRSS(.anon, -1)
@@ -69,7 +87,7 @@ extension AddressSpace {
         // Written out and unmapped everywhere: leave the swap cache.
         for k in 0..<n {
             folio.setPageFlags(k, .anonExclusive, false)
-            memory.swap.setCache(first + k, nil)
+            memory.swap.setCache(slots[k], nil)
         }
         folio.setFlags(.swapCache, false)
         memory.put(folio, n)
@@ -139,6 +157,9 @@ extension AddressSpace {
                               leaf: SoftLeafEntry, slot: Int, page: Page) throws(ModelError) {
         let folio = page.folio
         memory.swap.adjust(slot, -1)
+        // A folio read ahead into the swap cache (MADV_WILLNEED) is not yet
+        // anonymous: it becomes so when first mapped (folio_add_new_anon_rmap()).
+        if !folio.isAnon { folio.setFlags(.anon, true) }
         var exclusive = leaf.bits.contains(.exclusive)
         var attrs: LeafAttributes = [.user, .young]
         if vma.flags.contains(.exec) { attrs.insert(.executable) }

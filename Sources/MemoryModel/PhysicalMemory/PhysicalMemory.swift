@@ -42,14 +42,16 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// - Parameters:
     ///   - budgetBytes: most folio memory the model may hold.
     ///   - nodes: NUMA nodes (1 … 16).
-    ///   - swapSlots: slots of the one swap device (type 0).
+    ///   - swapSlots: slots of the one swap device (type 0); 0 models a
+    ///     machine with no swap active, where every swap-out fails as a
+    ///     full device does.
     ///   - zeroPagePFN/hugeZeroPFN: where the zero pages live (a snapshot
     ///     rebuild passes the captured frames).
     public init(budgetBytes: UInt64 = 4 << 30, nodes: Int = 1, swapSlots: Int = 1 << 22,
                 zeroPagePFN: UInt64 = PhysicalMemory.zeroPagePFN,
                 hugeZeroPFN: UInt64 = PhysicalMemory.hugeZeroPFN) throws(ModelError) {
         guard (1...16).contains(nodes) else { throw .invalidArgument(name: "nodes", reason: "\(nodes) is not in 1…16") }
-        guard swapSlots >= 1 else { throw .invalidArgument(name: "swapSlots", reason: "must be positive") }
+        guard swapSlots >= 0 else { throw .invalidArgument(name: "swapSlots", reason: "must not be negative") }
         guard hugeZeroPFN & 511 == 0 else { throw .unaligned(name: "huge zero pfn", value: hugeZeroPFN, alignment: 512) }
         self.budgetBytes = budgetBytes
         self.nodeCount = nodes

@@ -133,6 +133,10 @@ public final class SwapSpace: @unchecked Sendable {
         }
     }
 
+    /// Whether a swap device is active (`get_nr_swap_pages()` can be
+    /// nonzero): a space of no slots models a machine without swap.
+    public var isActive: Bool { slots > 0 }
+
     /// Slots in use (referenced or cached).
     public var usedSlots: Int { state.withLock { $0.used } }
 }

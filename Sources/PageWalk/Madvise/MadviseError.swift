@@ -6,7 +6,8 @@ import Darwin
 #endif
 
 /// Why a madvise() behaviour built on the walker (guard install and
-/// remove) failed, with the value the syscall returns.
+/// remove, cold, pageout, willneed) failed, with the value the syscall
+/// returns.
 public enum MadviseError: Error, Equatable, Sendable, CustomStringConvertible {
     /// An unaligned start or a range that wraps (-EINVAL).
     case invalidRange(start: UInt64, end: UInt64)

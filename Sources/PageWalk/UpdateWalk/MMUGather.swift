@@ -23,9 +23,11 @@ public struct TLBFlush: Hashable, Sendable {
 /// lock is dropped, instead of once per entry.
 ///
 /// Entries that no TLB can hold (none, swap, markers) never make a flush
-/// pending; neither does clearing the young bit (`ptep_test_and_clear_young()`
-/// without the flush, as clear_refs and MADV_COLD use it: a stale young bit
-/// in a TLB only delays the next access flag update).
+/// pending; neither does `testAndClearYoung()` (`ptep_test_and_clear_young()`
+/// without the flush, as clear_refs uses it: a stale young bit in a TLB only
+/// delays the next access flag update). MADV_COLD clears young bits with
+/// `clear_young_dirty_ptes()` and `tlb_remove_tlb_entries()`, which do
+/// gather the range (`clearYoungDirty(dirty: false)`).
 public struct MMUGather: Sendable {
     /// The pending range, empty when nothing is owed.
     public internal(set) var pendingStart: UInt64 = .max

@@ -8,8 +8,7 @@ extension UpdateEntry {
     public var folioMapping: (folio: Folio, whole: Bool, maybeShared: Bool)? {
         guard case .folio(let f, let first, let count) = entry.content, !f.isZero else { return nil }
         let whole = first == 0 && count == f.pageCount
-        let shared = f.entireMapcount > 1 || f.mapcount > (f.entireMapcount > 0 ? 1 : f.pageCount)
-        return (f, whole, shared)
+        return (f, whole, f.maybeMappedShared)
     }
 
     @inline(__always)
@@ -75,6 +74,16 @@ extension UpdateEntry {
     /// `munlock_folio()`: always allowed.
     public func munlockFolio() throws(PageWalkError) {
         if let f = try folioForAction("munlockFolio") { f.munlock() }
+    }
+}
+
+extension Folio {
+    /// `folio_maybe_mapped_shared()`: mapped more than once by a PMD, or
+    /// by more PTEs than it has pages (with a PMD mapping, by any PTE as
+    /// well). A folio mapped in part by two processes can pass for
+    /// exclusive here, where the kernel's per-mm tracking says shared.
+    var maybeMappedShared: Bool {
+        entireMapcount > 1 || mapcount > (entireMapcount > 0 ? 1 : pageCount)
     }
 }
 

@@ -67,10 +67,12 @@ public enum UpdateStep {
     /// A PMD leaf: split it into a PTE table (`split_huge_pmd()`) and walk
     /// its PTEs. `.next` on a PMD leaf never splits (`ACTION_CONTINUE`).
     case splitPMD
-    /// A large folio mapped by PTEs: drop the lock, split the folio
-    /// (`split_folio()`, under the folio lock) and resume here. A folio that
-    /// cannot be split now (locked, referenced elsewhere, PMD-mapped) is
-    /// left whole; the entry comes again with `isRetry` set.
+    /// A large folio: drop the lock, split the folio (`split_folio()`,
+    /// under the folio lock) and resume here. For a PTE-mapped folio the
+    /// lock is only tried, as walkers do under the PTE lock; a THP mapped
+    /// by a PMD leaf is pinned, locked (sleeping) and split with its PMD
+    /// mapping. A folio that cannot be split now (locked, referenced
+    /// elsewhere) is left whole; the entry comes again with `isRetry` set.
     case splitFolio
 }
 
@@ -158,11 +160,19 @@ public struct UpdateWalk: ~Copyable {
                 }
                 try split(pmd: slot, resumingAt: e.start)
             case .splitFolio:
-                guard case .folio(let f, _, _) = e.content, f.isLarge, case .ptes = target else {
-                    throw .misuse("splitFolio at 0x\(String(e.start, radix: 16)): the entry maps no large folio by PTEs")
+                guard case .folio(let f, _, _) = e.content, f.isLarge, !f.isHugetlb else {
+                    throw .misuse("splitFolio at 0x\(String(e.start, radix: 16)): the entry maps no large folio")
                 }
-                unlock(resumingAt: e.start)
-                splitFolio(headPFN: f.pfn, at: e.start)
+                switch target {
+                case .ptes:
+                    unlock(resumingAt: e.start)
+                    splitFolio(headPFN: f.pfn, at: e.start)
+                case .leaf(let slot) where slot.level == .pmd:
+                    unlock(resumingAt: e.start)
+                    _ = mm.splitPMDMappedFolio(at: slot, folio: f)
+                default:
+                    throw .misuse("splitFolio at 0x\(String(e.start, radix: 16)): a \(e.level) entry; only PTE-mapped folios and PMD-mapped THPs split")
+                }
             }
             retryAt = e.start
         }
