@@ -84,7 +84,7 @@ struct Config {
                                  a shared machine do not inflate)
       --quick                    64 MiB workloads, 200 sparse VMAs, 3 reps, 1 warm-up
       --works a,b,...            only these works: raw, smaps, smaps_rollup, numa_maps, pagemap,
-                                 clear_refs, mincore, mlock+munlock
+                                 clear_refs, mincore, mlock+munlock, madv_cold
       --no-kernel                skip the real-kernel row
       --no-verify                skip the output cross-check of the walkers
 
@@ -147,7 +147,7 @@ struct Config {
             case "--works":
                 c.works = value(a).split(separator: ",").map { s in
                     guard let w = Work.allCases.first(where: { $0.rawValue == s || $0.rawValue.hasPrefix(s) }) else {
-                        fail("--works: unknown work '\(s)' (raw, smaps, smaps_rollup, numa_maps, pagemap, clear_refs, mincore, mlock+munlock)")
+                        fail("--works: unknown work '\(s)' (raw, smaps, smaps_rollup, numa_maps, pagemap, clear_refs, mincore, mlock+munlock, madv_cold)")
                     }
                     return w
                 }

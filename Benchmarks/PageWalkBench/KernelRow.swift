@@ -86,7 +86,7 @@ func kernelRead(_ work: Work, _ ranges: [Range<UInt64>]) -> Int {
     case .smapsRollup: return readWhole("/proc/self/smaps_rollup")
     case .numaMaps: return readWhole("/proc/self/numa_maps")
     case .pagemap: return readPagemap(ranges)
-    case .clearRefs, .mincore, .mlock: return kernelRead(work, pid: nil, ranges)
+    case .clearRefs, .mincore, .mlock, .madvCold: return kernelRead(work, pid: nil, ranges)
     }
 }
 
@@ -268,7 +268,18 @@ func kernelRead(_ work: Work, pid: pid_t?, _ ranges: [Range<UInt64>]) -> Int {
     case .clearRefs: return writeClearRefs("\(dir)/clear_refs")
     case .mincore: return kernelMincore(ranges)
     case .mlock: return kernelMlock(ranges)
+    case .madvCold: return kernelMadvCold(ranges)
     }
+}
+
+/// madvise(MADV_COLD) over each range.
+func kernelMadvCold(_ ranges: [Range<UInt64>]) -> Int {
+    for r in ranges {
+        guard Glibc.madvise(UnsafeMutableRawPointer(bitPattern: UInt(r.lowerBound)), Int(r.upperBound - r.lowerBound), MADV_COLD) == 0 else {
+            fail("madvise(MADV_COLD): \(String(cString: strerror(errno)))")
+        }
+    }
+    return ranges.count
 }
 
 /// `echo 1 > clear_refs`: the kernel walks every VMA of the process.

@@ -20,13 +20,17 @@ enum Work: String, CaseIterable, Codable {
     case mincore = "mincore"
     /// mlock(2) then munlock(2) over every VMA of the workload.
     case mlock = "mlock+munlock"
+    /// madvise(MADV_COLD) over every VMA of the workload (after the first
+    /// sample the pages are old already, in the model and the kernel alike:
+    /// each sample walks and tests every entry).
+    case madvCold = "madv_cold"
 
     /// The /proc producers (the kernel has no raw walk to time).
     static let producers: [Work] = [.smaps, .smapsRollup, .numaMaps, .pagemap]
     /// The walker users that change (or, mincore, look at) what they walk,
     /// run by the model's update walk and callback twins and by the kernel
     /// on real memory. They have no unbatched range form.
-    static let writers: [Work] = [.clearRefs, .mincore, .mlock]
+    static let writers: [Work] = [.clearRefs, .mincore, .mlock, .madvCold]
     /// What the kernel row measures.
     static let kernelMeasured: [Work] = producers + writers
 
@@ -178,7 +182,7 @@ func produce<S: ProcSink>(_ work: Work, _ s: ModelSpace, _ walker: Walker, into 
     var w = ProcWriter(sink)
     let o = walker.procOptions
     switch work {
-    case .raw, .clearRefs, .mincore, .mlock: break
+    case .raw, .clearRefs, .mincore, .mlock, .madvCold: break
     case .smaps: try Smaps.write(s.mm, to: &w, options: o)
     case .smapsRollup: try SmapsRollup.write(s.mm, to: &w, options: o)
     case .numaMaps: try NumaMaps.write(s.mm, to: &w, options: o)
@@ -204,6 +208,10 @@ func writerRun(_ work: Work, _ s: ModelSpace, _ walker: Walker) throws -> Int {
             try s.mm.munlock(r.lowerBound, r.upperBound, walker: kind)
         }
         return s.ranges.count
+    case .madvCold:
+        var n = 0
+        for r in s.ranges { n &+= try madviseCold(s.mm, r.lowerBound, r.upperBound, walker: kind).flushes.count }
+        return n
     default:
         return 0
     }

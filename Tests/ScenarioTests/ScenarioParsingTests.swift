@@ -251,6 +251,7 @@ struct AcceptedInputTests {
             #"{"op":"madv_cold","start":"0x10000000","size":"8K"}"#,
             #"{"op":"madv_pageout","start":"0x10000000","size":"8K"}"#,
             #"{"op":"madv_willneed","start":"0x10000000","size":"8K"}"#,
+            #"{"op":"mlock2_onfault","start":"0x10008000","size":"4K"}"#,
         ]
         let child = #"{"pid":101,"name":"child","parent":100,"ops":[{"op":"fault","start":"0x10000000","size":"4K","write":true}]}"#
         let doc = try parsed(document(top: #""numaNodes":2"#, vmas: vmas, ops: ops, more: [child]))
