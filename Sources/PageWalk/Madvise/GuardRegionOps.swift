@@ -152,7 +152,6 @@ extension GuardRegionOps {
     /// caller to zap and retry.
     static func installRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64) throws(PageWalkError) -> Bool {
         try mm.withInstallingWalk(start..<end) { (walk) throws(PageWalkError) -> Bool in
-            var clean = true
             try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
                 switch e.content {
                 case .none:
@@ -161,11 +160,9 @@ extension GuardRegionOps {
                 case .marker(let m) where m.contains(.guardRegion):
                     return .next
                 default:
-                    clean = false
                     return .stop
                 }
             }
-            return clean
         }
     }
 

@@ -30,10 +30,17 @@ extension AddressSpace {
             throw .wrongAddressSpace("an update walk needs a user address space; kernel tables are walked read-only")
         }
         let walkOptions = options.rangeOptions
+        /// Runs the body on a walk of `rw` whose shared state is a local of
+        /// this frame.
+        func start(_ rw: RangeWalk, _ used: UpdateWalkLock) throws(PageWalkError) -> R {
+            var state = UpdateWalkState(mayInstall: mayInstall, layout: geometry.layout)
+            return try withUnsafeMutablePointer(to: &state) { (p) throws(PageWalkError) -> R in
+                var walk = UpdateWalk(rw, lock: used, state: p, splitsHugePMDs: options.splitHugePMDs)
+                return try body(&walk)
+            }
+        }
         func run(_ token: MmapLockToken, _ used: UpdateWalkLock) throws(PageWalkError) -> R {
-            var walk = UpdateWalk(try self.walk(range, lock: token, options: walkOptions), lock: used,
-                                  mayInstall: mayInstall, splitsHugePMDs: options.splitHugePMDs)
-            return try body(&walk)
+            try start(try self.walk(range, lock: token, options: walkOptions), used)
         }
         switch lock {
         case .mmapRead:
@@ -48,16 +55,12 @@ extension AddressSpace {
             if let held = heldMmapLockToken() { return try run(held, .mmapRead) }
             if MmapLockHolds.holdsVMARead(of: self), let vma = vmaLockless(containing: range.lowerBound),
                isVMALocked(vma), range.upperBound <= vma.end {
-                let rw = try vmaLockedWalk(range, vma: vma, options: walkOptions)
-                var walk = UpdateWalk(rw, lock: .vma, mayInstall: mayInstall, splitsHugePMDs: options.splitHugePMDs)
-                return try body(&walk)
+                return try start(try vmaLockedWalk(range, vma: vma, options: walkOptions), .vma)
             }
             if let vma = lockVMA(containing: range.lowerBound) {
                 defer { unlockVMA(vma) }
                 if range.upperBound <= vma.end && range.lowerBound < range.upperBound {
-                    let rw = try vmaLockedWalk(range, vma: vma, options: walkOptions)
-                    var walk = UpdateWalk(rw, lock: .vma, mayInstall: mayInstall, splitsHugePMDs: options.splitHugePMDs)
-                    return try body(&walk)
+                    return try start(try vmaLockedWalk(range, vma: vma, options: walkOptions), .vma)
                 }
             }
             return try withMmapReadLock { (t) throws(PageWalkError) in try run(t, .mmapRead) }

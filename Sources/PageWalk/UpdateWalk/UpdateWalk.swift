@@ -98,20 +98,16 @@ public struct UpdateWalk: ~Copyable {
     let state: UnsafeMutablePointer<UpdateWalkState>
     let splitsHugePMDs: Bool
 
-    init(_ walk: RangeWalk, lock: UpdateWalkLock, mayInstall: Bool, splitsHugePMDs: Bool) {
+    /// `state` lives on the opener's stack for the walk's whole life (the
+    /// walk cannot leave the body it is lent to).
+    init(_ walk: RangeWalk, lock: UpdateWalkLock, state: UnsafeMutablePointer<UpdateWalkState>, splitsHugePMDs: Bool) {
         mm = walk.mm
         mmUnretained = walk.mm
         range = walk.start..<walk.end
         self.lock = lock
         iterator = walk.makeIterator()
-        state = .allocate(capacity: 1)
-        state.initialize(to: UpdateWalkState(mayInstall: mayInstall, layout: walk.mm.geometry.layout))
+        self.state = state
         self.splitsHugePMDs = splitsHugePMDs
-    }
-
-    deinit {
-        state.deinitialize(count: 1)
-        state.deallocate()
     }
 
     /// The TLB flushes the walk made, and any still pending.
@@ -124,8 +120,10 @@ public struct UpdateWalk: ~Copyable {
     /// Runs `body` on each entry of the range in address order, with the
     /// entry's table lock held. A walk is iterated once. Ends when the range
     /// is done, the body returns `.stop`, or it throws; the table lock is
-    /// dropped and the pending TLB flush made in every case.
-    public mutating func forEach(_ body: (borrowing UpdateEntry) throws(PageWalkError) -> UpdateStep) throws(PageWalkError) {
+    /// dropped and the pending TLB flush made in every case. Returns false
+    /// when the body ended the walk with `.stop`.
+    @discardableResult
+    public mutating func forEach(_ body: (borrowing UpdateEntry) throws(PageWalkError) -> UpdateStep) throws(PageWalkError) -> Bool {
         guard !state.pointee.iterated else { throw .misuse("an update walk is iterated once") }
         state.pointee.iterated = true
         if let failure = iterator.failure { throw failure }
@@ -150,7 +148,7 @@ public struct UpdateWalk: ~Copyable {
             case .next:
                 continue
             case .stop:
-                return
+                return false
             case .unlockAndRetry(let action):
                 unlock(resumingAt: e.start)
                 try action()
@@ -176,6 +174,7 @@ public struct UpdateWalk: ~Copyable {
             }
             retryAt = e.start
         }
+        return true
     }
 
     /// Drops the table lock, flushing first what the walk owes: an entry
