@@ -50,7 +50,8 @@ import ProcFS
         func violation(_ s: String) { violations.withLock { if $0.count < 50 { $0.append(s) } } }
     }
 
-    /// The walker of the guard-region ops. Under ThreadSanitizer the
+    /// The walker of the update-walk users in the stress tests (guard
+    /// regions, MADV_FREE, mlock, clear_refs). Under ThreadSanitizer the
     /// callback twin: TSan reports an access race between the update walk's
     /// loop and zapPTE / beginRmapWalk on another thread, located at the
     /// address space object itself, which is not understood yet (see the
@@ -448,13 +449,13 @@ import ProcFS
             { loop(12) { rng in let (s, e) = range(x, &rng, maxPages: 64)
                 try mm.access(s, e, write: false) } },
             { loop(13) { rng in let (s, e) = range(x, &rng, maxPages: 16)
-                if Bool.random(using: &rng) { try mm.zap(s, e) } else { try mm.madviseFree(s, e) } } },
+                if Bool.random(using: &rng) { try mm.zap(s, e) } else { try mm.madviseFree(s, e, walker: Self.guardWalker) } } },
             { loop(14) { rng in let (s, e) = range(x.lowerBound..<window.lowerBound, &rng, maxPages: 32)
                 switch Int.random(in: 0..<4, using: &rng) {
                 case 0: try mm.mprotect(s, e, access: [.read])
                 case 1: try mm.mprotect(s, e, access: [.read, .write])
-                case 2: try mm.mlock(s, e)
-                default: try mm.munlock(s, e)
+                case 2: try mm.mlock(s, e, walker: Self.guardWalker)
+                default: try mm.munlock(s, e, walker: Self.guardWalker)
                 } } },
             { loop(15) { rng in
                 try mm.munmap(window.lowerBound, window.upperBound)
@@ -464,7 +465,7 @@ import ProcFS
                 try mm.withMmapReadLock { (lock) throws(PageWalkError) in
                     for e in try mm.walk(x, lock: lock) { if case .folio = e.content { _ = try e.vma } }
                 }
-                try mm.clearRefs(.all) } },
+                try mm.clearRefs(.all, walker: Self.guardWalker) } },
             { usleep(UInt32(seconds * 1_000_000)); stop.store(true, ordering: .relaxed) },
         ], deadline: seconds + 120)
         #expect(finished, "a thread hung: a VMA lock and the mmap lock waited for each other")

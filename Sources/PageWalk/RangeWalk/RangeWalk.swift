@@ -141,7 +141,9 @@ public struct RangeWalk: Sequence {
             }
             tablesOnly = walk.options.ignoreVMAs || walk.mm.isKernel
             lockTables = !walk.mm.isKernel
-            vmas = tablesOnly ? [] : walk.mm.vmas
+            // A walk under one VMA's lock sees that VMA alone: the list
+            // may change under the mmap lock, which it does not hold.
+            vmas = tablesOnly ? [] : walk.lockedVMA.map { [$0] } ?? walk.mm.vmas
             // Binary search: a walk of one VMA among thousands must not scan
             // the ones before it.
             vmaIndex = vmas.firstIndex(endingAfter: walk.start)
