@@ -111,11 +111,7 @@ import LiveKernel
         }
 
         let mirror = try Mirror()
-        try mirror.map(anon)
-        let fo = try mirror.file(of: file, kernel: try KernelView.smaps(), shmem: false)
-        try mirror.map(file, kind: .file(fo, offset: 0))
-        try mirror.mm.fault(anon.start, anon.end, write: true)
-        try mirror.mm.fault(file.start, file.end, write: false)
+        try mirror.mapWrittenAnonAndReadFile(anon, file)
         try mirror.mirrorPageFlags(anon)
         try mirror.mirrorPageFlags(file)
         #expect(Self.modelLRU(mirror, anon) == before)

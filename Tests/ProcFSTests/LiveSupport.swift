@@ -215,6 +215,16 @@ final class Mirror {
         try mm.mmap(start: m.start, end: m.end, access: [.read, .write], shared: shared, kind: kind, extraFlags: extra)
     }
 
+    /// Mirrors a written anonymous mapping and a read private file mapping
+    /// (the kernel's file identity for the latter), every page faulted in.
+    func mapWrittenAnonAndReadFile(_ anon: LiveMapping, _ file: LiveMapping) throws {
+        try map(anon)
+        let fo = try self.file(of: file, kernel: try KernelView.smaps(), shmem: false)
+        try map(file, kind: .file(fo, offset: 0))
+        try mm.fault(anon.start, anon.end, write: true)
+        try mm.fault(file.start, file.end, write: false)
+    }
+
     func pages(_ m: LiveMapping, _ r: Range<Int>) -> (UInt64, UInt64) {
         (m.start + UInt64(r.lowerBound) * 4096, m.start + UInt64(r.upperBound) * 4096)
     }

@@ -49,11 +49,7 @@ import LiveKernel
         f.touch(anon, write: true)
         f.touch(file, write: false)
         let mirror = try Mirror()
-        try mirror.map(anon)
-        let fo = try mirror.file(of: file, kernel: try KernelView.smaps(), shmem: false)
-        try mirror.map(file, kind: .file(fo, offset: 0))
-        try mirror.mm.fault(anon.start, anon.end, write: true)
-        try mirror.mm.fault(file.start, file.end, write: false)
+        try mirror.mapWrittenAnonAndReadFile(anon, file)
         let pagemapBefore = try KernelView.pagemap(anon)
         try compare(mirror, [anon, file])
 
