@@ -96,6 +96,7 @@ func rawRange(_ s: ModelSpace, batching: Bool) throws -> KindCounts {
             case .hole: c.hole &+= n
             case .folio: c.folio &+= n
             case .pfn: c.pfn &+= n
+            case .present: c.folio &+= n   // not produced: this walk looks folios up
             case .swap: c.swap &+= n
             case .migration: c.migration &+= n
             case .device: c.device &+= n

@@ -24,6 +24,12 @@ func verifyAgainstTranslation(_ mm: AddressSpace, options: RangeWalkOptions, sou
                     case (.pfn(let p), .present(_, _, let pfn)):
                         #expect(p + (entry.level.tableLevel == .pte ? UInt64(k) : UInt64(k)) == pfn || entry.count == 1 && p == pfn,
                                 "\(entry) page \(k)", sourceLocation: sourceLocation)
+                    case (.present(let first), .present(_, let raw, let pfn)):
+                        // A run not looked up: present pages, all normal or
+                        // all special, starting at the first entry's frame.
+                        #expect(k > 0 || pfn == first, "\(entry) page \(k)", sourceLocation: sourceLocation)
+                        let special = raw & mm.geometry.layout.special != 0
+                        #expect(special == entry.entryAttributesContain(.special), "\(entry) page \(k)", sourceLocation: sourceLocation)
                     case (.swap(let s), .softLeaf(_, _, let leaf)):
                         #expect(leaf.leaf == .swap(SwapEntry(type: s.type, offset: s.offset + UInt64(k))), "\(entry) page \(k)", sourceLocation: sourceLocation)
                     case (.marker(let m), .softLeaf(_, _, let leaf)):
@@ -55,6 +61,53 @@ func verifyAgainstTranslation(_ mm: AddressSpace, options: RangeWalkOptions, sou
         let built = try ScenarioBuilder.buildDefault()
         for p in built.processes {
             try verifyAgainstTranslation(p.addressSpace, options: RangeWalkOptions(batching: batching, pfnMap: .walk))
+        }
+    }
+
+    @Test(arguments: [true, false])
+    func defaultScenarioUnresolvedRunsMatchTranslation(batching: Bool) throws {
+        let built = try ScenarioBuilder.buildDefault()
+        for p in built.processes {
+            try verifyAgainstTranslation(p.addressSpace, options: RangeWalkOptions(batching: batching, respect: [], pfnMap: .walk,
+                                                                                  lookUpFolios: false))
+        }
+    }
+
+    /// Without lookups a run of present PTEs spans folios, and ends only
+    /// where a respected attribute or `pte_special()` changes, at a
+    /// non-present entry, or at the table's end.
+    @Test func unresolvedRunsSpanFoliosAndStopAtSpecialPages() throws {
+        let memory = try PhysicalMemory(budgetBytes: 64 << 20)
+        let mm = try AddressSpace(geometry: .x86_64, memory: memory)
+        try mm.mmap(start: 0x3f0000, end: 0x440000, access: [.read, .write])
+        try mm.fault(0x3f0000, 0x410000, write: true)              // 32 order-0 folios across a table boundary
+        try mm.fault(0x410000, 0x414000, write: false)             // 4 zero-page (special) PTEs
+        try mm.populateLargeFolios(0x420000, 0x440000, order: 4)  // two 64K folios
+        try mm.clearRefs(.all)
+        try mm.access(0x428000, 0x429000, write: false)            // one young page
+        try mm.withMmapReadLock { lock in
+            let plain = RangeWalkOptions(respect: [], lookUpFolios: false)
+            let runs = Array(try mm.walk(0x3f0000..<0x440000, lock: lock, options: plain))
+            let ranges = runs.map { ($0.start, $0.end) }
+            #expect(ranges.contains { $0 == (0x3f0000, 0x400000) })    // to the table's end
+            #expect(ranges.contains { $0 == (0x400000, 0x410000) })    // 16 folios, one run
+            #expect(ranges.contains { $0 == (0x410000, 0x414000) })    // the special pages
+            #expect(ranges.contains { $0 == (0x420000, 0x440000) })    // two folios, one run
+            for r in runs where r.start == 0x410000 { #expect(r.entryAttributesContain(.special)) }
+            for r in runs where r.start == 0x400000 {
+                #expect(!r.entryAttributesContain(.special) && r.count == 16)
+                guard case .present(let first) = r.content, case .present(_, _, let pfn) = mm.translate(0x400000) else {
+                    Issue.record("\(r)"); continue
+                }
+                #expect(first == pfn)
+            }
+            var young = plain
+            young.respect = [.young]
+            let split = Array(try mm.walk(0x420000..<0x440000, lock: lock, options: young)).map(\.count)
+            #expect(split == [8, 1, 23])
+            // With lookups, the same pages come a folio at a time.
+            let folios = Array(try mm.walk(0x400000..<0x410000, lock: lock, options: RangeWalkOptions(respect: [])))
+            #expect(folios.count == 16)
         }
     }
 

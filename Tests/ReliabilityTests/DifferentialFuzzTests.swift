@@ -323,6 +323,7 @@ enum FuzzRun {
             case .none, .hole: continue
             case .folio(let f, let first, _): key = .page(f.pfn + UInt64(first + k), entry.attributes)
             case .pfn(let p): key = .pfn(p + UInt64(k), entry.attributes)
+            case .present: continue   // not produced: these walks look folios up
             case .swap(let s): key = .swap(s.offset + UInt64(k), entry.attributes)
             case .migration(_, let p, _): key = .migration(p + UInt64(k))
             case .device(let ex, _, let p, _): key = .device(p, ex)

@@ -39,9 +39,11 @@ enum ClearRefsWalk {
     static func userRange(_ mm: AddressSpace) -> Range<UInt64> { 0..<mm.geometry.userAddressLimit }
 
     /// The range version: one update walk; each entry made old (with its
-    /// folio unreferenced) or cleared of soft-dirty, a batch at a time.
+    /// folios unreferenced) or cleared of soft-dirty, a batch at a time.
+    /// Present PTEs come in runs across folios, not looked up by the walk:
+    /// the folio update resolves each page's folio as it goes.
     static func range(_ mm: AddressSpace, _ kind: AddressSpace.ClearRefs) throws(PageWalkError) -> MMUGather {
-        let options = UpdateWalkOptions(respect: [], vmaFilter: { walks($0, kind) })
+        let options = UpdateWalkOptions(respect: [], vmaFilter: { walks($0, kind) }, lookUpFolios: false)
         return try mm.withUpdateWalk(userRange(mm), lock: .mmapWrite, options: options) { (walk) throws(PageWalkError) in
             if kind == .softDirty { mm.clearSoftDirtyFlags() }
             try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
@@ -49,10 +51,11 @@ enum ClearRefsWalk {
                     try e.clearSoftDirty()
                     return .next
                 }
-                // vm_normal_folio() for PTEs; any present PMD leaf (the
-                // huge zero folio too, as pmd_folio() finds it).
+                // vm_normal_folio() for PTEs (a run of normal pages, not
+                // the special ones); any present PMD leaf (the huge zero
+                // folio too, as pmd_folio() finds it).
                 switch e.content {
-                case .folio:
+                case .present where !e.entry.entryAttributesContain(.special), .folio:
                     try e.testAndClearYoung()
                     try e.clearFolioReferenced()
                 case .pfn where e.level.tableLevel == .pmd:

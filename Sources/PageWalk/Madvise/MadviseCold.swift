@@ -103,17 +103,37 @@ enum ColdWalk {
     /// the walk.
     static func range(_ mm: AddressSpace, _ vma: VMA, _ start: UInt64, _ end: UInt64, _ mode: Mode,
                       _ result: inout LRUAdviceResult) throws(PageWalkError) {
-        let pmdSize = mm.geometry.entrySize(.pmd)
+        var state = RangeState()
+        try withUnsafeMutablePointer(to: &state) { (p) throws(PageWalkError) in
+            try range(mm, vma, start, end, mode, p)
+        }
+        result.flushes += state.outcome.flushes
+        result.reclaimedPages += state.outcome.reclaimedPages
+        result.activatedPages += state.outcome.activatedPages
+        result.keptPages += state.outcome.keptPages
+    }
+
+    /// What the range version's loop body keeps between entries. It lives
+    /// behind a pointer: variables captured by the `.unlockAndRetry`
+    /// closure would be boxed, with an exclusivity check at every access.
+    struct RangeState {
+        /// Folios isolated for reclaim, with the address of their first page,
+        /// and the PMD range they came from.
         var pending: [(Folio, UInt64)] = []
         var pendingSpan: UInt64 = 0
         var outcome = LRUAdviceResult()
-        // Where the body last asked for a split: met again there with
-        // `isRetry`, a folio still large means the split failed.
+        /// Where the body last asked for a split: met again there with
+        /// `isRetry`, a folio still large means the split failed.
         var splitAt: UInt64?
-        func reclaim(_ list: [(Folio, UInt64)]) {
+    }
+
+    static func range(_ mm: AddressSpace, _ vma: VMA, _ start: UInt64, _ end: UInt64, _ mode: Mode,
+                      _ st: UnsafeMutablePointer<RangeState>) throws(PageWalkError) {
+        let pmdSize = mm.geometry.entrySize(.pmd)
+        func reclaim(_ list: [(Folio, UInt64)], _ st: UnsafeMutablePointer<RangeState>) {
             for (f, a) in list {
                 let pages = f.pageCount   // read before reclaim frees it
-                outcome.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: pages)
+                st.pointee.outcome.count(mm.reclaimIsolatedFolio(f, at: a, in: vma), pages: pages)
             }
         }
         // The folio's referenced state goes, then the LRU action: made
@@ -129,17 +149,17 @@ enum ColdWalk {
             if isolated.test(.unevictable) {
                 mm.putBackOnLRU(isolated)
             } else {
-                pending.append((isolated, address))
-                pendingSpan = e.start / pmdSize
+                st.pointee.pending.append((isolated, address))
+                st.pointee.pendingSpan = e.start / pmdSize
             }
         }
         let options = UpdateWalkOptions(respect: [.uffdWP])
         let tlb = try mm.withUpdateWalk(start..<end, lock: .mmapRead, options: options) { (walk) throws(PageWalkError) -> MMUGather in
             try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
-                if !pending.isEmpty && e.start / pmdSize != pendingSpan {
-                    let list = pending
-                    pending = []
-                    return .unlockAndRetry { reclaim(list) }
+                if !st.pointee.pending.isEmpty && e.start / pmdSize != st.pointee.pendingSpan {
+                    let list = st.pointee.pending
+                    st.pointee.pending = []
+                    return .unlockAndRetry { reclaim(list, st) }
                 }
                 // vm_normal_folio(): the zero pages, PFN maps and device
                 // memory have none to advise.
@@ -151,16 +171,16 @@ enum ColdWalk {
                     if e.end - e.start != pmdSize {
                         // The range covers the THP in part: split it, then
                         // walk its PTEs; a failed split leaves the PMD.
-                        if e.isRetry && splitAt == e.start { return .next }
-                        splitAt = e.start
+                        if e.isRetry && st.pointee.splitAt == e.start { return .next }
+                        st.pointee.splitAt = e.start
                         return .splitFolio
                     }
                     try advise(e, folio, firstPageAt: e.start)
                 case .pte:
                     if folio.isLarge && !whole {
                         if shared || (mode.anonOnly && !folio.isAnon) { return .next }
-                        if e.isRetry && splitAt == e.start { return .next }
-                        splitAt = e.start
+                        if e.isRetry && st.pointee.splitAt == e.start { return .next }
+                        st.pointee.splitAt = e.start
                         return .splitFolio
                     }
                     // Off the LRU (isolated, in a per-CPU batch) or mapped
@@ -176,11 +196,8 @@ enum ColdWalk {
             }
             return walk.tlb
         }
-        reclaim(pending)
-        outcome.flushes = tlb.flushes
-        result.flushes += outcome.flushes
-        result.reclaimedPages += outcome.reclaimedPages
-        result.activatedPages += outcome.activatedPages
-        result.keptPages += outcome.keptPages
+        reclaim(st.pointee.pending, st)
+        st.pointee.pending = []
+        st.pointee.outcome.flushes = tlb.flushes
     }
 }

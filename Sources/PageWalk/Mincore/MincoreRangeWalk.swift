@@ -3,8 +3,9 @@ import MemoryModel
 extension Mincore {
     /// The range walk of one VMA piece: batched, respecting no entry bits
     /// (residency reads none), PFN maps walked as `walk_page_range_vma()`
-    /// walks them.
-    public static let walkOptions = RangeWalkOptions(batching: true, respect: [], pfnMap: .walk)
+    /// walks them, present PTEs not looked up (`mincore_pte_range()` never
+    /// asks for a page).
+    public static let walkOptions = RangeWalkOptions(batching: true, respect: [], pfnMap: .walk, lookUpFolios: false)
 
     /// `do_mincore()`'s walk on the range walker: the entries of
     /// `[addr, end)`, all in `vma`, under the caller's mmap lock, judged by
@@ -34,7 +35,7 @@ extension Mincore {
                     let entry = SwapEntry(type: first.type, offset: first.offset + UInt64(k))
                     vec[at + k] = nonPresentPTE(mm, .swap(entry))
                 }
-            case .folio, .pfn, .swap, .migration, .device, .hwpoison:
+            case .folio, .pfn, .present, .swap, .migration, .device, .hwpoison:
                 // Present pages; a PMD leaf or PMD migration entry; entries
                 // that are not swap (always uptodate); any hugetlb entry
                 // that is neither none nor a marker.
@@ -43,8 +44,13 @@ extension Mincore {
         }
     }
 
+    /// One store of `n` bytes: a run of 512 resident pages is one memset,
+    /// not 512 checked array writes.
     @inline(__always)
     static func fill(_ vec: inout [UInt8], _ at: Int, _ n: Int, _ value: UInt8) {
-        for k in 0..<n { vec[at + k] = value }
+        precondition(at >= 0 && n >= 0 && at + n <= vec.count, "mincore vector overrun")
+        vec.withUnsafeMutableBufferPointer { b in
+            b.baseAddress.unsafelyUnwrapped.advanced(by: at).update(repeating: value, count: n)
+        }
     }
 }

@@ -38,11 +38,14 @@ enum MlockWalk {
         }
     }
 
-    /// The range version: one entry per folio run (nothing respected, so a
-    /// batch is every PTE of the folio in this table and VMA); the handle's
-    /// `mlockFolio()` applies the rule for large folios.
+    /// The range version: present PTEs in runs across folios, not looked up
+    /// by the walk (nothing respected, so a run is every present PTE of the
+    /// table in this VMA); the handle's `mlockFolio()` resolves each page's
+    /// folio and applies the rule for large folios.
+    static let walkOptions = UpdateWalkOptions(respect: [], lookUpFolios: false)
+
     static func range(_ mm: AddressSpace, _ vma: VMA, lock: Bool) throws(PageWalkError) {
-        try mm.withUpdateWalk(vma.start..<vma.end, lock: .mmapWrite, options: UpdateWalkOptions(respect: [])) { (walk) throws(PageWalkError) in
+        try mm.withUpdateWalk(vma.start..<vma.end, lock: .mmapWrite, options: walkOptions) { (walk) throws(PageWalkError) in
             try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
                 if lock { try e.mlockFolio() } else { try e.munlockFolio() }
                 return .next

@@ -56,6 +56,7 @@ extension RangeWalk.Iterator {
 
     @inlinable @inline(always)
     mutating func presentPTE(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+        if presentRuns { return presentRun(e, i, w, a) }
         let pfn = layout.pfn(w)
         // vm_normal_page(): special entries have no page, except the zero
         // page when asked for as a folio; kernel mappings have none.
@@ -79,6 +80,29 @@ extension RangeWalk.Iterator {
         ptIndex = i &+ 1
         return WalkEntry(start: a, end: runEnd(a, 1), level: .pte, count: 1, vmaPointer: ptVMAPointer, raw: w,
                          attributeWord: AttributeWord(presentWord: w, presentSource), content: .pfn(pfn))
+    }
+
+    /// A `.present` run from `i` (folios not looked up): with batching, the
+    /// following present PTEs that agree on `presentRunBits`.
+    @inlinable @inline(always)
+    mutating func presentRun(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
+        var n = 1
+        var merged = w
+        if batching {
+            let keep = presentRunBits
+            let present = ptePresentBits
+            while i &+ n < ptEnd {
+                let w2 = e[i &+ n].load(ordering: .relaxed)
+                if w2 & present == 0 || (w2 ^ w) & keep != 0 { break }
+                merged |= w2
+                n &+= 1
+            }
+            merged = w | (merged & ignoredBits)
+        }
+        ptIndex = i &+ n
+        return WalkEntry(start: a, end: runEnd(a, n), level: .pte, count: n, vmaPointer: ptVMAPointer, raw: w,
+                         attributeWord: AttributeWord(presentWord: merged, presentSource),
+                         content: .present(firstPFN: layout.pfn(w)))
     }
 
     /// `folio_pte_batch()`: how many PTEs from `i` map the next pages of

@@ -116,6 +116,11 @@ public struct RangeWalk: Sequence {
         /// The bits that make a present PTE have no normal page: special,
         /// or all of them in a kernel walk (kernel mappings report PFNs).
         @usableFromInline let noPageBits: UInt64
+        /// Present PTEs become `.present` runs, not looked up.
+        @usableFromInline let presentRuns: Bool
+        /// The bits on which PTEs of a `.present` run agree: present and
+        /// PROT_NONE, special, and the respected attributes.
+        @usableFromInline let presentRunBits: UInt64
 
         init(_ walk: RangeWalk) {
             mm = walk.mm
@@ -164,6 +169,9 @@ public struct RangeWalk: Sequence {
                 if !r.contains(.uffdWP) { ignored |= l.uffdWP }
             }
             ignoredBits = ignored
+            presentRuns = !walk.options.lookUpFolios && !walk.mm.isKernel
+            presentRunBits = (l.valid | l.presentInvalid | l.special | l.write | l.readOnly | l.dirty | l.young
+                              | l.softDirty | l.uffdWP) & ~ignored
         }
 
         /// The next entry. Inlined into the caller's loop: the entries of a

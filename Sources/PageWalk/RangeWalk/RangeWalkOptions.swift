@@ -50,14 +50,21 @@ public struct RangeWalkOptions: @unchecked Sendable {
     /// table the caller has already seen, the KASAN zero shadow). It may be
     /// asked again for the same upper entry when the walk comes back to it.
     public var tableFilter: ((TableDescent) -> Bool)?
+    /// Look up the page of each present PTE (`vm_normal_folio()`), so that
+    /// entries are `.folio` or `.pfn` and batches end at folio boundaries.
+    /// Off, present PTEs are not looked up: a run of them that agree on
+    /// the respected attributes and on `pte_special()` is one `.present`
+    /// entry, however many folios it maps. Upper-level leaves, hugetlb and
+    /// kernel walks are reported as with lookups on.
+    public var lookUpFolios: Bool
 
     public init(batching: Bool = true, respect: EntryAttributes = .batchable, reportHoles: Bool = false,
                 zeroPageAsFolio: Bool = false, pfnMap: PFNMapPolicy = .skip,
                 vmaFilter: ((VMA) -> Bool)? = nil, ignoreVMAs: Bool = false,
-                tableFilter: ((TableDescent) -> Bool)? = nil) {
+                tableFilter: ((TableDescent) -> Bool)? = nil, lookUpFolios: Bool = true) {
         self.batching = batching; self.respect = respect; self.reportHoles = reportHoles
         self.zeroPageAsFolio = zeroPageAsFolio; self.pfnMap = pfnMap
         self.vmaFilter = vmaFilter; self.ignoreVMAs = ignoreVMAs
-        self.tableFilter = tableFilter
+        self.tableFilter = tableFilter; self.lookUpFolios = lookUpFolios
     }
 }

@@ -80,6 +80,13 @@ public enum WalkContent: Hashable, @unchecked Sendable {
     /// Present entries without a normal page: PFN maps, the zero page
     /// unless asked for as a folio, kernel mappings (`PT_TYPE_PFN`).
     case pfn(UInt64)
+    /// Present PTEs the walk did not look up (`RangeWalkOptions.lookUpFolios`
+    /// off): a run that may span folios, whose pages are all normal or all
+    /// `pte_special()` (the entry's `.special` attribute says which); the
+    /// first entry's frame. Users that read residency or entry bits only
+    /// (mincore) skip `vm_normal_folio()` per page, and batch updates resolve
+    /// folios page by page where they need them.
+    case present(firstPFN: UInt64)
     /// A PTE marker (`PT_TYPE_MARKER`).
     case marker(PTEMarker)
     /// Swap entries with consecutive offsets from `first` (`PT_TYPE_SWAP`).
@@ -94,7 +101,7 @@ public enum WalkContent: Hashable, @unchecked Sendable {
     /// The kind of a content without its payload: what a client switches
     /// on or counts by.
     public enum Kind: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
-        case none, hole, folio, pfn, marker, swap, migration, device, hwpoison
+        case none, hole, folio, pfn, present, marker, swap, migration, device, hwpoison
         public var description: String { rawValue }
     }
 
@@ -106,6 +113,7 @@ public enum WalkContent: Hashable, @unchecked Sendable {
         case .hole: return .hole
         case .folio: return .folio
         case .pfn: return .pfn
+        case .present: return .present
         case .marker: return .marker
         case .swap: return .swap
         case .migration: return .migration
@@ -195,6 +203,7 @@ public struct WalkEntry: @unchecked Sendable, CustomStringConvertible {
         case .hole(let d): s += "hole depth \(d)"
         case .folio(let f, let first, let n): s += "folio pfn 0x\(String(f.pfn, radix: 16)) order \(f.order) pages \(first)+\(n)"
         case .pfn(let p): s += "pfn 0x\(String(p, radix: 16))"
+        case .present(let p): s += "present pfn 0x\(String(p, radix: 16))"
         case .marker(let m): s += "marker \(m.rawValue)"
         case .swap(let e): s += "\(e)"
         case .migration(let k, let p, _): s += "migration \(k) pfn 0x\(String(p, radix: 16))"

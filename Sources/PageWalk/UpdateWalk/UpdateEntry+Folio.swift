@@ -17,14 +17,48 @@ extension UpdateEntry {
         if case .hugetlb = target {
             throw .misuse("\(what) on the hugetlb entry at 0x\(String(entry.start, radix: 16)): hugetlb folios are not on the LRU")
         }
+        if case .present = entry.content {
+            throw .misuse("\(what) on the unresolved run at 0x\(String(entry.start, radix: 16)): it needs one folio, and the walk was opened with lookUpFolios off")
+        }
         guard case .folio(let f, _, _) = entry.content, !f.isZero else { return nil }
         return f
     }
 
-    /// Whether the entry maps every page of its folio.
-    var mapsWholeFolio: Bool {
-        guard case .folio(let f, let first, let count) = entry.content else { return false }
-        return first == 0 && count == f.pageCount
+    /// Runs `body` for each folio the entry maps, with the pages of it the
+    /// entry maps (`first ..< first + count`) and whether that is all of
+    /// it. A `.present` run is resolved page by page, as the kernel's
+    /// per-PTE handlers call `vm_normal_folio()`: consecutive pages of one
+    /// large folio are met once.
+    @inline(__always)
+    func forEachFolio(_ what: String, _ body: (Folio, _ whole: Bool) -> Void) throws(PageWalkError) {
+        try checkHeld()
+        if case .hugetlb = target {
+            throw .misuse("\(what) on the hugetlb entry at 0x\(String(entry.start, radix: 16)): hugetlb folios are not on the LRU")
+        }
+        switch entry.content {
+        case .folio(let f, let first, let count):
+            if !f.isZero { body(f, first == 0 && count == f.pageCount) }
+        case .present:
+            guard !entry.entryAttributesContain(.special), case .ptes(_, let first, let words) = target else { return }
+            let l = layout
+            var cursor = MemmapCursor(mm.memory)
+            var i = first
+            let end = first &+ entry.count
+            while i < end {
+                let pfn = l.pfn(words[i].load(ordering: .relaxed))
+                guard let (f, large) = cursor.folioAndSize(containing: pfn) else { i &+= 1; continue }
+                var n = 1
+                if large {
+                    // The following PTEs that map the next pages of this folio.
+                    let left = f.pageCount - Int(pfn &- f.pfn)
+                    while n < left, i &+ n < end, l.pfn(words[i &+ n].load(ordering: .relaxed)) == pfn &+ UInt64(n) { n &+= 1 }
+                }
+                if !f.isZero { body(f, !large || (pfn == f.pfn && n == f.pageCount)) }
+                i &+= n
+            }
+        default:
+            return
+        }
     }
 
     /// `folio_isolate_lru()`: the folio off its LRU list with a reference
@@ -36,14 +70,16 @@ extension UpdateEntry {
         return f
     }
 
-    /// `folio_deactivate()` (MADV_COLD): to the inactive list, not referenced.
+    /// `folio_deactivate()` (MADV_COLD): to the inactive list, not
+    /// referenced; each folio of a `.present` run.
     public func deactivateFolio() throws(PageWalkError) {
-        if let f = try folioForAction("deactivateFolio") { f.deactivate() }
+        try forEachFolio("deactivateFolio") { f, _ in f.deactivate() }
     }
 
-    /// `folio_clear_referenced()` and `folio_test_clear_young()`.
+    /// `folio_clear_referenced()` and `folio_test_clear_young()`; each folio
+    /// of a `.present` run.
     public func clearFolioReferenced() throws(PageWalkError) {
-        if let f = try folioForAction("clearFolioReferenced") { f.clearReferenced() }
+        try forEachFolio("clearFolioReferenced") { f, _ in f.clearReferenced() }
     }
 
     /// MADV_FREE's folio step: the folio made clean and lazily freeable
@@ -62,18 +98,22 @@ extension UpdateEntry {
     /// `mlock_folio()` as `mlock_pte_range()` applies it: a small folio
     /// always; a large one only when this entry maps all of it inside the
     /// VMA (`allow_mlock_munlock()`): a THP locked in part stays evictable.
-    /// Returns whether the folio was mlocked.
+    /// Returns whether a folio was mlocked (each folio of a `.present` run
+    /// by the same rule).
     @discardableResult
     public func mlockFolio() throws(PageWalkError) -> Bool {
-        guard let f = try folioForAction("mlockFolio") else { return false }
-        guard !f.isLarge || mapsWholeFolio else { return false }
-        f.mlock()
-        return true
+        var any = false
+        try forEachFolio("mlockFolio") { f, whole in
+            guard whole else { return }
+            f.mlock()
+            any = true
+        }
+        return any
     }
 
     /// `munlock_folio()`: always allowed.
     public func munlockFolio() throws(PageWalkError) {
-        if let f = try folioForAction("munlockFolio") { f.munlock() }
+        try forEachFolio("munlockFolio") { f, _ in f.munlock() }
     }
 }
 

@@ -40,15 +40,20 @@ public struct UpdateWalkOptions: @unchecked Sendable {
     public var vmaFilter: ((VMA) -> Bool)?
     /// What to do with VM_PFNMAP VMAs.
     public var pfnMap: PFNMapPolicy
+    /// As `RangeWalkOptions.lookUpFolios`: off, present PTEs come as
+    /// `.present` runs across folios; the folio actions then resolve each
+    /// page's folio themselves, as the kernel's per-PTE handlers do.
+    public var lookUpFolios: Bool
 
     public init(batching: Bool = true, respect: EntryAttributes = .batchable, splitHugePMDs: Bool = false,
-                vmaFilter: ((VMA) -> Bool)? = nil, pfnMap: PFNMapPolicy = .skip) {
+                vmaFilter: ((VMA) -> Bool)? = nil, pfnMap: PFNMapPolicy = .skip, lookUpFolios: Bool = true) {
         self.batching = batching; self.respect = respect; self.splitHugePMDs = splitHugePMDs
-        self.vmaFilter = vmaFilter; self.pfnMap = pfnMap
+        self.vmaFilter = vmaFilter; self.pfnMap = pfnMap; self.lookUpFolios = lookUpFolios
     }
 
     var rangeOptions: RangeWalkOptions {
-        RangeWalkOptions(batching: batching, respect: respect, pfnMap: pfnMap, vmaFilter: vmaFilter)
+        RangeWalkOptions(batching: batching, respect: respect, pfnMap: pfnMap, vmaFilter: vmaFilter,
+                         lookUpFolios: lookUpFolios)
     }
 }
 
@@ -124,6 +129,13 @@ public struct UpdateWalk: ~Copyable {
     /// when the body ended the walk with `.stop`.
     @discardableResult
     public mutating func forEach(_ body: (borrowing UpdateEntry) throws(PageWalkError) -> UpdateStep) throws(PageWalkError) -> Bool {
+        // The shared state and the mm are read into locals once: written
+        // through `self.state.pointee` in this mutating method of a
+        // non-copyable struct, Swift 6.3's ThreadSanitizer instrumentation
+        // reports a modifying access at the address space object itself
+        // (the struct's first word), which two walks then "race" on.
+        let state = self.state
+        let mm = mmUnretained
         guard !state.pointee.iterated else { throw .misuse("an update walk is iterated once") }
         state.pointee.iterated = true
         if let failure = iterator.failure { throw failure }
@@ -140,7 +152,7 @@ public struct UpdateWalk: ~Copyable {
                 continue
             }
             state.pointee.generation &+= 1
-            let step = try body(UpdateEntry(entry: e, target: target, mm: mmUnretained, state: state,
+            let step = try body(UpdateEntry(entry: e, target: target, mm: mm, state: state,
                                             generation: state.pointee.generation, isRetry: retryAt == e.start))
             state.pointee.generation &+= 1
             retryAt = nil
@@ -181,6 +193,7 @@ public struct UpdateWalk: ~Copyable {
     /// it cleared or write-protected must not stay writable in a TLB while
     /// others run.
     mutating func unlock(resumingAt address: UInt64) {
+        let state = self.state   // a local, as in forEach
         state.pointee.tlb.flush(.beforeUnlock)
         iterator.rewind(to: address)
         state.pointee.resumes += 1

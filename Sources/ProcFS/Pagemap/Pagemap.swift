@@ -261,6 +261,8 @@ public enum Pagemap {
                 } else {
                     enc.presentPTEs(vbits, pfn: pfn, folio: nil, first: 0, count: pages, softDirty: sd, uffdWP: uffd, &w)
                 }
+            case .present:
+                break   // not produced: this walk looks folios up
             case .swap, .migration, .device, .hwpoison, .marker:
                 let entry = SoftLeafEntry(decoding: e.raw, layout: enc.layout)
                 let offset = pmdLevel ? (e.start & (enc.pmdSize - 1)) >> Geometry.pageShift : 0

@@ -136,8 +136,8 @@ public enum Smaps {
                 accountPFNEntry(&mss, memory, pfn: pfn, pages: e.pageCount, pmd: pmdLevel, locked: locked, present: !exclusive)
             case .hwpoison(let pfn):
                 accountPFNEntry(&mss, memory, pfn: pfn, pages: e.pageCount, pmd: pmdLevel, locked: locked, present: false)
-            case .none, .hole, .pfn, .marker:
-                break
+            case .none, .hole, .pfn, .marker, .present:
+                break   // (.present is not produced: this walk looks folios up)
             }
         }
         return mss
