@@ -114,7 +114,7 @@ extension ReferenceModel {
         folioFreeSwap(f)
     }
 
-    /// `AddressSpace.folioFreeSwap`: out of the swap cache unless a swap
+    /// `PhysicalMemory.folioFreeSwap`: out of the swap cache unless a swap
     /// entry still refers to one of its slots.
     func folioFreeSwap(_ f: ReferenceFolioID) {
         guard let folio = folios[f], folio.flags.contains(.swapCache) else { return }

@@ -115,3 +115,31 @@ import Testing
         #expect(memory.folio(containing: beyond) == nil)
     }
 }
+
+extension AddressSpaceBasicsTests {
+    /// zap only tries the folio lock when it drops the last mapping of a
+    /// swap-cache folio (`free_swap_and_cache()`); with the lock held
+    /// elsewhere the folio stays in the swap cache, unmapped, until reclaim
+    /// frees it. A folio someone still holds stays even then.
+    @Test func swapCacheLeftByABusyFolioIsReclaimed() throws {
+        let mm = try makeSpace()
+        try mm.mmap(start: 0x10_0000, end: 0x20_0000, access: [.read, .write])
+        try mm.fault(0x10_0000, 0x10_1000, write: true)
+        try mm.swapOut(0x10_0000, 0x10_1000)
+        try mm.swapIn(0x10_0000, 0x10_1000)        // a read: mapped, still in the swap cache
+        guard case .present(_, _, let pfn) = mm.translate(0x10_0000) else { Issue.record("not swapped in"); return }
+        let folio = try #require(mm.memory.folio(containing: pfn))
+        #expect(folio.test(.swapCache))
+        #expect(folio.tryLock())                   // another path holds the folio
+        try mm.zap(0x10_0000, 0x10_1000)
+        folio.unlock()
+        #expect(mm.memory.folioCount == 1 && mm.memory.swap.usedSlots == 1)
+        #expect(folio.refcount == 1 && !folio.isMapped)
+        // Held by someone (a reference besides the cache's): reclaim leaves it.
+        #expect(folio.tryGet())
+        #expect(mm.memory.reclaimUnusedSwapCache() == 0 && mm.memory.folioCount == 1)
+        mm.memory.put(folio)
+        #expect(mm.memory.reclaimUnusedSwapCache() == 1)
+        #expect(mm.memory.folioCount == 0 && mm.memory.swap.usedSlots == 0)
+    }
+}

@@ -372,7 +372,7 @@ extension AddressSpace {
                 // wp_can_reuse_anon_folio(): a swap-cache reference does not
                 // prevent reuse when the swap can be freed (folio_free_swap()).
                 if f.test(.swapCache) && f.refcount == 2 && f.tryLock() {
-                    folioFreeSwap(f)
+                    memory.folioFreeSwap(f)
                     f.unlock()
                 }
                 reusable = f.refcount == 1

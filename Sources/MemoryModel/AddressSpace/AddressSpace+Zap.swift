@@ -190,27 +190,7 @@ extension AddressSpace {
         guard f.test(.swapCache), !f.isMapped, f.tryLock() else { return }
         defer { f.unlock() }
         guard !f.isMapped else { return }
-        folioFreeSwap(f)
-    }
-
-    /// `folio_free_swap()`: with the folio locked (and a reference held),
-    /// takes it out of the swap cache and frees its slots unless a swap
-    /// entry still refers to one of them. Returns whether it did.
-    @discardableResult
-    func folioFreeSwap(_ f: Folio) -> Bool {
-        guard f.test(.swapCache) else { return false }
-        var slots: [Int] = []
-        for k in 0..<f.pageCount {
-            guard let slot = memory.swap.cachedSlot(ofPFN: f.pfn + UInt64(k)) else { continue }
-            if memory.swap.count(slot) != 0 { return false }   // folio_swapped(): still referenced
-            slots.append(slot)
-        }
-        for slot in slots {
-            memory.swap.setCache(slot, nil)
-            memory.put(f)
-        }
-        f.setFlags(.swapCache, false)
-        return true
+        memory.folioFreeSwap(f)
     }
 
     /// Clears a whole PMD-level leaf or migration entry (`zap_huge_pmd()`).

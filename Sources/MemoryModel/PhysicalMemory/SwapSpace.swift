@@ -57,6 +57,12 @@ public final class SwapSpace: @unchecked Sendable {
     /// The slot whose swap-cache entry is the page at `pfn` (`folio->swap`).
     func cachedSlot(ofPFN pfn: UInt64) -> Int? { state.withLock { $0.slotOfPFN[pfn] } }
 
+    /// Every slot with a folio in the swap cache, with the cached page's
+    /// frame, in slot order (for checks after a teardown).
+    package func cachedSlots() -> [(slot: Int, pfn: UInt64)] {
+        state.withLock { s in s.cache.map { (slot: $0.key, pfn: $0.value) }.sorted { $0.slot < $1.slot } }
+    }
+
     /// Whether a folio for `slot` sits in the swap cache.
     public func cachedFolioPFN(_ slot: Int) -> UInt64? { state.withLock { $0.cache[slot] } }
 

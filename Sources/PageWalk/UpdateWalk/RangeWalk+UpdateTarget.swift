@@ -27,6 +27,12 @@ extension RangeWalk.Iterator {
             return .ptes(ptTable, first: geometry.tableIndex(e.start, .pte), words: words)
         }
         if e.raw == 0 { return .noTable(e.level.tableLevel) }
+        // A PMD leaf just read from the PMD table of the last descent: its
+        // slot is known without walking down from the root again.
+        if e.level.tableLevel == .pmd, let s = leafSlot, resumeLevel < levels.count, levels[resumeLevel] == .pmd {
+            let index = geometry.tableIndex(e.start, .pmd)
+            if arena.entries(resumeTable) + index == s { return .leaf(EntrySlot(resumeTable, index, .pmd)) }
+        }
         return .leaf(slot(of: e.start, at: e.level.tableLevel))
     }
 
