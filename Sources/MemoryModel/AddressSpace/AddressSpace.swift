@@ -384,7 +384,7 @@ extension Geometry {
 
     /// Index of `address` in a real table holding `level` entries (the shift
     /// of a folded level is the real one it folds into).
-    @inlinable
+    @inlinable @inline(always)
     public func tableIndex(_ address: UInt64, _ level: PageTableLevel) -> Int {
         Int(truncatingIfNeeded: (address >> UInt64(shift(level))) & 511)
     }

@@ -26,11 +26,11 @@ public struct Folio: Hashable, @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `folio_order()`.
-    @inlinable @inline(__always) public var order: Int { Int(word(0, RecordWord.compound).pointee.load(ordering: .relaxed) & 31) }
+    @inlinable @inline(always) public var order: Int { Int(word(0, RecordWord.compound).pointee.load(ordering: .relaxed) & 31) }
     /// `folio_nr_pages()`.
-    @inlinable @inline(__always) public var pageCount: Int { 1 << order }
+    @inlinable @inline(always) public var pageCount: Int { 1 << order }
     /// `folio_test_large()`.
-    @inlinable @inline(__always) public var isLarge: Bool { order > 0 }
+    @inlinable @inline(always) public var isLarge: Bool { order > 0 }
     /// `folio_size()` in bytes.
     @inlinable public var size: UInt64 { UInt64(Geometry.pageSize) << UInt64(order) }
     /// `folio_nid()`.

@@ -139,7 +139,8 @@ enum ColdWalk {
         // The folio's referenced state goes, then the LRU action: made
         // inactive, or isolated for reclaim (an unevictable one goes back).
         func advise(_ e: borrowing UpdateEntry, _ folio: Folio, firstPageAt address: UInt64) throws(PageWalkError) {
-            if !mode.pageout { try e.clearYoungDirty(young: true, dirty: false) }
+            // clear_young_dirty_ptes() only when some PTE of the batch is young.
+            if !mode.pageout && e.entry.entryAttributesContain(.young) { try e.clearYoungDirty(young: true, dirty: false) }
             try e.clearFolioReferenced()
             guard mode.pageout else {
                 try e.deactivateFolio()
@@ -162,12 +163,15 @@ enum ColdWalk {
                     return .unlockAndRetry { reclaim(list, st) }
                 }
                 // vm_normal_folio(): the zero pages, PFN maps and device
-                // memory have none to advise.
-                guard case .folio = e.content, let (folio, whole, shared) = e.folioMapping,
-                      !folio.test(.zoneDevice) else { return .next }
+                // memory have none to advise. (The folio's flags are read
+                // once; whether it is shared only where a rule asks.)
+                guard case .folio(let folio, let first, let count) = e.content else { return .next }
+                let flags = folio.flags
+                guard flags.isDisjoint(with: [.zeroPage, .hugeZeroPage, .zoneDevice]) else { return .next }
+                let pages = folio.pageCount
                 switch e.level.tableLevel {
                 case .pmd:
-                    if shared || (mode.anonOnly && !folio.isAnon) { return .next }
+                    if folio.maybeMappedShared || (mode.anonOnly && !flags.contains(.anon)) { return .next }
                     if e.end - e.start != pmdSize {
                         // The range covers the THP in part: split it, then
                         // walk its PTEs; a failed split leaves the PMD.
@@ -177,17 +181,16 @@ enum ColdWalk {
                     }
                     try advise(e, folio, firstPageAt: e.start)
                 case .pte:
-                    if folio.isLarge && !whole {
-                        if shared || (mode.anonOnly && !folio.isAnon) { return .next }
+                    if pages > 1 && !(first == 0 && count == pages) {
+                        if folio.maybeMappedShared || (mode.anonOnly && !flags.contains(.anon)) { return .next }
                         if e.isRetry && st.pointee.splitAt == e.start { return .next }
                         st.pointee.splitAt = e.start
                         return .splitFolio
                     }
                     // Off the LRU (isolated, in a per-CPU batch) or mapped
                     // elsewhere too: left alone.
-                    guard folio.test(.lru), folio.mapcount == folio.pageCount else { return .next }
-                    if mode.anonOnly && !folio.isAnon { return .next }
-                    guard case .folio(_, let first, _) = e.content else { return .next }
+                    guard flags.contains(.lru), folio.mapcount == pages else { return .next }
+                    if mode.anonOnly && !flags.contains(.anon) { return .next }
                     try advise(e, folio, firstPageAt: e.start - UInt64(first) << Geometry.pageShift)
                 default:
                     break
