@@ -192,12 +192,8 @@ extension AddressSpace {
         let folio = try memory.allocateFolio(order: order, node: node(for: vma, address),
                                              flags: [.anon, .swapBacked, .uptodate, .lru], refcount: n)
         folio.addPTEMappings(first: 0, count: n, delta: 1)
-        var attrs = faultAttributes(vma, write: true, writable: true)
-        if options.foldContiguousPTEs && layout.contiguous != 0 && n >= 16 { attrs.insert(.contiguous) }
-        for k in 0..<n {
-            folio.setPageFlags(k, .anonExclusive, true)
-            storePTE(t, first + k, layout.leaf(pfn: folio.pfn + UInt64(k), level: .pte, attrs))
-        }
+        for k in 0..<n { folio.setPageFlags(k, .anonExclusive, true) }
+        setPTEs(t, first, pfn: folio.pfn, count: n, faultAttributes(vma, write: true, writable: true))
         addRSS(.anon, n)
         return true
     }
