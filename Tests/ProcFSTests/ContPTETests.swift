@@ -193,6 +193,27 @@ import TestKit
         #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
     }
 
+    /// MADV_COLD over part of a 64K mTHP splits the folio; the split
+    /// remaps its pages, so no block of it stays folded, and a later touch
+    /// of one page is that page's alone.
+    @Test(arguments: [WalkerKind.range, .callback])
+    func splittingTheFolioUnfoldsItsBlock(walker: WalkerKind) throws {
+        let p = try Pair.folded()
+        let mm = p.mm, b = Self.base
+        try madviseCold(mm, b, b + 4 * Self.page, walker: walker)
+        let f = mm.memory.folio(containing: mm.geometry.layout.pfn(rawWord(mm, b)))
+        #expect(f?.isLarge == false)
+        #expect(try Self.shape(mm, b, b + Self.block, respect: []).allSatisfy { $0 == "pte x1" })
+        try mm.clearRefs(.all, walker: walker)
+        try mm.fault(b + 9 * Self.page, b + 10 * Self.page, write: false)
+        #expect(try Self.smapsField(mm, "Referenced") == 4)
+    }
+
+    func rawWord(_ mm: AddressSpace, _ a: UInt64) -> UInt64 {
+        if case .present(_, let raw, _) = mm.translate(a) { return raw }
+        return 0
+    }
+
     /// Write-protecting a whole folded block (fork's COW) keeps it folded
     /// in the parent, and the child's copy is folded too
     /// (`contpte_wrprotect_ptes()`, `contpte_set_ptes()`).

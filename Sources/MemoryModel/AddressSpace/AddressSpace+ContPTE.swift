@@ -40,6 +40,19 @@ extension AddressSpace {
         }
     }
 
+    /// A split of `folio` remaps its pages (`unmap_folio()`, then
+    /// `remove_migration_ptes()`), which leaves no block of it folded:
+    /// unfolds the blocks of its PTE mapping that starts at PTE `first` of
+    /// `table` (locked; the folio lies inside the table).
+    package func unfoldContiguous(mapping folio: Folio, table: TableID, first: Int) {
+        guard layout.contiguous != 0, first >= 0 else { return }
+        let e = arena.entries(table)
+        for i in stride(from: first, to: min(first + folio.pageCount, Geometry.entriesPerTable), by: EntryLayout.contPTEs)
+        where layout.isValidCont(e[i].load(ordering: .relaxed)) {
+            unfoldContiguous(table, i)
+        }
+    }
+
     /// `w` as `__contpte_try_fold()` compares it: old and clean
     /// (`pte_mkold(pte_mkclean())`).
     @inline(__always)

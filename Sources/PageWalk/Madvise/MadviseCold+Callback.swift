@@ -98,7 +98,7 @@ extension ColdWalk {
                             if f.maybeMappedShared || (mode.anonOnly && !f.isAnon) || !f.tryLock() { continue }
                             mm.memory.tables.lock(table).unlock()
                             locked = false
-                            let split = mm.splitLockedFolio(f)
+                            let split = mm.splitLockedFolio(f, mappedAt: a - UInt64(pg.index) * page)
                             f.unlock()
                             guard let again = access.lockPTETable(p.slot) else { break }
                             table = again
