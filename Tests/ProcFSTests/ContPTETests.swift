@@ -214,6 +214,37 @@ import TestKit
         return 0
     }
 
+    /// Migration unmaps the block into migration entries (unfolding it)
+    /// and `remove_migration_ptes()` writes the pages back one by one: the
+    /// write of the last one folds the block again, on the new folio.
+    @Test func migrationFoldsTheBlockAgainWhenItIsRestored() throws {
+        let p = try Pair.folded()
+        let b = Self.base, e = b + Self.block
+        try p.both({ try $0.startMigration(b, e) }, { try $0.startMigration(pid: 1, b, e) })
+        #expect(try Self.shape(p.mm, b, e) == Array(repeating: "pte x1", count: 16))   // migration entries, one by one
+        #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
+        try p.both({ try $0.finishMigration(b, e) }, { try $0.finishMigration(pid: 1, b, e) })
+        #expect(try Self.shape(p.mm, b, e) == ["cont-pte x16"])
+        #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
+    }
+
+    /// pagemap has no young or dirty bit (arm64 has no soft-dirty): a
+    /// folded block's words are present, exclusively mapped, consecutive
+    /// frames, before and after its young state changes.
+    @Test func pagemapIsUnchangedByTheBlocksAccessState() throws {
+        let p = try Pair.folded()
+        let b = Self.base, e = b + Self.block
+        let before = try Pagemap.words(p.mm, b..<e, privileged: true)
+        try p.mm.clearRefs(.all)
+        try p.mm.fault(b + 2 * Self.page, b + 3 * Self.page, write: false)
+        let after = try Pagemap.words(p.mm, b..<e, privileged: true)
+        #expect(before == after)
+        let present: UInt64 = 1 << 63, exclusive: UInt64 = 1 << 56, softDirty: UInt64 = 1 << 55
+        let pfnMask: UInt64 = (1 << 55) - 1
+        #expect(after.allSatisfy { $0 & present != 0 && $0 & exclusive != 0 && $0 & softDirty == 0 })
+        #expect(zip(after, after.dropFirst()).allSatisfy { ($0.1 & pfnMask) == ($0.0 & pfnMask) + 1 })
+    }
+
     /// Write-protecting a whole folded block (fork's COW) keeps it folded
     /// in the parent, and the child's copy is folded too
     /// (`contpte_wrprotect_ptes()`, `contpte_set_ptes()`).
