@@ -193,7 +193,8 @@ extension ReferenceModel {
                 guard let s = p.pages[a] else { set(p, a, .marker(.uffdWP)); return }
                 switch s {
                 case .present(var pp):
-                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp))
+                    // Every present entry is written, protected already or not.
+                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp), rewrite: true)
                 case .marker(let m): set(p, a, .marker(m.union(.uffdWP)))
                 case .swap(let sl, let b): set(p, a, .swap(slot: sl, bits: b.union(.uffdWP)))
                 case .migration(let k, let f, let i, let y, let d, let b, let l):

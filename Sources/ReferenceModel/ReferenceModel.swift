@@ -319,10 +319,11 @@ public final class ReferenceModel: @unchecked Sendable {
 
     /// Writes page `a`'s state as an entry write does: a change unfolds an
     /// arm64 contiguous block the page is in, and may make its block a fold
-    /// candidate (not with `tryFold: false`, for access-flag paths).
-    func set(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage?, tryFold: Bool = true) {
+    /// candidate (not with `tryFold: false`, for access-flag paths);
+    /// `rewrite` counts an unchanged state as written too.
+    func set(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage?, tryFold: Bool = true, rewrite: Bool = false) {
         let old = p.pages[a]
-        if old != s { noteContPTEWrite(p, a, s, tryFold: tryFold) }
+        if old != s || rewrite { noteContPTEWrite(p, a, s, tryFold: tryFold) }
         if let old { contribute(old, -1) }
         p.pages[a] = s
         if let s { contribute(s, 1) }

@@ -245,6 +245,49 @@ import TestKit
         #expect(zip(after, after.dropFirst()).allSatisfy { ($0.1 & pfnMask) == ($0.0 & pfnMask) + 1 })
     }
 
+    /// userfaultfd write-protect rewrites every present entry of its range,
+    /// protected already or not: over the whole block the block folds
+    /// again, over part of it the block unfolds.
+    @Test func uffdWriteProtectOfPartOfABlockUnfoldsIt() throws {
+        let p = try Pair()
+        let b = Self.base, e = b + Self.block
+        try p.both({ try $0.mmap(start: b, end: e, access: [.read, .write], extraFlags: [.uffdWP]) },
+                   { try $0.mmap(pid: 1, start: b, end: e, access: [.read, .write], extraFlags: [.uffdWP]) })
+        try p.both({ try $0.populateLargeFolios(b, e, order: Self.mthpOrder) },
+                   { try $0.populateLargeFolios(pid: 1, b, e, order: Self.mthpOrder) })
+        try p.both({ try $0.userfaultWriteProtect(b, e) }, { try $0.userfaultWriteProtect(pid: 1, b, e) })
+        #expect(try Self.shape(p.mm, b, e) == ["cont-pte x16"])
+        try p.both({ try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) })
+        try p.both({ try $0.userfaultWriteProtect(b, b + 4 * Self.page) },
+                   { try $0.userfaultWriteProtect(pid: 1, b, b + 4 * Self.page) })
+        #expect(try Self.shape(p.mm, b, e, respect: []) == ["pte x16"])
+        try p.both({ try $0.fault(b + 8 * Self.page, b + 9 * Self.page, write: false) },
+                   { try $0.fault(pid: 1, b + 8 * Self.page, b + 9 * Self.page, write: false) })
+        #expect(try Self.smapsField(p.mm, "Referenced") == 4)
+        #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
+    }
+
+    /// Splitting a THP's PMD maps its 512 pages with one `set_ptes()`,
+    /// which folds all 32 aligned blocks; mlock of three pages splits the
+    /// PMD (and the VMA) and faults those pages in, which makes their
+    /// whole block young.
+    @Test func splittingAPMDFoldsItsBlocks() throws {
+        let p = try Pair()
+        let pmd: UInt64 = 2 << 20
+        let b = Self.base, e = b + pmd
+        try p.both({ try $0.mmap(start: b, end: e, access: [.read, .write]) },
+                   { try $0.mmap(pid: 1, start: b, end: e, access: [.read, .write]) })
+        try p.both({ try $0.populateTHP(b, e, write: true) }, { try $0.populateTHP(pid: 1, b, e, write: true) })
+        try p.both({ try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) })
+        let s = b + 0x24000
+        try p.both({ try $0.mlock(s, s + 3 * Self.page) }, { try $0.mlock(pid: 1, s, s + 3 * Self.page) })
+        let l = p.mm.geometry.layout
+        #expect(stride(from: b + 4 * Self.block, to: e, by: Int(Self.page)).allSatisfy { rawWord(p.mm, $0) & l.contiguous != 0 })
+        #expect(rawWord(p.mm, s) & l.contiguous != 0)   // VMA boundaries inside the block do not unfold it
+        #expect(try Self.smapsField(p.mm, "Referenced") == 64)
+        #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
+    }
+
     /// Write-protecting a whole folded block (fork's COW) keeps it folded
     /// in the parent, and the child's copy is folded too
     /// (`contpte_wrprotect_ptes()`, `contpte_set_ptes()`).

@@ -53,6 +53,23 @@ extension AddressSpace {
         }
     }
 
+    /// `unfoldContiguous(mapping:table:first:)` in every address space
+    /// that maps `folio`, whose first page is at `address` (the caller holds
+    /// no PTE lock).
+    func unfoldContiguousMappings(of folio: Folio, at address: UInt64) throws(ModelError) {
+        guard layout.contiguous != 0, folio.pageCount >= EntryLayout.contPTEs else { return }
+        let walk = beginRmapWalk(folio)
+        defer { walk.end() }
+        for mm in walk.spaces {
+            for k in stride(from: 0, to: folio.pageCount, by: EntryLayout.contPTEs) {
+                let a = address + UInt64(k) << Geometry.pageShift
+                try withPTEMapping(in: mm, a, pfn: folio.pfn + UInt64(k)) { (t, i, _) throws(ModelError) in
+                    if mm.layout.isValidCont(mm.arena.entries(t)[i].load(ordering: .relaxed)) { mm.unfoldContiguous(t, i) }
+                }
+            }
+        }
+    }
+
     /// `w` as `__contpte_try_fold()` compares it: old and clean
     /// (`pte_mkold(pte_mkclean())`).
     @inline(__always)

@@ -50,6 +50,10 @@ extension AddressSpace {
                 }
             } else {
                 let exclusive = folio.isAnon && folio.pageFlags(0).contains(.anonExclusive)
+                // __split_huge_pmd_locked() maps the pages with one
+                // set_ptes(), which on arm64 folds every aligned 64K block
+                // (contpte_set_ptes()).
+                if foldsContPTEs { attrs.insert(.contiguous) }
                 for k in 0..<AddressSpace.pmdPages {
                     e[k].store(layout.leaf(pfn: pfn + UInt64(k), level: .pte, attrs), ordering: .relaxed)
                     if exclusive { folio.setPageFlags(k, .anonExclusive, true) }

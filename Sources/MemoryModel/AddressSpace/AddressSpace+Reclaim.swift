@@ -123,6 +123,14 @@ extension AddressSpace {
         guard pinned == folio.mapcount + cacheRefs, load(slot) == w else { return false }
         do {
             try splitHugePMD(at: slot)
+            // The PMD split folded the PTEs; the folio split unfolds them.
+            let pmd = load(slot)
+            if layout.contiguous != 0 && layout.isTable(pmd, .pmd) {
+                let t = lowerTable(pmd)
+                arena.lock(t).lock()
+                unfoldContiguous(mapping: folio, table: t, first: 0)
+                arena.lock(t).unlock()
+            }
             try splitFolio(folio)
         } catch {
             return false
