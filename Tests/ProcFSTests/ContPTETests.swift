@@ -288,6 +288,28 @@ import TestKit
         #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
     }
 
+    /// Half of a folded 64K mTHP zapped (MADV_DONTNEED): the block unfolds
+    /// and its 8 mapped pages keep the block's dirty state. Faulting the
+    /// other half in maps new small folios, so the block never folds again:
+    /// numa_maps counts each dirty page, pagemap shows the two folios'
+    /// frames.
+    @Test func halfZappedBlockStaysUnfoldedWhenRefilled() throws {
+        let p = try Pair.folded()
+        let b = Self.base, e = b + Self.block, half = b + 8 * Self.page
+        try p.both({ try $0.zap(half, e) }, { try $0.zap(pid: 1, half, e) })
+        #expect(try Self.shape(p.mm, b, half) == ["pte x8"])
+        #expect(try Self.numaDirty(p.mm) == 8)
+        #expect(try Self.smapsField(p.mm, "Rss") == 32)
+        try p.both({ try $0.fault(half, e, write: true) }, { try $0.fault(pid: 1, half, e, write: true) })
+        #expect(try !Self.shape(p.mm, b, e).contains("cont-pte x16"))
+        #expect(try Self.numaDirty(p.mm) == 16)
+        #expect(try Self.smapsField(p.mm, "AnonHugePages") == 0)
+        let words = try Pagemap.words(p.mm, b..<e, privileged: true)
+        let pfnMask: UInt64 = (1 << 55) - 1
+        #expect(zip(words.prefix(8), words.prefix(8).dropFirst()).allSatisfy { ($0.1 & pfnMask) == ($0.0 & pfnMask) + 1 })
+        #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
+    }
+
     /// Write-protecting a whole folded block (fork's COW) keeps it folded
     /// in the parent, and the child's copy is folded too
     /// (`contpte_wrprotect_ptes()`, `contpte_set_ptes()`).
