@@ -146,14 +146,16 @@ extension ReferenceModel {
             if write { try faultPage(p, vma, a, write: true) }
         case .migration, .hwpoison:
             return
-        case .present(var pp):
+        case .present(let pp):
             if write && !pp.attrs.contains(.writable) {
                 try writeProtectFault(p, vma, a, pp)
                 return
             }
-            pp.attrs.insert(.young)
-            if write { pp.attrs.insert(.dirty); if tracksSoftDirty { pp.attrs.insert(.softDirty) } }
-            set(p, a, .present(pp))
+            let softDirty = tracksSoftDirty
+            updateAccess(p, a) { attrs in
+                attrs.insert(.young)
+                if write { attrs.insert(.dirty); if softDirty { attrs.insert(.softDirty) } }
+            }
         }
     }
 
@@ -241,7 +243,7 @@ extension ReferenceModel {
         if tracksSoftDirty { reuse.attrs.insert(.softDirty) }
         if vma.isShared {
             if case .folio(let f, _) = old.target { folios[f]!.flags.insert(.dirty) }
-            set(p, a, .present(reuse))
+            set(p, a, .present(reuse), tryFold: false)
             return
         }
         if case .folio(let f, let i) = old.target, let fo = folios[f], fo.isAnon, !fo.isKSM {
@@ -251,7 +253,7 @@ extension ReferenceModel {
             }
             if fo.exclusive[i] || (folios[f]!.refcount == 1 && fo.mapcount == 1 && !fo.isLarge) {
                 folios[f]!.exclusive[i] = true
-                set(p, a, .present(reuse))
+                set(p, a, .present(reuse), tryFold: false)
                 return
             }
         }

@@ -34,9 +34,8 @@ extension ReferenceModel {
                     }
                     return .skip
                 }) { (x) throws(ModelError) in
-                    guard case .present(var pp)? = p.pages[x], case .folio(f, _) = pp.target else { return }
-                    pp.attrs.subtract([.dirty, .young])
-                    set(p, x, .present(pp))
+                    guard case .present(let pp)? = p.pages[x], case .folio(f, _) = pp.target else { return }
+                    updateAccess(p, x) { $0.subtract([.dirty, .young]) }
                 }
                 if folios[f]!.flags.contains(.swapCache) { continue }
                 folios[f]!.flags.subtract([.dirty, .swapBacked])
@@ -103,10 +102,9 @@ extension ReferenceModel {
                     case .hwpoison(let fr, let b): set(p, a, .hwpoison(fr, bits: b.subtracting(.softDirty)))
                     case .marker: break
                     }
-                } else if case .present(var pp) = s, !pp.attrs.contains(.special) {
+                } else if case .present(let pp) = s, !pp.attrs.contains(.special) {
                     // Only normal pages are made old (`vm_normal_folio()`).
-                    pp.attrs.remove(.young)
-                    set(p, a, .present(pp))
+                    updateAccess(p, a) { $0.remove(.young) }
                 }
             }
         }
@@ -195,7 +193,8 @@ extension ReferenceModel {
                 guard let s = p.pages[a] else { set(p, a, .marker(.uffdWP)); return }
                 switch s {
                 case .present(var pp):
-                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp))
+                    // Every present entry is written, protected already or not.
+                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp), rewrite: true)
                 case .marker(let m): set(p, a, .marker(m.union(.uffdWP)))
                 case .swap(let sl, let b): set(p, a, .swap(slot: sl, bits: b.union(.uffdWP)))
                 case .migration(let k, let f, let i, let y, let d, let b, let l):

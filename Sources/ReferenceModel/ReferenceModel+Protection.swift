@@ -27,6 +27,10 @@ extension ReferenceModel {
                 // Never faulted: the commit charge goes back (mprotect_fixup()).
                 flags.remove(.account)
             }
+            // A change of the executable or PROT_NONE state rewrites every
+            // entry, even where the compared attributes stay.
+            let rewritesAll = vma.flags.contains(.exec) != flags.contains(.exec)
+                || vma.flags.intersection(.access).isEmpty != flags.intersection(.access).isEmpty
             vma.flags = flags
             if vma.isHugetlb {
                 if !vma.flags.contains(.write) {
@@ -38,7 +42,7 @@ extension ReferenceModel {
                 }
                 continue
             }
-            try changeProtection(p, vma)
+            try changeProtection(p, vma, rewritesAll: rewritesAll)
         }
         merge(p, start, end)
     }
@@ -59,7 +63,7 @@ extension ReferenceModel {
         return n
     }
 
-    func changeProtection(_ p: ReferenceProcess, _ vma: ReferenceVMA) throws(ModelError) {
+    func changeProtection(_ p: ReferenceProcess, _ vma: ReferenceVMA, rewritesAll: Bool = false) throws(ModelError) {
         try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
             guard a % ReferenceModel.pmdSize == 0, a + ReferenceModel.pmdSize <= vma.end else { return .split }
             if case .present(let pp)? = p.pages[a] { self.setRegion(p, a, self.protect(pp, vma)) }
@@ -68,7 +72,14 @@ extension ReferenceModel {
             guard let s = p.pages[a] else { return }
             switch s {
             case .present(let pp):
-                set(p, a, .present(protect(pp, vma)))
+                let n = ExpectedPage.present(protect(pp, vma))
+                if n != s {
+                    set(p, a, n)
+                } else if rewritesAll {
+                    noteContPTEWrite(p, a, n, tryFold: true)
+                } else {
+                    noteUnchangedRewrite(p, a)
+                }
             case .migration(.write, let f, let i, let y, let d, let b, let l) where !vma.flags.contains(.write):
                 set(p, a, .migration(.readExclusive, folio: f, page: i, young: y, dirty: d, bits: b, level: l))
             case .devicePrivate(let f, true, let b) where !vma.flags.contains(.write):

@@ -219,6 +219,10 @@ public final class ReferenceProcess: @unchecked Sendable {
     public internal(set) var pages: [UInt64: ExpectedPage] = [:]
     /// 2M-aligned bases of regions with a PTE table.
     public internal(set) var pteTables: Set<UInt64> = []
+    /// 64K-aligned bases of folded arm64 contiguous-PTE blocks.
+    public internal(set) var foldedBlocks: Set<UInt64> = []
+    /// Blocks whose last page was written by the current operation.
+    var foldCandidates: Set<UInt64> = []
     public internal(set) var alive = true
     init(pid: Int, family: Int) { self.pid = pid; self.family = family }
 
@@ -313,8 +317,14 @@ public final class ReferenceModel: @unchecked Sendable {
 
     func get(_ p: ReferenceProcess, _ a: UInt64) -> ExpectedPage? { p.pages[a] }
 
-    func set(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage?) {
-        if let old = p.pages[a] { contribute(old, -1) }
+    /// Writes page `a`'s state as an entry write does: a change unfolds an
+    /// arm64 contiguous block the page is in, and may make its block a fold
+    /// candidate (not with `tryFold: false`, for access-flag paths);
+    /// `rewrite` counts an unchanged state as written too.
+    func set(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage?, tryFold: Bool = true, rewrite: Bool = false) {
+        let old = p.pages[a]
+        if old != s || rewrite { noteContPTEWrite(p, a, s, tryFold: tryFold) }
+        if let old { contribute(old, -1) }
         p.pages[a] = s
         if let s { contribute(s, 1) }
     }
@@ -340,6 +350,7 @@ public final class ReferenceModel: @unchecked Sendable {
     /// Frees folios and slots nothing refers to any more (the real model
     /// frees on the last put; the reference collects after each operation).
     func collect() {
+        foldContPTECandidates()
         for (id, f) in folios where f.refcount == 0 {
             folios[id] = nil
             if let pfn = folioPFN.removeValue(forKey: id) { pfnFolio[pfn] = nil }

@@ -215,7 +215,7 @@ extension AddressSpace {
             new = layout.markDirty(new)
             if tracksSoftDirty { new |= layout.softDirty }
         }
-        if new != old { arena.entries(t)[i].store(new, ordering: .releasing) }
+        ptepSetAccessFlags(t, i, new)
         _ = pfn
     }
 
@@ -362,7 +362,7 @@ extension AddressSpace {
         }
         if vma.isShared {
             if let page { page.folio.setFlags(.dirty, true) }
-            arena.entries(t)[i].store(dirtyBits(old), ordering: .releasing)
+            ptepSetAccessFlags(t, i, dirtyBits(old))
             return
         }
         if let page, !page.folio.isZero, page.folio.isAnon, !page.folio.isKSM {
@@ -379,7 +379,7 @@ extension AddressSpace {
             }
             if reusable {
                 f.setPageFlags(page.index, .anonExclusive, true)
-                arena.entries(t)[i].store(dirtyBits(old), ordering: .releasing)
+                ptepSetAccessFlags(t, i, dirtyBits(old))
                 return
             }
         }

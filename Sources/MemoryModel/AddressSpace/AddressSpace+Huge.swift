@@ -50,6 +50,10 @@ extension AddressSpace {
                 }
             } else {
                 let exclusive = folio.isAnon && folio.pageFlags(0).contains(.anonExclusive)
+                // __split_huge_pmd_locked() maps the pages with one
+                // set_ptes(), which on arm64 folds every aligned 64K block
+                // (contpte_set_ptes()).
+                if foldsContPTEs { attrs.insert(.contiguous) }
                 for k in 0..<AddressSpace.pmdPages {
                     e[k].store(layout.leaf(pfn: pfn + UInt64(k), level: .pte, attrs), ordering: .relaxed)
                     if exclusive { folio.setPageFlags(k, .anonExclusive, true) }
@@ -192,12 +196,8 @@ extension AddressSpace {
         let folio = try memory.allocateFolio(order: order, node: node(for: vma, address),
                                              flags: [.anon, .swapBacked, .uptodate, .lru], refcount: n)
         folio.addPTEMappings(first: 0, count: n, delta: 1)
-        var attrs = faultAttributes(vma, write: true, writable: true)
-        if options.foldContiguousPTEs && layout.contiguous != 0 && n >= 16 { attrs.insert(.contiguous) }
-        for k in 0..<n {
-            folio.setPageFlags(k, .anonExclusive, true)
-            storePTE(t, first + k, layout.leaf(pfn: folio.pfn + UInt64(k), level: .pte, attrs))
-        }
+        for k in 0..<n { folio.setPageFlags(k, .anonExclusive, true) }
+        setPTEs(t, first, pfn: folio.pfn, count: n, faultAttributes(vma, write: true, writable: true))
         addRSS(.anon, n)
         return true
     }

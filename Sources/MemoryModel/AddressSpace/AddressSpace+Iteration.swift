@@ -87,7 +87,9 @@ extension AddressSpace {
             case .table(let t, _):
                 defer { mm.arena.lock(t).unlock() }
                 let i = mm.geometry.tableIndex(address, .pte)
-                let w = mm.arena.entries(t)[i].load(ordering: .relaxed)
+                // As ptep_get() reads it: rmap users (unmap, migration)
+                // see a folded block's young and dirty state.
+                let w = mm.layout.ptepGet(mm.arena.entries(t), i)
                 if mm.layout.isPresent(w, .pte) && mm.layout.pfn(w) == pfn { try body(t, i, w) }
                 return
             case .pmdEntry(let s):

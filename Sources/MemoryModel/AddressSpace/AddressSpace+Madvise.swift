@@ -104,6 +104,7 @@ extension AddressSpace {
                 throw .invalidArgument(name: "address", reason: "\(hex(address)) maps no normal page")
             }
             if page.folio.isLarge {
+                try unfoldContiguousMappings(of: page.folio, at: page4k - UInt64(page.index) << Geometry.pageShift)
                 try splitFolio(page.folio)
                 page = memory.page(pfn)!
             }

@@ -77,30 +77,25 @@ extension AddressSpace {
         if old == 0 && new != 0 { arena.adjustUsed(s.table, 1) } else if old != 0 && new == 0 { arena.adjustUsed(s.table, -1) }
     }
 
-    /// Writes PTE `i` of `table` (caller holds the table's lock), unfolding
-    /// an arm64 contiguous block first when the entry being replaced is part
-    /// of one (`contpte_try_unfold()`).
+    /// Writes PTE `i` of `table` (caller holds the table's lock), as
+    /// `set_ptes()` with one entry does on arm64: a folded block the old
+    /// entry belongs to is unfolded first (`contpte_try_unfold()`), the new
+    /// entry is written without PTE_CONT, and a write that completes a
+    /// uniform block of one large folio folds it (`contpte_try_fold()`;
+    /// not with `tryFold: false`, for the access-flag paths that do not go
+    /// through `set_ptes()`).
     @inline(__always)
-    package func storePTE(_ table: TableID, _ i: Int, _ new: UInt64) {
+    package func storePTE(_ table: TableID, _ i: Int, _ new: UInt64, tryFold: Bool = true) {
         let e = arena.entries(table)
         let old = e[i].load(ordering: .relaxed)
-        if layout.contiguous != 0 && old & layout.contiguous != 0 && layout.isPresent(old, .pte) {
-            unfoldContiguous(table, i, level: .pte)
+        var word = new
+        if layout.contiguous != 0 {
+            if layout.isValidCont(old) { unfoldContiguous(table, i) }
+            if layout.isPresent(word, .pte) { word &= ~layout.contiguous }
         }
-        e[i].store(new, ordering: .releasing)
-        if old == 0 && new != 0 { arena.adjustUsed(table, 1) } else if old != 0 && new == 0 { arena.adjustUsed(table, -1) }
-    }
-
-    /// Clears the contiguous bit on the 16-entry block containing `i`.
-    func unfoldContiguous(_ table: TableID, _ i: Int, level: PageTableLevel) {
-        let e = arena.entries(table)
-        let first = i & ~15
-        for k in first..<(first + 16) {
-            let w = e[k].load(ordering: .relaxed)
-            if w & layout.contiguous != 0 && layout.isPresent(w, level) {
-                e[k].store(w & ~layout.contiguous, ordering: .releasing)
-            }
-        }
+        e[i].store(word, ordering: .releasing)
+        if old == 0 && word != 0 { arena.adjustUsed(table, 1) } else if old != 0 && word == 0 { arena.adjustUsed(table, -1) }
+        if tryFold && layout.contiguous != 0 && EntryLayout.isLastInContBlock(i) { tryFoldContiguous(table, i) }
     }
 
     /// Whether the geometry has real entries of `level` (a PUD entry exists
@@ -241,7 +236,8 @@ extension AddressSpace {
     }
 
     /// Translates `address` by walking the tables without locks (callers
-    /// hold the mmap lock; used by checkers and tests).
+    /// hold the mmap lock; used by checkers and tests). A PTE reads as
+    /// `ptep_get()` returns it.
     public func translate(_ address: UInt64) -> Translation {
         var table = root
         for lv in tableLevels {
@@ -253,7 +249,8 @@ extension AddressSpace {
             }
             if lv == .pte || layout.isLeaf(w, lv) {
                 let offset = (address & (geometry.entrySize(lv) - 1)) >> Geometry.pageShift
-                return .present(level: lv, raw: w, pagePFN: layout.pfn(w) + offset)
+                let read = lv == .pte ? layout.ptepGet(arena.entries(table), s.index) : w
+                return .present(level: lv, raw: read, pagePFN: layout.pfn(w) + offset)
             }
             table = arena.uncheckedTable(atPFN: layout.pfn(w))
         }

@@ -75,7 +75,9 @@ extension AddressSpace {
             guard w != 0 else { return }
             if layout.isPresent(w, .pte) {
                 let n = protect(w, level: .pte, vma: vma)
-                if n != w { storePTE(t, i, n) }
+                // An unchanged last entry is still rewritten by the kernel's
+                // commit, which may fold a block the range made uniform.
+                if n != w { storePTE(t, i, n) } else { tryFoldContiguous(t, i) }
             } else if !vma.flags.contains(.write) {
                 var leaf = SoftLeafEntry(decoding: w, layout: layout)
                 switch leaf.leaf {

@@ -123,6 +123,14 @@ extension AddressSpace {
         guard pinned == folio.mapcount + cacheRefs, load(slot) == w else { return false }
         do {
             try splitHugePMD(at: slot)
+            // The PMD split folded the PTEs; the folio split unfolds them.
+            let pmd = load(slot)
+            if layout.contiguous != 0 && layout.isTable(pmd, .pmd) {
+                let t = lowerTable(pmd)
+                arena.lock(t).lock()
+                unfoldContiguous(mapping: folio, table: t, first: 0)
+                arena.lock(t).unlock()
+            }
             try splitFolio(folio)
         } catch {
             return false
@@ -133,11 +141,18 @@ extension AddressSpace {
     /// `split_folio()` of a large folio mapped by PTEs that the caller
     /// locked with `folio_trylock()` under the PTE lock and then dropped
     /// that lock: split when nothing but its mappings and caches holds it.
-    /// Returns whether it was split; the caller unlocks the head.
-    package func splitLockedFolio(_ folio: Folio) -> Bool {
+    /// Returns whether it was split; the caller unlocks the head. When the
+    /// folio's first page is mapped at `address`, its folded blocks there
+    /// are unfolded, as the split's remapping leaves them.
+    package func splitLockedFolio(_ folio: Folio, mappedAt address: UInt64? = nil) -> Bool {
         guard folio.isLarge, folio.entireMapcount == 0, !folio.isHugetlb else { return false }
         let cacheRefs = folio.isAnon ? (folio.test(.swapCache) ? folio.pageCount : 0) : folio.pageCount
         guard folio.refcount == folio.mapcount + cacheRefs else { return false }
+        if let address, layout.contiguous != 0 {
+            _ = try? withPTETable(address, allocate: false) { (t) throws(ModelError) in
+                unfoldContiguous(mapping: folio, table: t, first: geometry.tableIndex(address, .pte))
+            }
+        }
         do { try splitFolio(folio) } catch { return false }
         return true
     }

@@ -31,7 +31,10 @@ public struct AddressSpaceOptions: Sendable, Hashable {
     /// `/sys/kernel/mm/transparent_hugepage/use_zero_page`.
     public var useHugeZeroPage: Bool
     /// arm64 `CONFIG_ARM64_CONTPTE`: fold fully mapped, aligned 64K blocks of
-    /// one large folio into contiguous PTEs.
+    /// one large folio into contiguous PTEs, when they are mapped and again
+    /// when a write of a block's last entry makes it uniform
+    /// (AddressSpace+ContPTE.swift). Off, no block folds; reads still
+    /// gather over blocks that are folded.
     public var foldContiguousPTEs: Bool
     /// Process id and command name, for the /proc views.
     public var pid: Int

@@ -32,9 +32,15 @@ public struct EntryPointer<Entry: PageTableEntry>: @unchecked Sendable {
 
     /// The entry's current value (`ptep_get()` / `pmdp_get()` …).
     @inlinable
-    public var entry: Entry { Entry(rawValue: word.pointee.load(ordering: .acquiring), architecture: architecture) }
+    public var entry: Entry { Entry(rawValue: rawValue, architecture: architecture) }
 
-    /// The raw word now.
+    /// The word now, as `ptep_get()` reads it: a PTE of a folded arm64
+    /// block has young and dirty gathered over the block.
     @inlinable
-    public var rawValue: UInt64 { word.pointee.load(ordering: .acquiring) }
+    public var rawValue: UInt64 {
+        let w = word.pointee.load(ordering: .acquiring)
+        guard slot.level == .pte && architecture == .arm64 else { return w }
+        let layout = EntryLayout.arm64
+        return layout.isValidCont(w) ? layout.contPTEGathered(w, block: word - (slot.index - EntryLayout.contBlockStart(slot.index))) : w
+    }
 }

@@ -45,7 +45,7 @@ extension ClearRefsWalk {
                 // vm_normal_folio(): special entries (the zero page, PFN
                 // maps) have no folio and keep their young bit.
                 guard pte.isPresent, !pte.isSpecial, let f = mm.memory.folio(containing: pte.pfn) else { return 0 }
-                if pte.isYoung { walk.setPTE(p, PTE(rawValue: w & ~layout.young, architecture: pte.architecture)) }
+                if pte.isYoung { _ = mm.ptepTestAndClearYoung(p.slot.table, p.slot.index) }
                 f.clearReferenced()
                 return 0
             },

@@ -98,7 +98,7 @@ extension ColdWalk {
                             if f.maybeMappedShared || (mode.anonOnly && !f.isAnon) || !f.tryLock() { continue }
                             mm.memory.tables.lock(table).unlock()
                             locked = false
-                            let split = mm.splitLockedFolio(f)
+                            let split = mm.splitLockedFolio(f, mappedAt: a - UInt64(pg.index) * page)
                             f.unlock()
                             guard let again = access.lockPTETable(p.slot) else { break }
                             table = again
@@ -111,10 +111,8 @@ extension ColdWalk {
                     guard f.test(.lru), f.mapcount == f.pageCount, !(mode.anonOnly && !f.isAnon) else { continue }
                     if !mode.pageout {
                         var young = false
-                        for k in 0..<nr where words[i + k].load(ordering: .relaxed) & layout.young != 0 {
-                            young = true
-                            mm.storePTE(table, i + k, words[i + k].load(ordering: .relaxed) & ~layout.young)
-                        }
+                        for k in 0..<nr where layout.ptepGet(words, i + k) & layout.young != 0 { young = true }
+                        if young { mm.clearYoungDirtyPTEs(table, i, count: nr, young: true, dirty: false) }
                         // clear_young_dirty_ptes() and tlb_remove_tlb_entries()
                         if young { walk.privateData.tlb.adjust(a, a + UInt64(nr) * page) }
                     }

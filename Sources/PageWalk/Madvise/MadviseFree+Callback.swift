@@ -49,10 +49,7 @@ extension MadviseFreeWalk {
                               let wk = words[i + k].load(ordering: .relaxed)
                               return layout.isPresent(wk, .pte) && layout.pfn(wk) == f.pfn + UInt64(k)
                           }) else { continue }
-                    for k in 0..<n {
-                        let wk = words[i + k].load(ordering: .relaxed)
-                        mm.storePTE(table, i + k, layout.markClean(wk) & ~layout.young)
-                    }
+                    mm.clearYoungDirtyPTEs(table, i, count: n, young: true, dirty: true)
                     lazyFree(mm, f)
                 }
                 return 0

@@ -7,7 +7,7 @@ extension RangeWalk.Iterator {
     @inlinable @inline(always)
     mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
         let i = ptIndex
-        let w = e[i].load(ordering: .relaxed)
+        let w = layout.ptepGet(e, i)
         let a = ptBase &+ UInt64(truncatingIfNeeded: i) << Geometry.pageShift
         if w == 0 { return nonePTEs(e, i, a) }
         if w & ptePresentBits != 0 { return presentPTE(e, i, w, a) }
@@ -107,7 +107,9 @@ extension RangeWalk.Iterator {
 
     /// `folio_pte_batch()`: how many PTEs from `i` map the next pages of
     /// the same folio (at most `limit`) with no difference but the
-    /// ignored bits, and those bits or-ed over the run.
+    /// ignored bits, and those bits or-ed over the run. Each PTE is read as
+    /// `ptep_get()` reads it (a folded arm64 block's young and dirty state
+    /// gathered once per block).
     /// (`mutating` only so that the iterator is passed by reference:
     /// a non-mutating call copied the whole iterator per batch.)
     @usableFromInline
@@ -117,9 +119,19 @@ extension RangeWalk.Iterator {
         var expected = w
         var orBits = w
         var n = 1
+        var gatheredBlock = -1
+        var gathered = (young: false, dirty: false)
         while n < limit {
             expected &+= 1 << Geometry.pageShift
-            let w2 = e[i + n].load(ordering: .relaxed)
+            var w2 = e[i + n].load(ordering: .relaxed)
+            if layout.isValidCont(w2) {
+                let b = EntryLayout.contBlockStart(i + n)
+                if b != gatheredBlock {
+                    gathered = layout.contPTEAccessState(block: e + b)
+                    gatheredBlock = b
+                }
+                w2 = layout.withGatheredAccess(w2, young: gathered.young, dirty: gathered.dirty)
+            }
             if (w2 ^ expected) & keep != 0 { break }
             orBits |= w2
             n += 1

@@ -125,14 +125,10 @@ public struct UpdateEntry: ~Copyable {
         try checkHeld()
         let young = state.pointee.layout.young
         // The common case: a batch of present PTEs in a locked table.
-        if case .ptes(let table, let first, let words) = target {
+        // A folded arm64 block is made old whole, and stays folded.
+        if case .ptes(let table, let first, _) = target {
             var any = false
-            for i in first..<(first &+ entry.count) {
-                let w = words[i].load(ordering: .relaxed)
-                guard w & young != 0, isPresent(w) else { continue }
-                mm.storePTE(table, i, w & ~young)
-                any = true
-            }
+            for i in first..<(first &+ entry.count) where mm.ptepTestAndClearYoung(table, i) { any = true }
             return any
         }
         return try rewrite("testAndClearYoung") { w in isPresent(w) && w & young != 0 ? w & ~young : nil } > 0
@@ -141,6 +137,12 @@ public struct UpdateEntry: ~Copyable {
     /// `clear_young_dirty_ptes()` (MADV_FREE): present entries made old
     /// and/or clean; the range is owed a flush.
     public func clearYoungDirty(young: Bool = true, dirty: Bool = true) throws(PageWalkError) {
+        // PTEs in place, without unfolding a folded arm64 block.
+        if case .ptes(let table, let first, _) = target {
+            try checkHeld()
+            if mm.clearYoungDirtyPTEs(table, first, count: entry.count, young: young, dirty: dirty) > 0 { owesFlush() }
+            return
+        }
         let l = layout
         // The common case, as in testAndClearYoung(): a batch of present PTEs.
         if case .ptes(let table, let first, let words) = target, young, !dirty {

@@ -220,6 +220,8 @@ public struct UpdateWalk: ~Copyable {
             defer { f.unlock() }
             let cacheRefs = f.isAnon ? (f.test(.swapCache) ? f.pageCount : 0) : f.pageCount
             guard f.refcount == f.mapcount + cacheRefs else { return }
+            let i = mm.geometry.tableIndex(address, .pte)
+            mm.unfoldContiguous(mapping: f, table: t, first: i - Int(layout.pfn(w) - f.pfn))
             try mm.splitFolio(f)
         }
     }
