@@ -82,8 +82,33 @@ extension RangeWalk.Iterator {
                          attributeWord: AttributeWord(presentWord: w, presentSource), content: .pfn(pfn))
     }
 
+    /// The access state of the folded block a batch last met, gathered once
+    /// per block.
+    @usableFromInline
+    struct GatheredBlock {
+        @usableFromInline var block = -1
+        @usableFromInline var young = false
+        @usableFromInline var dirty = false
+        @inlinable init() {}
+    }
+
+    /// PTE `j` as `ptep_get()` reads it, for a batch: a folded arm64
+    /// block's young and dirty state gathered once per block.
+    @inlinable @inline(always)
+    func batchWord(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ j: Int, _ g: inout GatheredBlock) -> UInt64 {
+        let w = e[j].load(ordering: .relaxed)
+        guard layout.isValidCont(w) else { return w }
+        let b = EntryLayout.contBlockStart(j)
+        if b != g.block {
+            (g.young, g.dirty) = layout.contPTEAccessState(block: e + b)
+            g.block = b
+        }
+        return layout.withGatheredAccess(w, young: g.young, dirty: g.dirty)
+    }
+
     /// A `.present` run from `i` (folios not looked up): with batching, the
-    /// following present PTEs that agree on `presentRunBits`.
+    /// following present PTEs that agree on `presentRunBits`, each read as
+    /// `ptep_get()` reads it.
     @inlinable @inline(always)
     mutating func presentRun(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
         var n = 1
@@ -91,8 +116,9 @@ extension RangeWalk.Iterator {
         if batching {
             let keep = presentRunBits
             let present = ptePresentBits
+            var gathered = GatheredBlock()
             while i &+ n < ptEnd {
-                let w2 = e[i &+ n].load(ordering: .relaxed)
+                let w2 = batchWord(e, i &+ n, &gathered)
                 if w2 & present == 0 || (w2 ^ w) & keep != 0 { break }
                 merged |= w2
                 n &+= 1
@@ -119,19 +145,10 @@ extension RangeWalk.Iterator {
         var expected = w
         var orBits = w
         var n = 1
-        var gatheredBlock = -1
-        var gathered = (young: false, dirty: false)
+        var gathered = GatheredBlock()
         while n < limit {
             expected &+= 1 << Geometry.pageShift
-            var w2 = e[i + n].load(ordering: .relaxed)
-            if layout.isValidCont(w2) {
-                let b = EntryLayout.contBlockStart(i + n)
-                if b != gatheredBlock {
-                    gathered = layout.contPTEAccessState(block: e + b)
-                    gatheredBlock = b
-                }
-                w2 = layout.withGatheredAccess(w2, young: gathered.young, dirty: gathered.dirty)
-            }
+            let w2 = batchWord(e, i + n, &gathered)
             if (w2 ^ expected) & keep != 0 { break }
             orBits |= w2
             n += 1

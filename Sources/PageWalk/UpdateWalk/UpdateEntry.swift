@@ -144,19 +144,6 @@ public struct UpdateEntry: ~Copyable {
             return
         }
         let l = layout
-        // The common case, as in testAndClearYoung(): a batch of present PTEs.
-        if case .ptes(let table, let first, let words) = target, young, !dirty {
-            try checkHeld()
-            var changed = false
-            for i in first..<(first &+ entry.count) {
-                let w = words[i].load(ordering: .relaxed)
-                guard w & l.young != 0, isPresent(w) else { continue }
-                mm.storePTE(table, i, w & ~l.young)
-                changed = true
-            }
-            if changed { owesFlush() }
-            return
-        }
         let n = try rewrite("clearYoungDirty") { w in
             guard isPresent(w) else { return nil }
             var n = w
