@@ -34,6 +34,9 @@ extension AddressSpace {
                 let entry = SoftLeafEntry(.migration(kind, pfn: pfn + UInt64(k), young: young, dirty: dirty), bits: leaf.bits)
                 e[k].store(try entry.encode(layout), ordering: .relaxed)
             }
+            // The model's convention: one folio reference per migration
+            // entry, as the entry's removal drops one for each.
+            memory.folio(containing: pfn)?.addRef(AddressSpace.pmdPages - 1)
         } else {
             let pfn = layout.pfn(w)
             guard let folio = memory.folio(containing: pfn) else {
