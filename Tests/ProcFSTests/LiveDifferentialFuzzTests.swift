@@ -9,16 +9,18 @@ import TestKit
 
 /// Seeded random sequences of what user space can do to its memory, run
 /// twice: for real, on mappings of this process, and on the model's mirror
-/// of them. After every step the kernel's smaps and numa_maps blocks and
-/// pagemap words of the fuzzed mappings must equal the model's, and so must
-/// the step's outcome (0, or the errno the model's typed error stands for).
+/// of them. After every step the kernel's smaps and numa_maps blocks,
+/// pagemap words and mincore(2) vectors of the fuzzed mappings must equal
+/// the model's (mincore on both walkers), and so must the step's outcome
+/// (0, or the errno the model's typed error stands for).
 ///
 /// Knobs: `PAGEWALK_LIVE_FUZZ_SEED` (first seed), `PAGEWALK_LIVE_FUZZ_ITERATIONS`
 /// (sequences), `PAGEWALK_LIVE_FUZZ_STEPS` (operations per sequence). A
 /// mismatch prints the seed and a shrunk sequence that still fails.
 ///
-/// The fuzzed memory: a private anonymous mapping, a private file mapping and
-/// a shared /dev/shm (shmem) mapping, each fenced by PROT_NONE reservations.
+/// The fuzzed memory: a private anonymous mapping, a private file mapping, a
+/// shared /dev/shm (shmem) mapping and a shared anonymous mapping (shmem
+/// too, with an unlinked file), each fenced by PROT_NONE reservations.
 /// Operations: read and write touches, MADV_DONTNEED, MADV_FREE, mprotect
 /// (none, read, read-write), mlock, munlock, MADV_GUARD_INSTALL,
 /// MADV_GUARD_REMOVE, a fresh anonymous mmap over part of the anonymous
@@ -45,13 +47,18 @@ import TestKit
             try Test.cancel("THP knobs cannot be pinned on this host: \(e)")
         }
         let began = Date()
-        var totalSteps = 0
+        var totalSteps = 0, skipped = 0
         for k in 0..<Self.iterations {
             let seed = Self.firstSeed &+ UInt64(k)
             var rng = SeededRandom(seed: seed)
             let ops = (0..<Self.steps).map { _ in LiveFuzzOp.random(&rng) }
             let outcome = try LiveFuzzRun.run(ops)
             totalSteps += outcome.steps
+            if let why = outcome.skipped {
+                skipped += 1
+                print("[live fuzz] seed \(hx(seed)) given up at step \(outcome.steps - 1): \(why)")
+                continue
+            }
             guard let failure = outcome.failure else { continue }
             let minimal = try LiveFuzzRun.shrink(Array(ops[...max(failure.step, 0)]))
             Issue.record("""
@@ -66,7 +73,8 @@ import TestKit
         }
         let elapsed = Date().timeIntervalSince(began)
         print("[live fuzz] \(Self.iterations) sequences, \(totalSteps) steps from seed \(hx(Self.firstSeed)) in "
-              + "\(String(format: "%.1f", elapsed)) s: \(String(format: "%.1f", Double(totalSteps) / elapsed)) steps/s, no mismatch")
+              + "\(String(format: "%.1f", elapsed)) s: \(String(format: "%.1f", Double(totalSteps) / elapsed)) steps/s, "
+              + "\(skipped) given up (host changed), no mismatch")
     }
 
     /// The shrinker keeps what the failure needs: a sequence whose mismatch
@@ -84,11 +92,13 @@ import TestKit
 
 /// The fuzzed mappings.
 enum LiveFuzzSlot: CaseIterable, CustomStringConvertible {
-    case anonymous, file, shmem
+    /// `sharedAnonymous`: MAP_SHARED | MAP_ANONYMOUS, which the kernel backs
+    /// with an unlinked shmem file (`/dev/zero (deleted)`).
+    case anonymous, file, shmem, sharedAnonymous
     var pages: Int {
         switch self {
         case .anonymous: return 96
-        case .file, .shmem: return 32
+        case .file, .shmem, .sharedAnonymous: return 32
         }
     }
     var description: String {
@@ -96,6 +106,7 @@ enum LiveFuzzSlot: CaseIterable, CustomStringConvertible {
         case .anonymous: return "anon"
         case .file: return "file"
         case .shmem: return "shmem"
+        case .sharedAnonymous: return "shared-anon"
         }
     }
 }
@@ -147,7 +158,7 @@ enum LiveFuzzOp: CustomStringConvertible {
     case fork(LiveFuzzSlot, Range<Int>)
 
     static func random(_ rng: inout SeededRandom) -> LiveFuzzOp {
-        let slot = LiveFuzzSlot.allCases[Int.random(in: 0..<3, using: &rng)]
+        let slot = LiveFuzzSlot.allCases[Int.random(in: 0..<LiveFuzzSlot.allCases.count, using: &rng)]
         let first = Int.random(in: 0..<slot.pages, using: &rng)
         let count = Int.random(in: 1...min(slot.pages - first, Bool.random(using: &rng) ? 4 : 40), using: &rng)
         let r = first..<(first + count)
@@ -191,7 +202,9 @@ enum LiveFuzzOp: CustomStringConvertible {
 /// One run of a sequence against fresh mappings and a fresh mirror.
 enum LiveFuzzRun {
     struct Failure { let step: Int; let problems: [String] }
-    struct Outcome { let steps: Int; let failure: Failure? }
+    /// `skipped`: why the sequence was given up without a verdict (the
+    /// host changed under it), nil when it ran to a verdict.
+    struct Outcome { let steps: Int; let failure: Failure?; var skipped: String? = nil }
 
     /// The live mappings and their mirror.
     final class World {
@@ -206,6 +219,7 @@ enum LiveFuzzRun {
             try mirror.map(anon)
             let file = try fence.file(LiveFuzzSlot.file.pages * 4096, shared: false)
             let shm = try fence.file(LiveFuzzSlot.shmem.pages * 4096, shared: true, directory: "/dev/shm", shmem: true)
+            let sharedAnon = try fence.anonymous(LiveFuzzSlot.sharedAnonymous.pages * 4096, shared: true)
             let kernel = try KernelView.smaps()
             // Both files were written with write(2): every page is in the
             // page cache before the first fault, which fault-around sees.
@@ -215,7 +229,10 @@ enum LiveFuzzRun {
             try mirror.mm.cachePages(of: shmObject, 0..<UInt64(LiveFuzzSlot.shmem.pages))
             try mirror.map(file, kind: .file(fileObject, offset: 0))
             try mirror.map(shm, shared: true, kind: .shmem(shmObject, offset: 0))
-            mappings = [.anonymous: anon, .file: file, .shmem: shm]
+            // Its shmem file starts empty: nothing cached, every page a hole.
+            try mirror.map(sharedAnon, shared: true,
+                           kind: .shmem(try mirror.file(of: sharedAnon, kernel: kernel, shmem: true), offset: 0))
+            mappings = [.anonymous: anon, .file: file, .shmem: shm, .sharedAnonymous: sharedAnon]
         }
 
         func range(_ s: LiveFuzzSlot, _ r: Range<Int>) -> (UInt64, UInt64) { mirror.pages(mappings[s]!, r) }
@@ -335,6 +352,39 @@ enum LiveFuzzRun {
         }
 
         var ranges: [Range<UInt64>] { LiveFuzzSlot.allCases.map { mappings[$0]!.start..<mappings[$0]!.end } }
+
+        /// mincore(2) of each fuzzed mapping against both of the model's
+        /// walkers. The files' page cache was filled before the first step
+        /// and nothing here reclaims it, but compaction anywhere on the host
+        /// (`compact_memory`, which other tests write) migrates cached
+        /// folios, and mincore meets the new folio in the page cache before
+        /// it is marked uptodate: a page reads 0 for that moment. So a
+        /// difference is looked at again, as `LiveComparison` does; the
+        /// model is deterministic, so a difference of its own stays.
+        func mincoreMismatches() -> [String] {
+            var problems = mincoreMismatchesOnce()
+            for _ in 0..<2 where !problems.isEmpty {
+                usleep(Self.rereadDelayMicroseconds)
+                problems = mincoreMismatchesOnce()
+            }
+            return problems
+        }
+        static let rereadDelayMicroseconds: UInt32 = 50_000
+
+        private func mincoreMismatchesOnce() -> [String] {
+            var out: [String] = []
+            for s in LiveFuzzSlot.allCases {
+                let m = mappings[s]!
+                let k = LiveMincoreTests.kernel(m.start, m.size)
+                for w in WalkerKind.allCases {
+                    let o = LiveMincoreTests.model(mirror.mm, m.start, m.size, w)
+                    if o != k {
+                        out.append("mincore of \(s), \(w) walker:\n kernel \(LiveMincoreTests.digits(k))\n model  \(LiveMincoreTests.digits(o))")
+                    }
+                }
+            }
+            return out
+        }
     }
 
     static func run(_ ops: [LiveFuzzOp]) throws -> Outcome {
@@ -347,9 +397,23 @@ enum LiveFuzzRun {
             var problems: [String] = []
             if k != m { problems.append("outcome: kernel \(k == 0 ? "0" : "errno \(k)"), model \(m == 0 ? "0" : "errno \(m)")") }
             problems += try LiveComparison.mismatches(world.mirror, world.ranges)
+            problems += world.mincoreMismatches()
+            if !problems.isEmpty, let changed = hostChangedUnderTheRun() {
+                return Outcome(steps: i + 1, failure: nil, skipped: changed)
+            }
             if !problems.isEmpty { return Outcome(steps: i + 1, failure: Failure(step: i, problems: problems)) }
         }
         return Outcome(steps: ops.count, failure: nil)
+    }
+
+    /// The THP knobs are global: another test process on the host may set
+    /// them while a sequence runs (and restore them later), which changes
+    /// what faults allocate and what smaps prints as THPeligible. A mismatch
+    /// seen while they differ from the pinned baseline says nothing about
+    /// the model, so the sequence is given up, saying why.
+    static func hostChangedUnderTheRun() -> String? {
+        let facts = HostFacts.current()
+        return facts.hasTHPBaseline ? nil : "THP knobs left the pinned baseline during the sequence: \(facts.summary)"
     }
 
     /// Drops every operation the mismatch does not need, one at a time, from
