@@ -156,13 +156,17 @@ enum LiveFuzzOp: CustomStringConvertible {
     /// fork; the child writes the pages (of a mapping the child can write)
     /// and exits.
     case fork(LiveFuzzSlot, Range<Int>)
+    /// mremap(MREMAP_MAYMOVE | MREMAP_FIXED) of the pages into a PROT_NONE
+    /// reservation elsewhere, then back to where they were.
+    case moveAndBack(LiveFuzzSlot, Range<Int>)
 
     static func random(_ rng: inout SeededRandom) -> LiveFuzzOp {
         let slot = LiveFuzzSlot.allCases[Int.random(in: 0..<LiveFuzzSlot.allCases.count, using: &rng)]
         let first = Int.random(in: 0..<slot.pages, using: &rng)
         let count = Int.random(in: 1...min(slot.pages - first, Bool.random(using: &rng) ? 4 : 40), using: &rng)
         let r = first..<(first + count)
-        switch Int.random(in: 0..<22, using: &rng) {
+        switch Int.random(in: 0..<24, using: &rng) {
+        case 22, 23: return .moveAndBack(slot, r)
         case 20: return .mlockOnFault(slot, r)
         case 21: return .clearRefs(Int.random(in: 1...3, using: &rng))
         case 0..<6: return .touch(slot, r, write: Int.random(in: 0..<3, using: &rng) > 0)
@@ -195,6 +199,7 @@ enum LiveFuzzOp: CustomStringConvertible {
         case .clearRefs(let k): return "echo \(k) > clear_refs"
         case .remap(let r): return "mmap MAP_FIXED anon \(p(r))"
         case .fork(let s, let r): return "fork, child writes \(s) \(p(r))"
+        case .moveAndBack(let s, let r): return "mremap \(s) \(p(r)) away and back"
         }
     }
 }
@@ -211,8 +216,16 @@ enum LiveFuzzRun {
         let fence: FencedMappings
         let mirror: Mirror
         var mappings: [LiveFuzzSlot: LiveMapping] = [:]
+        /// Where mremap moves pages to: a PROT_NONE reservation one page
+        /// inside a larger one, so what lands there has a PROT_NONE
+        /// neighbour on each side and merges with nothing the model mirrors.
+        let park: UnsafeMutableRawPointer
+        static let parkPages = LiveFuzzSlot.allCases.map(\.pages).max()! + 2
 
         init() throws {
+            guard let p = Glibc.mmap(nil, Self.parkPages * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+                  p != MAP_FAILED else { throw LiveMappingError.last("mmap(park)") }
+            park = p
             fence = try FencedMappings()
             mirror = try Mirror()
             let anon = try fence.anonymous(LiveFuzzSlot.anonymous.pages * 4096)
@@ -234,6 +247,12 @@ enum LiveFuzzRun {
                            kind: .shmem(try mirror.file(of: sharedAnon, kernel: kernel, shmem: true), offset: 0))
             mappings = [.anonymous: anon, .file: file, .shmem: shm, .sharedAnonymous: sharedAnon]
         }
+
+        deinit { Glibc.munmap(park, Self.parkPages * 4096) }
+
+        /// The address mremap moves pages to (the model does not mirror the
+        /// reservation: the move unmaps what is there first).
+        var parkTarget: UnsafeMutableRawPointer { park + 4096 }
 
         func range(_ s: LiveFuzzSlot, _ r: Range<Int>) -> (UInt64, UInt64) { mirror.pages(mappings[s]!, r) }
         func pointer(_ s: LiveFuzzSlot, _ page: Int) -> UnsafeMutableRawPointer { mappings[s]!.pointer + page * 4096 }
@@ -295,6 +314,14 @@ enum LiveFuzzRun {
                 var status: Int32 = 0
                 while waitpid(child, &status, 0) < 0 && errno == EINTR {}
                 return 0
+            case .moveAndBack(let s, let r):
+                let p = pointer(s, r.lowerBound), length = r.count * 4096
+                let away = LiveMappings.mremapMove(p, length, to: parkTarget)
+                let back = away == 0 ? LiveMappings.mremapMove(parkTarget, length, to: p) : 0
+                // The pages left a hole in the reservation; another thread's
+                // mmap could land there, so it is reserved again.
+                _ = Glibc.mmap(parkTarget, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+                return away != 0 ? away : back
             }
         }
 
@@ -334,6 +361,11 @@ enum LiveFuzzRun {
                         try child.fault(a, b, write: true)
                     }
                     try child.tearDown()
+                case .moveAndBack(let s, let r):
+                    let (a, b) = range(s, r)
+                    let target = UInt64(UInt(bitPattern: parkTarget))
+                    try mm.mremapMove(a, b, to: target)
+                    try mm.mremapMove(target, target + (b - a), to: a)
                 }
                 return 0
             } catch let e as ModelError {
