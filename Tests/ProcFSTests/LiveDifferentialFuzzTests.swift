@@ -24,8 +24,15 @@ import TestKit
 /// Operations: read and write touches, MADV_DONTNEED, MADV_FREE, mprotect
 /// (none, read, read-write), mlock, munlock, MADV_GUARD_INSTALL,
 /// MADV_GUARD_REMOVE, a fresh anonymous mmap over part of the anonymous
-/// mapping (MAP_FIXED: munmap and mmap), and fork with the child writing
-/// pages. Ranges stay inside one fuzzed mapping, so no call meets a gap.
+/// mapping (MAP_FIXED: munmap and mmap), fork with the child writing
+/// pages, and mremap (MREMAP_MAYMOVE | MREMAP_FIXED, length kept) of pages
+/// into a PROT_NONE reservation and back, which may cross VMA boundaries.
+/// Ranges stay inside one fuzzed mapping, so no call meets a gap.
+///
+/// What the host does on its own is followed, not judged: an unmapped
+/// page of the disk file that the host's reclaim evicted (mincore 0 when
+/// read again) leaves the mirror's page cache too; a mismatch while another
+/// process moved the THP knobs gives the sequence up, printing why.
 @Suite(.serialized) struct LiveDifferentialFuzzTests {
     static func knob(_ name: String) -> UInt64? {
         guard let s = ProcessInfo.processInfo.environment[name]?.trimmingCharacters(in: .whitespaces) else { return nil }

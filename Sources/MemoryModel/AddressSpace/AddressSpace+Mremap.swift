@@ -12,9 +12,11 @@ extension AddressSpace {
     /// - The source may span several VMAs (a move that keeps the length may
     ///   cross VMA boundaries since 6.17). Each is split at the range's ends
     ///   and moved on its own, to the same offset from `newStart`, keeping
-    ///   its flags, file offset, anon_vma, policy and protection key; at the
-    ///   destination it merges with compatible neighbours, as a new mapping
-    ///   would, so a part moved away and back merges with what it left.
+    ///   its flags, file offset (an anonymous VMA's too, so it merges with
+    ///   no fresh neighbour where it lands), anon_vma, policy and protection
+    ///   key; at the destination it merges with compatible neighbours, as a
+    ///   new mapping would, so a part moved away and back merges with what
+    ///   it left.
     /// - The entries move as they are (`move_ptes()`): present pages keep
     ///   their young, dirty and write bits, swap entries and guard markers
     ///   move with them, folios keep their mapcounts, and the resident set
@@ -78,7 +80,9 @@ extension AddressSpace {
         if dropsUffd { flags.subtract(AddressSpace.uffdFlags) }
         let moved = VMA(start: destination, end: destination + vma.size, flags: flags, backing: vma.backing,
                         name: vma.name, policy: vma.policy, protectionKey: vma.protectionKey,
-                        hugePageSize: vma.hugePageSize, anonVMAIdentity: vma.anonVMAIdentity)
+                        hugePageSize: vma.hugePageSize, anonVMAIdentity: vma.anonVMAIdentity,
+                        anonDisplacement: vma.anonDisplacement
+                            + (Int64(bitPattern: vma.start) - Int64(bitPattern: destination)) / Int64(Geometry.pageSize))
         changeVMAs { list in
             list.removeAll { $0 === vma }
             list.insert(moved, at: list.firstIndex(endingAfter: destination))
