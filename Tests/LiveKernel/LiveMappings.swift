@@ -198,6 +198,25 @@ public final class LiveMappings {
         return f(UnsafeRawPointer(p), length, flags)
     }
 
+    private typealias Mremap = @convention(c) (UnsafeMutableRawPointer?, Int, Int, Int32, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?
+    /// glibc's mremap(), looked up at run time: it is variadic in C (the new
+    /// address comes last), which the Glibc module does not import.
+    private static let mremapFunction: Mremap? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let sym = dlsym(handle, "mremap") else { return nil }
+        return unsafeBitCast(sym, to: Mremap.self)
+    }()
+    /// `MREMAP_MAYMOVE` and `MREMAP_FIXED` (include/uapi/linux/mman.h).
+    public static let mremapMayMove: Int32 = 1
+    public static let mremapFixed: Int32 = 2
+
+    /// mremap(2) moving `length` bytes at `p` to `destination` (MAYMOVE |
+    /// FIXED, the length kept): 0, or the errno.
+    public static func mremapMove(_ p: UnsafeMutableRawPointer, _ length: Int, to destination: UnsafeMutableRawPointer) -> Int32 {
+        guard let f = mremapFunction else { return ENOSYS }
+        let q = f(p, length, length, mremapMayMove | mremapFixed, destination)
+        return q == destination ? 0 : errno
+    }
+
     /// mlock2(MLOCK_ONFAULT): locked as pages fault in, nothing populated.
     public func mlockOnFault(_ m: LiveMapping, offset: Int = 0, length: Int? = nil) throws {
         guard let mlock2 = Self.mlock2Function else {

@@ -331,6 +331,20 @@ extension AddressSpace {
         for index in indexes { _ = try pageCacheFolio(file, index, node: node) }
     }
 
+    /// Drops page `index` of `file` from the page cache when it is there,
+    /// clean and mapped nowhere, as reclaim or `POSIX_FADV_DONTNEED` may do
+    /// (`mapping_evict_folio()`); returns whether it was dropped. For a
+    /// mirror following a kernel whose reclaim evicted the page on its own.
+    @discardableResult
+    public func evictCachedPage(of file: FileObject, _ index: UInt64) throws(ModelError) -> Bool {
+        try checkAlive()
+        guard let pfn = file.cachedPFN(index), let page = memory.page(pfn), !page.folio.isLarge,
+              !page.folio.isMapped, !page.folio.test(.dirty) else { return false }
+        file.setCached(index, nil)
+        memory.put(page.folio)
+        return true
+    }
+
     /// The page-cache page of `file` at `index`, read in (allocated) if
     /// absent (`filemap_fault()`, `shmem_fault()`).
     func pageCacheFolio(_ file: FileObject, _ index: UInt64, node: Int) throws(ModelError) -> Page {

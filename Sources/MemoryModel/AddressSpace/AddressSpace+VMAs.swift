@@ -137,7 +137,7 @@ extension AddressSpace {
               a.flags.intersection(AddressSpace.specialFlags).isEmpty,
               a.anonVMAIdentity == 0 || b.anonVMAIdentity == 0 || a.anonVMAIdentity == b.anonVMAIdentity else { return false }
         switch (a.backing, b.backing) {
-        case (.anonymous, .anonymous): return true
+        case (.anonymous, .anonymous): return a.anonDisplacement == b.anonDisplacement
         case (.file(let f, let o), .file(let g, let p)), (.shmem(let f, let o), .shmem(let g, let p)):
             return f === g && o + a.size / Geometry.pageSize == p
         default: return false

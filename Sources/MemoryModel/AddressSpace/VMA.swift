@@ -132,6 +132,12 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
     private let anonVMA = Atomic<Int>(0)
     private static let anonVMASource = Atomic<Int>(0)
     static func newAnonVMA() -> Int { anonVMASource.add(1, ordering: .relaxed).newValue }
+    /// For an anonymous VMA, its `vm_pgoff` minus its start's page number.
+    /// The kernel gives a new anonymous VMA the page number of its address
+    /// as offset (0 here) and an mremap-moved one keeps the offset it had,
+    /// so two neighbours merge only with equal displacements: a moved part
+    /// does not merge where it lands, but does where it came from.
+    let anonDisplacement: Int64
     /// The hugetlb VMA lock (`hugetlb_vma_lock`).
     public let hugetlbLock = ReadWriteLock()
     /// The per-VMA lock (`vm_refcnt`, `vm_lock_seq`).
@@ -139,8 +145,9 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
 
     init(start: UInt64, end: UInt64, flags: VMFlags, backing: VMABacking, name: String?,
          policy: MemoryPolicy, protectionKey: Int, hugePageSize: UInt64, hasAnonVMA: Bool = false,
-         anonVMAIdentity: Int = 0) {
+         anonVMAIdentity: Int = 0, anonDisplacement: Int64 = 0) {
         self.start = start; self.end = end; self.backing = backing
+        self.anonDisplacement = anonDisplacement
         flagWord.store(flags.rawValue, ordering: .relaxed)
         self.name = name; self.policy = policy; self.protectionKey = protectionKey
         self.hugePageSize = hugePageSize
@@ -157,7 +164,8 @@ public final class VMA: @unchecked Sendable, CustomStringConvertible {
         case .anonymous: b = .anonymous
         }
         return VMA(start: start, end: end, flags: flags, backing: b, name: name, policy: policy,
-                   protectionKey: protectionKey, hugePageSize: hugePageSize, anonVMAIdentity: anonVMAIdentity)
+                   protectionKey: protectionKey, hugePageSize: hugePageSize, anonVMAIdentity: anonVMAIdentity,
+                   anonDisplacement: anonDisplacement)
     }
 
     @inlinable public var range: Range<UInt64> { start..<end }
