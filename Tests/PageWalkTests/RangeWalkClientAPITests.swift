@@ -12,13 +12,14 @@ import Scenario
         let memory = try PhysicalMemory(budgetBytes: 1 << 24)
         let folio: Folio = memory.zeroPage
         let contents: [WalkContent] = [
-            .none, .hole(depth: 4), .folio(folio, firstPage: 0, pageCount: 1), .pfn(7), .marker(.guardRegion),
+            .none, .hole(depth: 4), .folio(folio, firstPage: 0, pageCount: 1), .pfn(7), .present(firstPFN: 7),
+            .marker(.guardRegion),
             .swap(SwapEntry(type: 0, offset: 1)), .migration(.read, pfn: 1, folio: nil),
             .device(exclusive: false, writable: true, pfn: 1, folio: nil), .hwpoison(pfn: 1),
         ]
         #expect(contents.map(\.kind) == WalkContent.Kind.allCases)
         #expect(WalkContent.Kind.allCases.map(\.description)
-                == ["none", "hole", "folio", "pfn", "marker", "swap", "migration", "device", "hwpoison"])
+                == ["none", "hole", "folio", "pfn", "present", "marker", "swap", "migration", "device", "hwpoison"])
         #expect(EntryLevel.allCases.count == 7)
         #expect(Set(EntryLevel.allCases.map(\.tableLevel)) == [.pte, .pmd, .pud, .p4d, .pgd])
     }
