@@ -14,7 +14,7 @@ import TestKit
 @Suite struct ContPTETests {
     static let base: UInt64 = 0x4000_0000
     static let block: UInt64 = 64 << 10
-    static let page: UInt64 = 4096
+    static let page = Geometry.pageSize
     static let mthpOrder = 4
 
     /// The model and the reference, one process each.
@@ -33,6 +33,13 @@ import TestKit
             try ref(model)
         }
         var mismatches: [Mismatch] { ReferenceChecker.check([mm], against: model) }
+
+        /// `echo 1 > clear_refs`, then a read of the page at `a`.
+        func makeOldThenRead(_ a: UInt64) throws {
+            try both({ try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) })
+            try both({ try $0.fault(a, a + ContPTETests.page, write: false) },
+                     { try $0.fault(pid: 1, a, a + ContPTETests.page, write: false) })
+        }
 
         /// An anonymous read-write VMA of `blocks` 64K blocks, each one
         /// folded 64K mTHP.
@@ -158,8 +165,7 @@ import TestKit
         let p = try Pair.folded()
         let b = Self.base
         let half = b + 8 * Self.page
-        try p.both({ try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) })
-        try p.both({ try $0.fault(b, b + Self.page, write: false) }, { try $0.fault(pid: 1, b, b + Self.page, write: false) })
+        try p.makeOldThenRead(b)
         try p.both({ try $0.mprotect(half, b + Self.block, access: [.read]) },
                    { try $0.mprotect(pid: 1, half, b + Self.block, access: [.read]) })
         #expect(try Self.shape(p.mm, b, b + Self.block, respect: []) == ["pte x8", "pte x8"])
@@ -168,8 +174,7 @@ import TestKit
         #expect(p.mismatches.isEmpty, "\(p.mismatches.prefix(4))")
         // Now page 0 alone is made old and touched again: an unfolded block
         // reports each page for itself.
-        try p.both({ try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) })
-        try p.both({ try $0.fault(b, b + Self.page, write: false) }, { try $0.fault(pid: 1, b, b + Self.page, write: false) })
+        try p.makeOldThenRead(b)
         #expect(try Self.smapsField(p.mm, "Referenced") == 4)
         try p.both({ try $0.mprotect(half, b + Self.block, access: [.read, .write]) },
                    { try $0.mprotect(pid: 1, half, b + Self.block, access: [.read, .write]) })

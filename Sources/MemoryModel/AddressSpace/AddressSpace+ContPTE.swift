@@ -149,6 +149,14 @@ extension AddressSpace {
         return any
     }
 
+    /// `ptep_test_and_clear_young()` on PTEs `first ..< first + count` of
+    /// `table`, one call per batch: whether any was young.
+    package func ptepTestAndClearYoung(_ table: TableID, _ first: Int, count: Int) -> Bool {
+        var any = false
+        for i in first..<(first &+ count) where ptepTestAndClearYoung(table, i) { any = true }
+        return any
+    }
+
     /// Models `clear_young_dirty_ptes()` on the present PTEs
     /// `first ..< first + count` of `table` (MADV_FREE, MADV_COLD): made old
     /// and/or clean in place. A folded block at either end is taken whole

@@ -27,18 +27,23 @@ extension EntryLayout {
     /// state on any one of the 16 entries, so the value read is the entry
     /// with young and dirty gathered over the block. Every walker reads PTE
     /// words through here.
-    @inlinable @inline(__always)
+    ///
+    /// The gather is out of line and given only the bits it needs: a
+    /// method of the layout called here made every caller copy the whole
+    /// layout (232 bytes) per PTE read, folded block or not.
+    @inlinable @inline(always)
     public func ptepGet(_ entries: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int) -> UInt64 {
         let w = entries[i].load(ordering: .relaxed)
-        return isValidCont(w) ? contPTEGathered(w, block: entries + EntryLayout.contBlockStart(i)) : w
+        guard w & contiguous != 0 && w & valid != 0 else { return w }
+        return Self.gathered(w, block: entries + EntryLayout.contBlockStart(i), young: young, dirty: dirty,
+                             write: write, readOnly: readOnly)
     }
 
     /// Models `contpte_ptep_get()`: `w` made young when some entry of the
     /// block at `block` is young, and dirty when some is dirty.
     @inlinable
     public func contPTEGathered(_ w: UInt64, block: UnsafeMutablePointer<Atomic<UInt64>>) -> UInt64 {
-        let state = contPTEAccessState(block: block)
-        return withGatheredAccess(w, young: state.young, dirty: state.dirty)
+        Self.gathered(w, block: block, young: young, dirty: dirty, write: write, readOnly: readOnly)
     }
 
     /// Whether some entry of the 16 at `block` is young, and whether some
@@ -46,6 +51,22 @@ extension EntryLayout {
     /// words get here.
     @inlinable
     public func contPTEAccessState(block: UnsafeMutablePointer<Atomic<UInt64>>) -> (young: Bool, dirty: Bool) {
+        Self.accessState(block: block, young: young, dirty: dirty, write: write, readOnly: readOnly)
+    }
+
+    /// `contPTEGathered` from the layout's bits alone.
+    @usableFromInline @inline(never)
+    static func gathered(_ w: UInt64, block: UnsafeMutablePointer<Atomic<UInt64>>, young: UInt64, dirty: UInt64,
+                         write: UInt64, readOnly: UInt64) -> UInt64 {
+        let state = accessState(block: block, young: young, dirty: dirty, write: write, readOnly: readOnly)
+        return withGatheredAccess(w, young: state.young, dirty: state.dirty, youngBit: young, dirtyBit: dirty,
+                                  write: write, readOnly: readOnly)
+    }
+
+    /// `contPTEAccessState` from the layout's bits alone.
+    @usableFromInline @inline(never)
+    static func accessState(block: UnsafeMutablePointer<Atomic<UInt64>>, young: UInt64, dirty: UInt64,
+                            write: UInt64, readOnly: UInt64) -> (young: Bool, dirty: Bool) {
         var anyYoung = false, anyDirty = false
         for k in 0..<EntryLayout.contPTEs {
             let s = block[k].load(ordering: .relaxed)
@@ -60,9 +81,16 @@ extension EntryLayout {
     /// and a writable entry loses PTE_RDONLY) when `dirty`.
     @inlinable @inline(__always)
     public func withGatheredAccess(_ w: UInt64, young isYoung: Bool, dirty isDirty: Bool) -> UInt64 {
+        Self.withGatheredAccess(w, young: isYoung, dirty: isDirty, youngBit: young, dirtyBit: dirty,
+                                write: write, readOnly: readOnly)
+    }
+
+    @inlinable @inline(always)
+    static func withGatheredAccess(_ w: UInt64, young isYoung: Bool, dirty isDirty: Bool, youngBit: UInt64,
+                                   dirtyBit: UInt64, write: UInt64, readOnly: UInt64) -> UInt64 {
         var r = w
-        if isYoung { r |= young }
-        if isDirty { r = (r | dirty) & (r & write != 0 ? ~readOnly : ~0) }
+        if isYoung { r |= youngBit }
+        if isDirty { r = (r | dirtyBit) & (r & write != 0 ? ~readOnly : ~0) }
         return r
     }
 }

@@ -7,7 +7,8 @@ extension RangeWalk.Iterator {
     @inlinable @inline(always)
     mutating func pteEntry(_ e: UnsafeMutablePointer<Atomic<UInt64>>) -> WalkEntry {
         let i = ptIndex
-        let w = layout.ptepGet(e, i)
+        var g = GatheredBlock()
+        let w = batchWord(e, i, contValidBits, &g)
         let a = ptBase &+ UInt64(truncatingIfNeeded: i) << Geometry.pageShift
         if w == 0 { return nonePTEs(e, i, a) }
         if w & ptePresentBits != 0 { return presentPTE(e, i, w, a) }
@@ -93,11 +94,23 @@ extension RangeWalk.Iterator {
     }
 
     /// PTE `j` as `ptep_get()` reads it, for a batch: a folded arm64
-    /// block's young and dirty state gathered once per block.
+    /// block's young and dirty state gathered once per block; `contBits` is
+    /// `contValidBits`, read by the caller before its loop. (`mutating`
+    /// only so that the iterator is passed by reference: called per PTE, a
+    /// non-mutating method copied the whole iterator each time.)
     @inlinable @inline(always)
-    func batchWord(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ j: Int, _ g: inout GatheredBlock) -> UInt64 {
+    mutating func batchWord(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ j: Int, _ contBits: UInt64,
+                            _ g: inout GatheredBlock) -> UInt64 {
         let w = e[j].load(ordering: .relaxed)
-        guard layout.isValidCont(w) else { return w }
+        guard contBits != 0 && w & contBits == contBits else { return w }
+        return gatheredWord(e, j, w, &g)
+    }
+
+    /// `batchWord` for a PTE of a folded block, kept out of line so that
+    /// the loops of walks without contiguous entries stay small.
+    @usableFromInline @inline(never)
+    mutating func gatheredWord(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ j: Int, _ w: UInt64,
+                               _ g: inout GatheredBlock) -> UInt64 {
         let b = EntryLayout.contBlockStart(j)
         if b != g.block {
             (g.young, g.dirty) = layout.contPTEAccessState(block: e + b)
@@ -108,17 +121,19 @@ extension RangeWalk.Iterator {
 
     /// A `.present` run from `i` (folios not looked up): with batching, the
     /// following present PTEs that agree on `presentRunBits`, each read as
-    /// `ptep_get()` reads it.
-    @inlinable @inline(always)
+    /// `ptep_get()` reads it. Out of line: called once per run, and
+    /// inlined it grew the walks that look folios up.
+    @usableFromInline @inline(never)
     mutating func presentRun(_ e: UnsafeMutablePointer<Atomic<UInt64>>, _ i: Int, _ w: UInt64, _ a: UInt64) -> WalkEntry {
         var n = 1
         var merged = w
         if batching {
             let keep = presentRunBits
             let present = ptePresentBits
+            let cont = contValidBits
             var gathered = GatheredBlock()
             while i &+ n < ptEnd {
-                let w2 = batchWord(e, i &+ n, &gathered)
+                let w2 = batchWord(e, i &+ n, cont, &gathered)
                 if w2 & present == 0 || (w2 ^ w) & keep != 0 { break }
                 merged |= w2
                 n &+= 1
@@ -145,10 +160,11 @@ extension RangeWalk.Iterator {
         var expected = w
         var orBits = w
         var n = 1
+        let cont = contValidBits
         var gathered = GatheredBlock()
         while n < limit {
             expected &+= 1 << Geometry.pageShift
-            let w2 = batchWord(e, i + n, &gathered)
+            let w2 = batchWord(e, i + n, cont, &gathered)
             if (w2 ^ expected) & keep != 0 { break }
             orBits |= w2
             n += 1

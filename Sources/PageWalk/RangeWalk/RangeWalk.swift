@@ -116,6 +116,9 @@ public struct RangeWalk: Sequence {
         /// The bits that make a present PTE have no normal page: special,
         /// or all of them in a kernel walk (kernel mappings report PFNs).
         @usableFromInline let noPageBits: UInt64
+        /// `pte_valid_cont()`'s bits, tested per batched PTE without going
+        /// through the layout; zero where there is no contiguous bit (x86).
+        @usableFromInline let contValidBits: UInt64
         /// Present PTEs become `.present` runs, not looked up.
         @usableFromInline let presentRuns: Bool
         /// The bits on which PTEs of a `.present` run agree: present and
@@ -169,6 +172,7 @@ public struct RangeWalk: Sequence {
                 if !r.contains(.uffdWP) { ignored |= l.uffdWP }
             }
             ignoredBits = ignored
+            contValidBits = l.contiguous == 0 ? 0 : l.contiguous | l.valid
             presentRuns = !walk.options.lookUpFolios && !walk.mm.isKernel
             presentRunBits = (l.valid | l.presentInvalid | l.special | l.write | l.readOnly | l.dirty | l.young
                               | l.softDirty | l.uffdWP) & ~ignored

@@ -126,10 +126,10 @@ public struct UpdateEntry: ~Copyable {
         let young = state.pointee.layout.young
         // The common case: a batch of present PTEs in a locked table.
         // A folded arm64 block is made old whole, and stays folded.
+        // (One call for the batch: a call per PTE through the unretained
+        // `mm` retained it each time.)
         if case .ptes(let table, let first, _) = target {
-            var any = false
-            for i in first..<(first &+ entry.count) where mm.ptepTestAndClearYoung(table, i) { any = true }
-            return any
+            return mm.ptepTestAndClearYoung(table, first, count: entry.count)
         }
         return try rewrite("testAndClearYoung") { w in isPresent(w) && w & young != 0 ? w & ~young : nil } > 0
     }
