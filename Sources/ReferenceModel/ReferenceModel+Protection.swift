@@ -19,7 +19,9 @@ extension ReferenceModel {
                 throw .unaligned(name: "hugetlb mprotect", value: start, alignment: v.hugePageSize)
             }
         }
+        var populate: [Range<UInt64>] = []
         for vma in try isolate(p, start, end) {
+            if AddressSpace.populatesOnMprotect(vma.flags, access) { populate.append(vma.start..<vma.end) }
             var flags = vma.flags.subtracting(.access).union(access)
             if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap {
                 flags.insert(.account)
@@ -45,6 +47,21 @@ extension ReferenceModel {
             try changeProtection(p, vma, rewritesAll: rewritesAll)
         }
         merge(p, start, end)
+        for r in populate { try populateForWrite(p, r) }
+    }
+
+    /// `AddressSpace`'s populate after mprotect: each page of `range`
+    /// faulted for write up to the first guard or poison marker.
+    private func populateForWrite(_ p: ReferenceProcess, _ range: Range<UInt64>) throws(ModelError) {
+        let stop = p.pages.compactMap { (a, st) -> UInt64? in
+            guard range.contains(a), case .marker(let m) = st, m.failsFaults else { return nil }
+            return a
+        }.min() ?? range.upperBound
+        for vma in try covered(p, range.lowerBound, range.upperBound, "mprotect") {
+            let s = max(range.lowerBound, vma.start), e = min(stop, vma.end)
+            guard s < e, vma.flags.contains(.write), !vma.flags.contains(.pfnMap), !vma.flags.contains(.mixedMap) else { continue }
+            if vma.isHugetlb { try populateHugetlbRange(p, vma, s, e, write: true) } else { try faultPTEs(p, vma, s, e, write: true) }
+        }
     }
 
     func protect(_ pp: ReferencePresent, _ vma: ReferenceVMA) -> ReferencePresent {

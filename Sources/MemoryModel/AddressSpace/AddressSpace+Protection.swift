@@ -22,8 +22,10 @@ extension AddressSpace {
                     throw .unaligned(name: "hugetlb mprotect", value: start, alignment: v.hugePageSize)
                 }
             }
+            var populate: [Range<UInt64>] = []
             for vma in Array(try isolateVMAs(start, end)) {
                 vmaStartWrite(vma)
+                if Self.populatesOnMprotect(vma.flags, access) { populate.append(vma.range) }
                 var flags = vma.flags.subtracting(.access).union(access)
                 if access.contains(.write) && vma.isPrivate && !vma.isHugetlb && !vma.isPFNMap {
                     flags.insert(.account)
@@ -36,6 +38,32 @@ extension AddressSpace {
                 try changeProtection(vma)
             }
             mergeVMAs(around: start, end)
+            for r in populate { try populateForWrite(r) }
+        }
+    }
+
+    /// Whether `mprotect_fixup()` populates a VMA whose flags were `old`
+    /// and that is given `access`: a locked private mapping gaining write
+    /// has its pages faulted for write at once (`populate_vma_page_range()`,
+    /// breaking COW), so that no locked page takes a fault later. Not with
+    /// VM_LOCKONFAULT, whose pages are locked as they are faulted.
+    package static func populatesOnMprotect(_ old: VMFlags, _ access: VMFlags) -> Bool {
+        old.intersection([.write, .shared, .locked]) == [.locked] && access.contains(.write)
+            && !old.contains(.lockOnFault)
+    }
+
+    /// `populate_vma_page_range()` for write over `range` (mmap lock held
+    /// for write): every page of its VMAs faulted for write, stopping
+    /// quietly at the first guard or poison marker as GUP does. Its errors
+    /// are not mprotect's.
+    private func populateForWrite(_ range: Range<UInt64>) throws(ModelError) {
+        for vma in vmas(intersecting: range.lowerBound, range.upperBound) {
+            let s = max(range.lowerBound, vma.start), e = min(range.upperBound, vma.end)
+            guard vma.flags.contains(.write), !vma.flags.contains(.pfnMap), !vma.flags.contains(.mixedMap) else { continue }
+            if vma.isHugetlb { try populateHugetlbLocked(vma, s, e, write: true); continue }
+            let stop = try firstUnfaultableMarker(s, e) ?? e
+            if stop > s { try faultPTEs(vma, s, stop, write: true) }
+            if stop < e { return }
         }
     }
 
