@@ -21,6 +21,12 @@ struct KernelResult: Codable {
     /// measured − baseline, sample by sample (they are read in the same
     /// round): the workload's share per run. pagemap: measured as is.
     var net: [String: Summary] = [:]
+    /// smaps and numa_maps read so that each workload record is produced
+    /// once (SeqFileReads.swift): our reads, and minus the baseline.
+    var measuredPerWalk: [String: Summary] = [:]
+    var netPerWalk: [String: Summary] = [:]
+    /// How the seq_file buffer cut the files, with the proof.
+    var seqFile: [String: SeqFileReport] = [:]
 }
 
 /// The live mappings of the current kernel workload, torn down on exit and
@@ -360,13 +366,34 @@ func runKernel(_ kind: WorkloadKind, _ c: Config) -> KernelResult {
     // mlock act on the workload's ranges only.
     func needsBaseline(_ w: Work) -> Bool { [.smaps, .smapsRollup, .numaMaps, .clearRefs].contains(w) }
     // Per producer: the sibling's read and ours, interleaved.
+    // smaps and numa_maps also per walk: planned so that every workload
+    // record starts a read() of its own (SeqFileReads.swift).
+    let sorted = ranges.sorted { $0.lowerBound < $1.lowerBound }
+    let inWorkload = { (a: UInt64) -> Bool in
+        var lo = 0, hi = sorted.count
+        while lo < hi { let m = (lo + hi) / 2; if sorted[m].upperBound <= a { lo = m + 1 } else { hi = m } }
+        return lo < sorted.count && sorted[lo].contains(a)
+    }
+    var plans: [Work: (path: String, requests: [Int], prefixes: [Int: [UInt8]])] = [:]
+    for w in producers where w == .smaps || w == .numaMaps {
+        let path = "/proc/self/\(w.rawValue)"
+        let report = planSeqFile(path, inWorkload: inWorkload)
+        result.seqFile[w.rawValue] = report
+        plans[w] = (path, report.perWalkRequests, perWalkPrefixes(report, path, inWorkload: inWorkload))
+    }
+    perWalkChecks = [:]
     var bodies: [() -> Int] = []
     for w in producers {
         if needsBaseline(w) { bodies.append { kernelRead(w, pid: sibling.pid, ranges) } }
         bodies.append { kernelRead(w, pid: nil, ranges) }
+        if let p = plans[w] { bodies.append { readPerWalk(p.path, requests: p.requests, prefixes: p.prefixes) } }
     }
     let sums = measureInterleaved(bodies, reps: c.reps, warmup: c.warmup, minSampleNS: minNS)
     var k = 0
+    // Paired: each round's read minus the sibling's read of that round.
+    func minus(_ m: Summary, _ b: Summary) -> Summary {
+        Summary(zip(m.samplesNS, b.samplesNS).map { $0 - $1 }, runsPerSample: m.runsPerSample)
+    }
     for w in producers {
         var base: Summary?
         if needsBaseline(w) { base = sums[k]; k += 1 }
@@ -374,11 +401,19 @@ func runKernel(_ kind: WorkloadKind, _ c: Config) -> KernelResult {
         result.measured[w.rawValue] = m
         if let b = base {
             result.baseline[w.rawValue] = b
-            // Paired: each round's read minus the sibling's read of that round.
-            result.net[w.rawValue] = Summary(zip(m.samplesNS, b.samplesNS).map { $0 - $1 }, runsPerSample: m.runsPerSample)
+            result.net[w.rawValue] = minus(m, b)
         } else {
             result.net[w.rawValue] = m
         }
+        if plans[w] != nil {
+            let p = sums[k]; k += 1
+            result.measuredPerWalk[w.rawValue] = p
+            result.netPerWalk[w.rawValue] = base.map { minus(p, $0) } ?? p
+        }
+    }
+    for (w, p) in plans {
+        result.seqFile[w.rawValue]!.timedChecks = perWalkChecks[p.path]?.checks ?? 0
+        result.seqFile[w.rawValue]!.timedChecksPassed = perWalkChecks[p.path]?.passed ?? 0
     }
     return result
     #endif

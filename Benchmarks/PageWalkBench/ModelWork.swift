@@ -35,6 +35,8 @@ enum Work: String, CaseIterable, Codable {
     static let kernelMeasured: [Work] = producers + writers
 
     var isWriter: Bool { Work.writers.contains(self) }
+    /// What the specialized callback walker runs.
+    static let specializedWorks: [Work] = [.raw, .smaps, .smapsRollup]
 }
 
 /// Who walks.
@@ -42,6 +44,17 @@ enum Walker: String, CaseIterable, Codable {
     case callback = "callback"
     case rangeBatched = "range batched"
     case rangeUnbatched = "range unbatched"
+    /// The callback walker with its handlers as a generic parameter
+    /// (`MMWalkOpsProtocol`), specialized and inlined: raw walk, smaps and
+    /// smaps_rollup only.
+    case specialized = "specialized callback"
+
+    /// Who runs `work`: the writers have no unbatched range form, and the
+    /// specialized callback only runs the raw walk and the smaps producers.
+    static func walkers(for work: Work) -> [Walker] {
+        if work.isWriter { return [.callback, .rangeBatched] }
+        return Work.specializedWorks.contains(work) ? allCases : [.callback, .rangeBatched, .rangeUnbatched]
+    }
 
     /// The producer options, printing `ProtectionKey:` when this host's
     /// kernel does, so that model and kernel produce the same bytes.
@@ -51,6 +64,7 @@ enum Walker: String, CaseIterable, Codable {
         case .callback: o = ProcOptions(walker: .callback)
         case .rangeBatched: o = ProcOptions(walker: .range, batching: true)
         case .rangeUnbatched: o = ProcOptions(walker: .range, batching: false)
+        case .specialized: o = ProcOptions(walker: .callback, specialized: true)
         }
         o.protectionKeys = hostFacts.printsProtectionKey
         return o
@@ -111,59 +125,28 @@ func rawRange(_ s: ModelSpace, batching: Bool) throws -> KindCounts {
 /// The callback walker's raw walk: `pmd_entry` counts PMD leaves,
 /// `pte_entry` classifies each PTE as the range walker would (a normal page
 /// is a folio, a special or folio-less one a pfn), `hugetlb_entry` the
-/// hugetlb leaves, `pte_hole` the empty parts.
+/// hugetlb leaves, `pte_hole` the empty parts. The handlers are
+/// `RawCountOps`'s, as closures.
 func rawCallback(_ s: ModelSpace) throws -> KindCounts {
-    let mm = s.mm
-    let layout = mm.geometry.layout
-    let memory = mm.memory
-    let pmdMask = mm.geometry.entrySize(.pmd) - 1
+    let h = RawCountOps(s.mm)
     var ops = MMWalkOps<KindCounts>()
-    ops.pmdEntry = { p, addr, next, walk in
-        if p.hasTrivialEntries { return 0 }
-        let w = p.rawValue
-        if w == 0 || layout.isTable(w, .pmd) { return 0 }
-        walk.action = .continue
-        let n = Int((next - addr) >> Geometry.pageShift)
-        if layout.isPresent(w, .pmd) {
-            let pfn = layout.pfn(w) + ((addr & pmdMask) >> Geometry.pageShift)
-            if let f = memory.folio(containing: pfn), !f.isZero { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
-        } else {
-            walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, n)
-        }
-        return 0
-    }
-    ops.pteEntry = { p, _, _, walk in
-        let w = p.rawValue
-        if w == 0 { walk.privateData.none &+= 1; return 0 }
-        if layout.isPresent(w, .pte) {
-            if w & layout.special == 0, memory.folio(containing: layout.pfn(w)) != nil {
-                walk.privateData.folio &+= 1
-            } else {
-                walk.privateData.pfn &+= 1
-            }
-            return 0
-        }
-        walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, 1)
-        return 0
-    }
-    ops.pteHole = { addr, next, depth, walk in
-        if depth < 0 { walk.privateData.hole &+= Int((next - addr) >> Geometry.pageShift) } else { walk.privateData.none &+= Int((next - addr) >> Geometry.pageShift) }
-        return 0
-    }
-    ops.hugetlbEntry = { p, _, addr, next, walk in
-        let w = p.rawValue
-        let n = Int((next - addr) >> Geometry.pageShift)
-        if w == 0 { walk.privateData.none &+= n; return 0 }
-        if layout.isPresent(w, p.slot.level) {
-            if memory.folio(containing: layout.pfn(w)) != nil { walk.privateData.folio &+= n } else { walk.privateData.pfn &+= n }
-        } else {
-            walk.privateData.add(SoftLeafEntry(decoding: w, layout: layout).leaf, n)
-        }
-        return 0
-    }
+    ops.pmdEntry = { h.pmdEntry($0, $1, $2, &$3) }
+    ops.pteEntry = { h.pteEntry($0, $1, $2, &$3) }
+    ops.pteHole = { h.pteHole($0, $1, $2, &$3) }
+    ops.hugetlbEntry = { h.hugetlbEntry($0, $1, $2, $3, &$4) }
     var counts = KindCounts()
-    try mm.withMmapReadLock { _ in
-        _ = try walkPageRange(mm, s.span.lowerBound, s.span.upperBound, ops: ops, private: &counts)
+    try s.mm.withMmapReadLock { _ in
+        _ = try walkPageRange(s.mm, s.span.lowerBound, s.span.upperBound, ops: ops, private: &counts)
+    }
+    return counts
+}
+
+/// The same raw walk on the specialized callback walker: `RawCountOps` as
+/// the generic parameter, its handlers inlined into the level functions.
+func rawSpecialized(_ s: ModelSpace) throws -> KindCounts {
+    var counts = KindCounts()
+    try s.mm.withMmapReadLock { _ in
+        _ = try walkPageRange(s.mm, s.span.lowerBound, s.span.upperBound, ops: RawCountOps(s.mm), private: &counts)
     }
     return counts
 }
@@ -173,6 +156,7 @@ func rawWalk(_ s: ModelSpace, _ walker: Walker) throws -> KindCounts {
     case .callback: return try rawCallback(s)
     case .rangeBatched: return try rawRange(s, batching: true)
     case .rangeUnbatched: return try rawRange(s, batching: false)
+    case .specialized: return try rawSpecialized(s)
     }
 }
 
@@ -245,7 +229,8 @@ func verifyWalkers(_ wl: ModelWorkload) -> [String] {
     do {
         for (i, s) in wl.spaces.enumerated() {
             let raws = try Walker.allCases.map { try rawWalk(s, $0) }
-            for (k, r) in raws.enumerated().dropFirst() where r.comparable != raws[0].comparable {
+            for (k, r) in raws.enumerated().dropFirst() where r.comparable != raws[0].comparable
+                || (Walker.allCases[k] == .specialized && r != raws[0]) {
                 problems.append("space \(i) raw walk: \(Walker.allCases[k].rawValue) counts \(r) vs callback \(raws[0])")
             }
             let vectors = try [WalkerKind.callback, .range].map { k in
@@ -253,9 +238,10 @@ func verifyWalkers(_ wl: ModelWorkload) -> [String] {
             }
             if vectors[0] != vectors[1] { problems.append("space \(i) mincore: the range walker's vectors differ from the callback's") }
             for work in Work.producers {
-                let outs = try Walker.allCases.map { try produce(work, s, $0, into: ByteCollector()).bytes }
+                let walkers = Walker.walkers(for: work)
+                let outs = try walkers.map { try produce(work, s, $0, into: ByteCollector()).bytes }
                 for (k, o) in outs.enumerated().dropFirst() where o != outs[0] {
-                    problems.append("space \(i) \(work.rawValue): \(Walker.allCases[k].rawValue) output (\(o.count) B) differs from callback (\(outs[0].count) B)")
+                    problems.append("space \(i) \(work.rawValue): \(walkers[k].rawValue) output (\(o.count) B) differs from callback (\(outs[0].count) B)")
                 }
             }
         }

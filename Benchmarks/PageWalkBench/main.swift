@@ -36,15 +36,21 @@ for kind in config.workloads {
         if config.verify { r.verification = verifyWalkers(wl) }
         let minNS = config.minSampleMS * 1e6
         for work in config.works where !work.isWriter || kind.runsWriters {
-            let walkers = work.isWriter ? [Walker.callback, .rangeBatched] : Walker.allCases
-            let sums = measureInterleaved(walkers.map { k in { modelRun(work, wl, k) } },
-                                          reps: config.reps, warmup: config.warmup, minSampleNS: minNS)
+            let walkers = Walker.walkers(for: work)
+            var bodies = walkers.map { k in { modelRun(work, wl, k) } }
+            // The floor (dense 4K) in the raw walks' rounds, so that a slow
+            // phase hits it and them alike.
+            let withFloor = kind == .dense && work == .raw
+            if withFloor { bodies.append { wl.spaces.reduce(0) { $0 &+ rawFloor($1) } } }
+            let sums = measureInterleaved(bodies, reps: config.reps, warmup: config.warmup, minSampleNS: minNS)
             r.model[work.rawValue] = Dictionary(uniqueKeysWithValues: zip(walkers.map(\.rawValue), sums))
+            if withFloor {
+                r.floor = sums.last
+                runFloorNSPerPage = sums.last!.medianNS / Double(max(wl.pages, 1))
+            }
         }
-        if kind == .dense && config.works.contains(.raw) {
-            r.floor = measureInterleaved([{ wl.spaces.reduce(0) { $0 &+ rawFloor($1) } }],
-                                         reps: config.reps, warmup: config.warmup, minSampleNS: minNS).first
-        }
+        r.floorNSPerPage = runFloorNSPerPage
+        r.overFloor = r.multiplesOfFloor()
     } catch {
         print("\n== \(kind.rawValue): could not build the model workload: \(error)")
         failures.append("\(kind.rawValue): the model workload could not be built")
@@ -65,19 +71,23 @@ let total = seconds(since: started)
 print("\ntotal \(fmt(total, 1)) s")
 
 var rc: [String: [String: [String: Double]]] = [:]
+var rs: [String: [String: [String: Double]]] = [:]
 var ok: [String: [String: Double]] = [:]
 for r in results {
     for w in Work.allCases {
-        for k in [Walker.rangeBatched, .rangeUnbatched] {
+        for k in [Walker.rangeBatched, .rangeUnbatched, .specialized] {
             if let x = r.ratio(w, k) { rc[k.rawValue, default: [:]][w.rawValue, default: [:]][r.workload] = x }
+        }
+        for k in [Walker.rangeBatched, .rangeUnbatched] {
+            if let x = r.ratio(w, k, over: .specialized) { rs[k.rawValue, default: [:]][w.rawValue, default: [:]][r.workload] = x }
         }
         if let x = r.oursOverKernel(w) { ok[w.rawValue, default: [:]][r.workload] = x }
     }
 }
 let report = Report(command: command, machine: machine,
-                    method: "release build; per figure \(config.warmup) warm-up runs and \(config.reps) timed samples, walkers interleaved; timed by \(config.wallClock ? "the wall clock" : "the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: user + system, so the kernel's work inside read() counts and competing processes do not)"); median, min/max, quartiles in ns per run; per-page figures divide by the workload's virtual pages; kernel figures are whole-file reads of /proc/self/{smaps,smaps_rollup,numa_maps} minus, sample by sample, the same read of /proc/PID/... of a paused copy of the process forked before the workload was mapped (baseline), and pread of /proc/self/pagemap over the workload's ranges",
+                    method: "release build; per figure \(config.warmup) warm-up runs and \(config.reps) timed samples, walkers interleaved; timed by \(config.wallClock ? "the wall clock" : "the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: user + system, so the kernel's work inside read() counts and competing processes do not)"); median, min/max, quartiles in ns per run; per-page figures divide by the workload's virtual pages; floor multiples divide ns/page by the bare-loop floor of this run (dense 4K); kernel figures are whole-file reads of /proc/self/{smaps,smaps_rollup,numa_maps} (smaps and numa_maps also per walk: read() requests planned so that each workload record is produced once, seqFile has the proof) minus, sample by sample, the same read of /proc/PID/... of a paused copy of the process forked before the workload was mapped (baseline), and pread of /proc/self/pagemap over the workload's ranges",
                     reps: config.reps, warmup: config.warmup, minSampleMS: config.minSampleMS, totalSeconds: total,
-                    workloads: results, targets: targets, rangeOverCallback: rc, oursOverKernel: ok)
+                    workloads: results, targets: targets, rangeOverCallback: rc, rangeOverSpecializedCallback: rs, oursOverKernel: ok)
 if let path = config.jsonPath {
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]

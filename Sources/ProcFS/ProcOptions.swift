@@ -50,9 +50,15 @@ public struct ProcOptions: Sendable {
     public var thp: THPSettings
     /// `arch_pkeys_enabled()`: print `ProtectionKey:` (x86 with OSPKE, arm64 POE).
     public var protectionKeys: Bool
+    /// Callback walker only: walk with the handlers as a generic parameter
+    /// (`walkPageRange(_:_:_:ops:private:)` over an `MMWalkOpsProtocol`
+    /// type, specialized and inlined) instead of closures. smaps and
+    /// smaps_rollup honour it; the output is the same either way.
+    public var specialized: Bool
 
     public init(walker: ProcWalker = .range, batching: Bool = true, thp: THPSettings = THPSettings(),
-                protectionKeys: Bool = false) {
+                protectionKeys: Bool = false, specialized: Bool = false) {
         self.walker = walker; self.batching = batching; self.thp = thp; self.protectionKeys = protectionKeys
+        self.specialized = specialized
     }
 }

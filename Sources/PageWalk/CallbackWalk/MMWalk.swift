@@ -24,8 +24,9 @@ public struct MMWalk<Private> {
     public let root: TableID?
     /// A failure of the walker itself (allocation, split), kept beside the
     /// errno the level functions return, so the entry point can throw it.
-    var failure: PageWalkError?
+    @usableFromInline var failure: PageWalkError?
 
+    @usableFromInline
     init(mm: AddressSpace, vma: VMA? = nil, privateData: Private, noVMA: Bool = false, root: TableID? = nil) {
         self.mm = mm
         self.vma = vma
@@ -33,6 +34,10 @@ public struct MMWalk<Private> {
         self.noVMA = noVMA
         self.root = root
     }
+
+    /// Sets `walk->vma` (the VMA loops of the walkers).
+    @usableFromInline
+    mutating func setVMA(_ vma: VMA?) { self.vma = vma }
 
     /// Writes a PTE from a `pte_entry` handler (`set_pte_at()`; 0 clears it,
     /// as `pte_clear()`). The walker holds the PTE table lock while

@@ -203,18 +203,7 @@ struct PageTableWalker<Private> {
 
     /// `split_huge_pmd()`: only a leaf or a PMD migration entry is split.
     func splitHugePMD(_ slot: EntrySlot, _ pmd: PMD, _ walk: inout MMWalk<Private>) -> Int32 {
-        guard !pmd.isNone, !pmd.isTable else { return 0 }
-        do {
-            try access.mm.splitHugePMD(at: slot)
-            return 0
-        } catch {
-            if case .allocationFailed(let why) = error {
-                walk.failure = .allocationFailed(why)
-                return Self.enomem
-            }
-            walk.failure = .model(error)
-            return Self.einval
-        }
+        access.splitHugePMD(slot, pmd, failure: &walk.failure)
     }
 
     /// Models `walk_pte_range()`: with a VMA the PTE table is locked for the
@@ -272,7 +261,7 @@ struct PageTableWalker<Private> {
         guard let vma = walk.vma, let handler = ops.hugetlbEntry else { return 0 }
         let size = vma.hugePageSize
         let hmask = ~(size &- 1)
-        let level = access.mm.hugetlbEntryShape(forSize: size).level
+        let level = access.hugetlbLevel(size)
         vma.hugetlbLock.lockRead()
         defer { vma.hugetlbLock.unlockRead() }
         var addr = start
@@ -291,19 +280,9 @@ struct PageTableWalker<Private> {
         return 0
     }
 
-    /// `hugetlb_walk()` / `huge_pte_offset()`: the slot at `level` for
-    /// `addr`, or nil when a table above it is missing.
+    /// `hugetlb_walk()` / `huge_pte_offset()`.
     func hugetlbWalk(_ addr: UInt64, _ level: PageTableLevel, root: TableID?) -> EntrySlot? {
-        let mm = access.mm
-        var table = root ?? mm.root
-        for entryLevel in mm.tableLevels {
-            let slot = EntrySlot(table, access.geometry.tableIndex(addr, entryLevel), entryLevel)
-            if entryLevel == level { return slot }
-            let raw = access.load(slot)
-            guard access.isTable(raw, entryLevel) else { return nil }
-            table = mm.lowerTable(raw)
-        }
-        return nil
+        access.hugetlbSlot(addr, level, root: root)
     }
 
     // MARK: Per VMA

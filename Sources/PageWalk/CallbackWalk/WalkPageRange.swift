@@ -8,6 +8,7 @@ import MemoryModel
 
 /// `process_mm_walk_lock()`: the mmap lock the walk mode requires (none
 /// for `.vmaReadVerify`, whose VMA lock is checked per VMA).
+@usableFromInline
 func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkError) {
     do {
         switch mode {
@@ -22,6 +23,7 @@ func assertWalkLock(_ mm: AddressSpace, _ mode: PageWalkLock) throws(PageWalkErr
 
 /// `process_vma_walk_lock()`: write-locks `vma` for `.write`, checks the
 /// VMA lock the other per-VMA modes expect.
+@usableFromInline
 func processVMAWalkLock(_ mm: AddressSpace, _ vma: VMA, _ mode: PageWalkLock) throws(PageWalkError) {
     switch mode {
     case .read: return
@@ -38,6 +40,7 @@ func processVMAWalkLock(_ mm: AddressSpace, _ vma: VMA, _ mode: PageWalkLock) th
 /// torn down), and the range is non-empty, page aligned and inside the
 /// address space (a table-only walk may run to the top, 2^64 - 1, as the
 /// kernel's walks to ~0UL do).
+@usableFromInline
 func checkWalk(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, tablesOnly: Bool) throws(PageWalkError) {
     guard !mm.isTornDown else { throw .model(.tornDown) }
     let toTop = end == UInt64.max && (tablesOnly || mm.isKernel)
@@ -50,6 +53,7 @@ func checkWalk(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, tablesOnly: B
 }
 
 /// Turns a level function's `int` into the entry point's result.
+@usableFromInline
 func finishWalk<Private>(_ err: Int32, _ walk: MMWalk<Private>) throws(PageWalkError) -> Int32 {
     if err < 0 { throw walk.failure ?? .handlerError(err) }
     return err

@@ -38,7 +38,13 @@ public enum Smaps {
         if vma === mm.gateVMA { return MemSizeStats() }
         switch options.walker {
         case .range: return try gatherRange(mm, vma, lock: lock, batching: options.batching)
-        case .callback: return try gatherCallback(mm, vma)
+        case .callback:
+            if options.specialized {
+                var mss = MemSizeStats()
+                _ = try walkPageRange(mm, vma.start, vma.end, ops: SmapsWalkOps(mm, vma), private: &mss)
+                return mss
+            }
+            return try gatherCallback(mm, vma)
         }
     }
 
@@ -164,69 +170,11 @@ public enum Smaps {
     /// (and PMD migration entries), `pte_entry` per PTE, `hugetlb_entry`.
     static func gatherCallback(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) -> MemSizeStats {
         var mss = MemSizeStats()
-        let layout = mm.geometry.layout
-        let memory = mm.memory
-        let locked = vma.flags.contains(.locked)
-        let hugeSize = vma.hugePageSize
+        let handlers = SmapsWalkOps(mm, vma)
         var ops = MMWalkOps<MemSizeStats>()
-        ops.pmdEntry = { p, addr, next, walk in
-            if p.hasTrivialEntries { return 0 }
-            let w = p.rawValue
-            if w == 0 || layout.isTable(w, .pmd) { return 0 }
-            walk.action = .continue
-            let pages = Int((next - addr) >> Geometry.pageShift)
-            let offset = (addr & (mm.geometry.entrySize(.pmd) - 1)) >> Geometry.pageShift
-            if layout.isPresent(w, .pmd) {
-                let pfn = layout.pfn(w) + offset
-                guard let f = memory.folio(containing: pfn), !f.isZero else { return 0 }
-                let pmd = p.entry
-                walk.privateData.accountPMD(f, first: Int(pfn - f.pfn), count: pages, young: pmd.isYoung,
-                                            dirty: pmd.isDirty, locked: locked, present: true)
-            } else {
-                let leaf = SoftLeafEntry(decoding: w, layout: layout).leaf
-                guard let pfn = leaf.pfn else { return 0 }
-                var present = false
-                if case .devicePrivate = leaf { present = true }
-                accountPFNEntry(&walk.privateData, memory, pfn: pfn + offset, pages: pages, pmd: true,
-                                locked: locked, present: present)
-            }
-            return 0
-        }
-        ops.pteEntry = { p, _, _, walk in
-            let w = p.rawValue
-            if w == 0 { return 0 }
-            if layout.isPresent(w, .pte) {
-                if w & layout.special != 0 { return 0 }   // vm_normal_page(): no page
-                let pfn = layout.pfn(w)
-                guard let f = memory.folio(containing: pfn) else { return 0 }
-                let pte = p.entry
-                walk.privateData.account(f, first: Int(pfn - f.pfn), count: 1, young: pte.isYoung, dirty: pte.isDirty,
-                                         locked: locked, present: true)
-                return 0
-            }
-            switch SoftLeafEntry(decoding: w, layout: layout).leaf {
-            case .swap(let s): walk.privateData.accountSwap(s, count: 1, memory: memory)
-            case .migration(_, let pfn, _, _), .hwpoison(let pfn), .deviceExclusive(let pfn):
-                accountPFNEntry(&walk.privateData, memory, pfn: pfn, pages: 1, pmd: false, locked: locked, present: false)
-            case .devicePrivate(_, let pfn):
-                accountPFNEntry(&walk.privateData, memory, pfn: pfn, pages: 1, pmd: false, locked: locked, present: true)
-            case .marker: break
-            }
-            return 0
-        }
-        ops.hugetlbEntry = { p, _, _, _, walk in
-            let w = p.rawValue
-            let level = p.slot.level
-            if w == 0 { return 0 }
-            if layout.isPresent(w, level) {
-                if let f = memory.folio(containing: layout.pfn(w)) {
-                    walk.privateData.accountHugetlb(f, present: true, size: hugeSize)
-                }
-            } else if let pfn = SoftLeafEntry(decoding: w, layout: layout).leaf.pfn, let f = memory.folio(containing: pfn) {
-                walk.privateData.accountHugetlb(f, present: false, size: hugeSize)
-            }
-            return 0
-        }
+        ops.pmdEntry = { handlers.pmdEntry($0, $1, $2, &$3) }
+        ops.pteEntry = { handlers.pteEntry($0, $1, $2, &$3) }
+        ops.hugetlbEntry = { handlers.hugetlbEntry($0, $1, $2, $3, &$4) }
         // walk_page_vma(): walk_page_test() first, so VM_PFNMAP is skipped.
         _ = try walkPageRange(mm, vma.start, vma.end, ops: ops, private: &mss)
         return mss
