@@ -112,8 +112,8 @@ import LiveKernel
 
         let mirror = try Mirror()
         try mirror.mapWrittenAnonAndReadFile(anon, file)
-        try mirror.mirrorPageFlags(anon)
-        try mirror.mirrorPageFlags(file)
+        try mirror.mirrorPageFlags(anon, untilOnLRU: true)
+        try mirror.mirrorPageFlags(file, untilOnLRU: true)
         #expect(Self.modelLRU(mirror, anon) == before)
 
         try f.live.madvise(anon, .cold, offset: 8 * Self.page, length: 32 * Self.page)

@@ -232,7 +232,24 @@ final class Mirror {
     /// Copies the LRU and dirty state of every page the kernel maps in `m`
     /// (from /proc/kpageflags) onto the model's folio at the same address:
     /// these depend on reclaim and writeback, which the model does not run.
-    func mirrorPageFlags(_ m: LiveMapping) throws {
+    ///
+    /// A folio the kernel holds off the LRU for a moment (in a per-CPU
+    /// batch, or isolated by compaction or reclaim) would be skipped by the
+    /// model's LRU-based advice; with `untilOnLRU` the copy is made again,
+    /// after the batches are drained, until every mapped folio reads LRU or
+    /// the tries run out.
+    func mirrorPageFlags(_ m: LiveMapping, untilOnLRU: Bool = false) throws {
+        for attempt in 0..<4 {
+            if untilOnLRU { LiveWriterTests.drainBatches() }
+            if try mirrorPageFlagsOnce(m) || !untilOnLRU { return }
+            if attempt == 3 { print("LIVE some folios of \(m) stayed off the LRU after 4 tries") }
+            usleep(20_000)
+        }
+    }
+
+    /// One copy; true when every copied folio was on the LRU.
+    private func mirrorPageFlagsOnce(_ m: LiveMapping) throws -> Bool {
+        var allOnLRU = true
         let words = try LiveMappings.selfPagemap(m)
         let map: [(KPageFlags, PageFlags)] = [(.referenced, .referenced), (.dirty, .dirty), (.active, .active),
                                                (.writeback, .writeback), (.unevictable, .unevictable),
@@ -246,7 +263,9 @@ final class Mirror {
                   let folio = memory.folio(containing: modelPFN), !folio.isZero, seen.insert(folio.pfn).inserted else { continue }
             let k = try LiveMappings.physicalPage(pfn: pfn).flags
             for (kf, pf) in map { folio.setFlags(pf, k.contains(kf)) }
+            if !k.contains(.lru) { allOnLRU = false }
         }
+        return allOnLRU
     }
 }
 
