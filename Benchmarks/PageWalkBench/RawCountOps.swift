@@ -16,10 +16,10 @@ struct RawCountOps: MMWalkOpsProtocol {
         pmdMask = mm.geometry.entrySize(.pmd) - 1
     }
 
-    static var hasPMDEntry: Bool { true }
-    static var hasPTEEntry: Bool { true }
-    static var hasPTEHole: Bool { true }
-    static var hasHugetlbEntry: Bool { true }
+    var hasPMDEntry: Bool { true }
+    var hasPTEEntry: Bool { true }
+    var hasPTEHole: Bool { true }
+    var hasHugetlbEntry: Bool { true }
 
     /// A PMD leaf is counted whole and not descended.
     @inline(__always)

@@ -10,9 +10,9 @@ import Darwin
 /// rules: a folded level's entry is the same word as the entry above it, and
 /// the level above a folded one has trivial predicates.
 ///
-/// Shared by the callback walkers and `folioWalkStart`. Usable from
-/// inlinable code so that the specialized walker (`SpecializedWalker`)
-/// can be specialized in its callers' modules.
+/// Shared by the callback walker and `folioWalkStart`. Usable from
+/// inlinable code so that the callback walker over an `MMWalkOpsProtocol`
+/// type can be specialized in its callers' modules.
 @usableFromInline
 struct LevelAccess {
     @usableFromInline let mm: AddressSpace

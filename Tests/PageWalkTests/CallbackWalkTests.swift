@@ -195,6 +195,13 @@ import MemoryModel
         #expect(log.ptes.isEmpty)
     }
 
+    /// Handlers as a type that would install PTEs.
+    struct InstallingOps: MMWalkOpsProtocol {
+        typealias Private = Void
+        var hasInstallPTE: Bool { true }
+        func installPTE(_ addr: UInt64, _ next: UInt64, _ pte: inout PTE, _ walk: inout MMWalk<Void>) -> Int32 { 0 }
+    }
+
     @Test func installIsRefusedByEveryPublicEntryPoint() throws {
         let mm = try makeSpace()
         let vma = try mm.mmap(start: mb2, end: 2 * mb2, access: [.read, .write])
@@ -213,6 +220,9 @@ import MemoryModel
             }
             #expect(throws: PageWalkError.installNotPermitted) {
                 try walkPageRangeDebug(mm, mb2, 2 * mb2, ops: ops, private: &none)
+            }
+            #expect(throws: PageWalkError.installNotPermitted) {
+                try walkPageRange(mm, mb2, 2 * mb2, ops: InstallingOps(), private: &none)
             }
         }
         let kernel = try AddressSpace(geometry: .x86_64, memory: mm.memory, kernel: true)

@@ -5,7 +5,8 @@ import TestKit
 
 /// Random seeded scenarios built with the AddressSpace mutation API; every
 /// page of the window must be reported by the walk exactly as
-/// `AddressSpace.translate(_:)` sees it.
+/// `AddressSpace.translate(_:)` sees it, by the callback walker over
+/// closures (with VMAs, and ignoring them) and over a handler type.
 @Suite struct RandomizedWalkTests {
     static let seeds: [UInt64] = [1, 2, 3, 4]
 
@@ -52,7 +53,35 @@ import TestKit
     /// the hole covering it.
     enum Seen: Equatable { case entry(UInt64), hole(Int32) }
 
-    func walkLog(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, debug: Bool) throws -> [UInt64: Seen] {
+    /// The handlers of `walkLog` as a type, for the callback walker over
+    /// handlers known at compile time (`MMWalkOpsProtocol`).
+    struct SeenOps: MMWalkOpsProtocol {
+        typealias Private = [UInt64: Seen]
+        var hasPMDEntry: Bool { true }
+        var hasPTEEntry: Bool { true }
+        var hasPTEHole: Bool { true }
+
+        func pteHole(_ s: UInt64, _ e: UInt64, _ d: Int32, _ walk: inout MMWalk<Private>) -> Int32 {
+            for a in stride(from: s, to: e, by: Int(page)) { walk.privateData[a] = .hole(d) }
+            return 0
+        }
+        func pteEntry(_ p: EntryPointer<PTE>, _ a: UInt64, _ n: UInt64, _ walk: inout MMWalk<Private>) -> Int32 {
+            walk.privateData[a] = .entry(p.rawValue)
+            return 0
+        }
+        func pmdEntry(_ p: EntryPointer<PMD>, _ a: UInt64, _ n: UInt64, _ walk: inout MMWalk<Private>) -> Int32 {
+            guard p.entry.isLeaf || !(p.entry.isNone || p.entry.isPresent) else { return 0 }
+            for x in stride(from: a, to: n, by: Int(page)) { walk.privateData[x] = .entry(p.rawValue) }
+            walk.action = .continue
+            return 0
+        }
+    }
+
+    /// How `walkLog` walks: the closure walker with VMAs or ignoring them,
+    /// or the walker over `SeenOps`.
+    enum Mode: CaseIterable { case vmas, debug, typed }
+
+    func walkLog(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64, mode: Mode) throws -> [UInt64: Seen] {
         var ops = MMWalkOps<[UInt64: Seen]>()
         ops.pteHole = { s, e, d, walk in
             for a in stride(from: s, to: e, by: Int(page)) { walk.privateData[a] = .hole(d) }
@@ -68,12 +97,15 @@ import TestKit
         }
         var seen: [UInt64: Seen] = [:]
         seen.reserveCapacity(Int((end - start) / page))
-        if debug {
+        switch mode {
+        case .debug:
             _ = try locked(mm, write: true) { () throws(PageWalkError) in
                 try walkPageRangeDebug(mm, start, end, ops: ops, private: &seen)
             }
-        } else {
+        case .vmas:
             _ = try locked(mm) { () throws(PageWalkError) in try walkPageRange(mm, start, end, ops: ops, private: &seen) }
+        case .typed:
+            _ = try locked(mm) { () throws(PageWalkError) in try walkPageRange(mm, start, end, ops: SeenOps(), private: &seen) }
         }
         return seen
     }
@@ -81,8 +113,9 @@ import TestKit
     @Test(arguments: allGeometries, seeds)
     func walksMatchTranslate(_ g: Geometry, _ seed: UInt64) throws {
         let (mm, start, end) = try scenario(g, seed: seed)
-        for debug in [false, true] {
-            let seen = try walkLog(mm, start, end, debug: debug)
+        for mode in Mode.allCases {
+            let debug = mode == .debug
+            let seen = try walkLog(mm, start, end, mode: mode)
             var mismatches = 0
             for a in stride(from: start, to: end, by: Int(page)) {
                 let expected: Seen
@@ -99,7 +132,7 @@ import TestKit
                 if seen[a] != expected {
                     mismatches += 1
                     if mismatches <= 3 {
-                        Issue.record("\(g) seed \(seed) debug \(debug): 0x\(String(a, radix: 16)) walk \(String(describing: seen[a])) translate \(expected)")
+                        Issue.record("\(g) seed \(seed) \(mode): 0x\(String(a, radix: 16)) walk \(String(describing: seen[a])) translate \(expected)")
                     }
                 }
             }

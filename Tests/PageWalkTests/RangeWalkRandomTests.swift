@@ -51,7 +51,7 @@ import MemoryModel
             try? mm.populateLargeFolios(vma.start, vma.start + (64 << 10), order: 4)
             try? mm.startMigration(vma.start, vma.start + (16 << 10))
         }
-        let callback = try base.walkLog(mm, start, end, debug: false)
+        let callback = try base.walkLog(mm, start, end, mode: .vmas)
         for batching in [true, false] {
             let range = try rangeLog(mm, start, end, batching: batching)
             var mismatches = 0

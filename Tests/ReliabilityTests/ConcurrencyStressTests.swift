@@ -285,12 +285,12 @@ import ProcFS
                 var round = k
                 while !t.shouldStop {
                     round += 1
-                    let options = twinConfigurations[round % 3].1
+                    let options = twinConfigurations[round % twinConfigurations.count].1
                     do {
                         try Self.checkProducers(mm, L, options: options, round: round, stats: stats)
                         stats.producerRuns.add(1, ordering: .relaxed)
                     } catch {
-                        stats.violation("producer (\(twinConfigurations[round % 3].0)): \(error)")
+                        stats.violation("producer (\(twinConfigurations[round % twinConfigurations.count].0)): \(error)")
                     }
                 }
             }

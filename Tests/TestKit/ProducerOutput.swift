@@ -60,12 +60,13 @@ public struct ProducerOutput: Equatable {
     }
 }
 
-/// The three ways of producing the same bytes: range walker batched and
-/// unbatched, callback walker.
+/// The ways of producing the same bytes: range walker batched and
+/// unbatched, callback walker over closures and (smaps) over a handler type.
 public let twinConfigurations: [(String, ProcOptions)] = [
     ("range batched", ProcOptions(walker: .range, batching: true)),
     ("range unbatched", ProcOptions(walker: .range, batching: false)),
     ("callback", ProcOptions(walker: .callback)),
+    ("callback specialized", ProcOptions(walker: .callback, specialized: true)),
 ]
 
 /// PAGEMAP_SCAN queries over `window`, exercising the masks, the

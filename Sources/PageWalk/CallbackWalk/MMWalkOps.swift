@@ -61,5 +61,5 @@ public struct MMWalkOps<Private> {
 
     /// `check_ops_valid()`: PTE installation is reserved to memory-management
     /// internals.
-    var isValidForPublicWalk: Bool { installPTE == nil }
+    @inlinable var isValidForPublicWalk: Bool { installPTE == nil }
 }

@@ -61,6 +61,7 @@ func finishWalk<Private>(_ err: Int32, _ walk: MMWalk<Private>) throws(PageWalkE
 
 /// Runs `body` as a lockless table reader (`rcu_read_lock()` around the
 /// unlocked descent), so tables freed meanwhile are not reused under it.
+@inlinable
 func withLocklessRead<R>(_ mm: AddressSpace, _ body: () -> R) -> R {
     mm.memory.tables.beginLocklessRead()
     defer { mm.memory.tables.endLocklessRead() }
@@ -71,13 +72,14 @@ func withLocklessRead<R>(_ mm: AddressSpace, _ body: () -> R) -> R {
 /// with every operation allowed, `install_pte` included. Internal to memory
 /// management (the kernel keeps it in mm/internal.h); the public entry
 /// points refuse `install_pte`.
+@inlinable
 package func walkPageRangeMM<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
                                       ops: MMWalkOps<Private>,
                                       private data: inout Private) throws(PageWalkError) -> Int32 {
     try checkWalk(mm, start, end, tablesOnly: false)
     try assertWalkLock(mm, ops.walkLock)
     var walk = MMWalk(mm: mm, privateData: data)
-    let walker = PageTableWalker(ops: ops, mm: mm)
+    let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
     let err = withLocklessRead(mm) { walker.walkVMAs(start, end, &walk) }
     data = walk.privateData
     return try finishWalk(err, walk)
@@ -86,6 +88,7 @@ package func walkPageRangeMM<Private>(_ mm: AddressSpace, _ start: UInt64, _ end
 /// Models `walk_page_range()`: walks the page tables of `[start, end)` of
 /// `mm` over its VMAs (gaps are depth -1 holes). The mmap lock must be held
 /// as `ops.walkLock` says; `install_pte` is refused (`check_ops_valid()`).
+@inlinable
 public func walkPageRange<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
                                    ops: MMWalkOps<Private>,
                                    private data: inout Private) throws(PageWalkError) -> Int32 {
@@ -94,6 +97,7 @@ public func walkPageRange<Private>(_ mm: AddressSpace, _ start: UInt64, _ end: U
 }
 
 /// `walkPageRange` without caller data.
+@inlinable
 public func walkPageRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
                           ops: MMWalkOps<Void>) throws(PageWalkError) -> Int32 {
     var none: Void = ()
@@ -101,6 +105,7 @@ public func walkPageRange(_ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
 }
 
 /// Checks that `vma` is one of `mm`'s (the kernel reads `vma->vm_mm`).
+@usableFromInline
 func checkOwner(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
     guard mm.vmaLockless(containing: vma.start) === vma else {
         throw .wrongAddressSpace("\(vma) is not a VMA of \(mm)")
@@ -110,6 +115,7 @@ func checkOwner(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
 /// Models `walk_page_range_vma()`: walks `[start, end)` inside one VMA.
 /// Unlike `walkPageRange` there is no `walk_page_test()`: a VM_PFNMAP VMA
 /// is walked like any other.
+@inlinable
 public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: UInt64, _ end: UInt64,
                                       ops: MMWalkOps<Private>,
                                       private data: inout Private) throws(PageWalkError) -> Int32 {
@@ -120,13 +126,14 @@ public func walkPageRangeVMA<Private>(_ mm: AddressSpace, _ vma: VMA, _ start: U
     try checkOwner(mm, vma)
     try processVMAWalkLock(mm, vma, ops.walkLock)
     var walk = MMWalk(mm: mm, vma: vma, privateData: data)
-    let walker = PageTableWalker(ops: ops, mm: mm)
+    let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
     let err = withLocklessRead(mm) { walker.walkVMARange(start, end, &walk) }
     data = walk.privateData
     return try finishWalk(err, walk)
 }
 
 /// Models `walk_page_vma()`: walks the whole of one VMA.
+@inlinable
 public func walkPageVMA<Private>(_ mm: AddressSpace, _ vma: VMA, ops: MMWalkOps<Private>,
                                  private data: inout Private) throws(PageWalkError) -> Int32 {
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
@@ -135,7 +142,7 @@ public func walkPageVMA<Private>(_ mm: AddressSpace, _ vma: VMA, ops: MMWalkOps<
     try checkOwner(mm, vma)
     try processVMAWalkLock(mm, vma, ops.walkLock)
     var walk = MMWalk(mm: mm, vma: vma, privateData: data)
-    let walker = PageTableWalker(ops: ops, mm: mm)
+    let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
     let err = withLocklessRead(mm) { walker.walkVMARange(vma.start, vma.end, &walk) }
     data = walk.privateData
     return try finishWalk(err, walk)
@@ -174,7 +181,7 @@ public func walkPageMapping<Private>(_ memory: PhysicalMemory, _ file: FileObjec
         let endAddr = vma.start + (clipEnd - vmaFirst) * Geometry.pageSize
         walk.mm = mm
         walk.vma = vma
-        let walker = PageTableWalker(ops: ops, mm: mm)
+        let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
         let test = walker.walkPageTest(vma.start, vma.end, &walk)
         if test > 0 { err = 0; break }   // the kernel ends the whole walk here
         if test < 0 { err = test; break }
@@ -197,7 +204,7 @@ public func walkKernelPageTableRange<Private>(_ initMM: AddressSpace, _ start: U
     try checkWalk(initMM, start, end, tablesOnly: true)
     try assertWalkLock(initMM, .read)
     var walk = MMWalk(mm: initMM, privateData: data, noVMA: true, root: root)
-    let walker = PageTableWalker(ops: ops, mm: initMM)
+    let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: initMM)
     let err = withLocklessRead(initMM) { walker.walkPGDRange(start, end, &walk) }
     data = walk.privateData
     return try finishWalk(err, walk)
@@ -216,7 +223,7 @@ public func walkPageRangeDebug<Private>(_ mm: AddressSpace, _ start: UInt64, _ e
     try checkWalk(mm, start, end, tablesOnly: true)
     try assertWalkLock(mm, .write)
     var walk = MMWalk(mm: mm, privateData: data, noVMA: true, root: root)
-    let walker = PageTableWalker(ops: ops, mm: mm)
+    let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
     let err = withLocklessRead(mm) { walker.walkPGDRange(start, end, &walk) }
     data = walk.privateData
     return try finishWalk(err, walk)

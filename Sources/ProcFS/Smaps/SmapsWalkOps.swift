@@ -23,9 +23,9 @@ public struct SmapsWalkOps: MMWalkOpsProtocol {
         pmdMask = mm.geometry.entrySize(.pmd) - 1
     }
 
-    public static var hasPMDEntry: Bool { true }
-    public static var hasPTEEntry: Bool { true }
-    public static var hasHugetlbEntry: Bool { true }
+    public var hasPMDEntry: Bool { true }
+    public var hasPTEEntry: Bool { true }
+    public var hasHugetlbEntry: Bool { true }
 
     /// A PMD leaf (THP, or a PMD migration or device entry) is accounted
     /// whole and not descended.
