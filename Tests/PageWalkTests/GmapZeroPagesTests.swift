@@ -125,5 +125,14 @@ import TestKit
             }
         }
         #expect(GmapError.unshareFailed(address: 0, .allocationFailed("")).errno == -ENOMEM)
+        // An action that leaves the zero page mapped is found again at the
+        // same address: a failure, not an endless retry.
+        let nothing: (AddressSpace, UInt64) throws(ModelError) -> Void = { (_, _) throws(ModelError) in }
+        for w in WalkerKind.allCases {
+            #expect(throws: GmapError.unshareFailed(address: mb2 + 2 * page,
+                                                    .invalidArgument(name: "unshare", reason: "the zero page is still mapped"))) {
+                try GmapZeroPages.unshareZeroPages(mm, walker: w, unshare: nothing)
+            }
+        }
     }
 }

@@ -65,9 +65,16 @@ public enum GmapZeroPages {
     public static func unshareZeroPages(_ mm: AddressSpace, walker: WalkerKind = .range,
                                         unshare: (AddressSpace, UInt64) throws(ModelError) -> Void = writeFault) throws(GmapError) -> [UInt64] {
         var done: [UInt64] = []
-        for vma in mm.vmas where !vma.flags.contains(.pfnMap) && !vma.isHugetlb {
+        let vmas = mm.withMmapReadLock { (_) -> [VMA] in mm.vmas }
+        for vma in vmas where !vma.flags.contains(.pfnMap) && !vma.isHugetlb {
             var address = vma.start
             while let found = try findZeroPage(mm, vma, from: address, walker: walker) {
+                // The kernel retries a fault that backed out; an action that
+                // leaves the zero page in place would make the model loop
+                // for ever, so it is a failure here.
+                if done.last == found {
+                    throw .unshareFailed(address: found, .invalidArgument(name: "unshare", reason: "the zero page is still mapped"))
+                }
                 do throws(ModelError) { try unshare(mm, found) } catch { throw .unshareFailed(address: found, error) }
                 done.append(found)
                 address = found
