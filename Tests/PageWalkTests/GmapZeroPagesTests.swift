@@ -3,6 +3,7 @@ import Glibc
 import MemoryModel
 @testable import PageWalk
 import TestKit
+import Scenario
 
 /// s390's zero-page unsharing for protected KVM guests
 /// (`find_zeropage_ops`, arch/s390/mm/gmap_helpers.c) on both walkers: the
@@ -133,6 +134,30 @@ import TestKit
                                                     .invalidArgument(name: "unshare", reason: "the zero page is still mapped"))) {
                 try GmapZeroPages.unshareZeroPages(mm, walker: w, unshare: nothing)
             }
+        }
+    }
+    /// The default scenario's processes, with read faults added on two
+    /// anonymous regions (zero pages): both walkers find the same zero
+    /// pages, which are the pages of VMAs other than PFN maps and hugetlb
+    /// that translate to the zero page, worked out page by page.
+    @Test func defaultScenarioFindsEveryZeroPage() throws {
+        for index in 0..<2 {
+            let build = { () throws -> AddressSpace in
+                let mm = try ScenarioBuilder.buildDefault().processes[index].addressSpace
+                try mm.fault(0x7fff_f620_0000, 0x7fff_f620_8000, write: false)
+                try mm.fault(0x7fff_f670_0000 + UInt64(index) * page, 0x7fff_f670_3000, write: false)
+                return mm
+            }
+            let mm0 = try build()
+            var expected: [UInt64] = []
+            for vma in mm0.vmas where !vma.flags.contains(.pfnMap) && !vma.isHugetlb {
+                for a in stride(from: vma.start, to: vma.end, by: Int(page)) {
+                    if case .present(_, _, let pfn) = mm0.translate(a), pfn == mm0.memory.zeroPage.pfn { expected.append(a) }
+                }
+            }
+            #expect(expected.count == 8 + 3 - index, "process \(index)")
+            let r = try twins(build) { (mm, w) throws(GmapError) in try GmapZeroPages.unshareZeroPages(mm, walker: w) }
+            #expect(r == .success(expected), "process \(index)")
         }
     }
 }

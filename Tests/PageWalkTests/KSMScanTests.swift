@@ -1,6 +1,7 @@
 import Testing
 import MemoryModel
 @testable import PageWalk
+import Scenario
 
 /// ksmd's next-page search (`ksm_next_page_ops`, mm/ksm.c) on both walkers:
 /// the same page is found from every scan address, with one folio reference
@@ -145,5 +146,37 @@ import MemoryModel
         try mm.mmap(start: 6 * mb2, end: 6 * mb2 + 4 * page, access: [.read, .write])
         try mm.fault(6 * mb2, 6 * mb2 + 4 * page, write: true)
         #expect(try pass(mm) == [mb2 + 6 * page])
+    }
+    /// Every VMA of the default scenario's processes, scanned page after
+    /// page as ksmd scans: both walkers find the same pages, and they are
+    /// exactly the pages that map a normal anonymous folio (worked out page
+    /// by page from the translations: present, not special, anonymous, not
+    /// a zero page), hugetlb VMAs excepted.
+    @Test func defaultScenarioFindsEveryAnonymousPage() throws {
+        let built = try ScenarioBuilder.buildDefault()
+        var total = 0
+        for p in built.processes {
+            let mm = p.addressSpace
+            let layout = mm.geometry.layout
+            for vma in mm.vmas {
+                var expected: [UInt64] = []
+                if !vma.isHugetlb {
+                    for a in stride(from: vma.start, to: vma.end, by: Int(page)) {
+                        guard case .present(_, let raw, let pfn) = mm.translate(a), raw & layout.special == 0,
+                              let f = mm.memory.folio(containing: pfn), f.isAnon, !f.isZero else { continue }
+                        expected.append(a)
+                    }
+                }
+                var found: [UInt64] = []
+                var a = vma.start
+                while a < vma.end, let hit = try next(mm, a) {
+                    found.append(hit.address)
+                    a = hit.address + page
+                }
+                #expect(found == expected, "\(p.name) \(vma)")
+                total += found.count
+            }
+        }
+        #expect(total > 0)
     }
 }

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import MemoryModel
 @testable import PageWalk
+import Scenario
 
 /// `kill_accessing_process()` (`hwpoison_walk_ops`, mm/memory-failure.c) on
 /// both walkers: the address found for a frame in small pages, THPs, the
@@ -114,5 +115,40 @@ import MemoryModel
         #expect(search(mm, frame) == hit(mb2 + 3 * page))
         #expect(MemoryFailureError.notMapped(pfn: 1).errno == -EFAULT)
         #expect(MemoryFailure.EHWPOISON == 133)
+    }
+    /// The default scenario's processes: for a sample of the frames they
+    /// map, both walkers name the lowest address that maps the frame, as
+    /// worked out page by page from the translations (present entries and
+    /// hwpoison entries; for hugetlb only the head frame, at the huge page's
+    /// start, with the huge page's shift).
+    @Test func defaultScenarioFindsTheLowestMapping() throws {
+        let built = try ScenarioBuilder.buildDefault()
+        for p in built.processes {
+            let mm = p.addressSpace
+            var first: [UInt64: HWPoisonToKill] = [:]
+            var order: [UInt64] = []
+            func note(_ pfn: UInt64, _ hit: HWPoisonToKill) {
+                guard pfn != 0, first[pfn] == nil else { return }
+                first[pfn] = hit
+                order.append(pfn)
+            }
+            for vma in mm.vmas {
+                let step = vma.isHugetlb ? vma.hugePageSize : page
+                let shift = vma.isHugetlb ? vma.hugePageSize.trailingZeroBitCount : 12
+                for a in stride(from: vma.start, to: vma.end, by: Int(step)) {
+                    switch mm.translate(a) {
+                    case .present(_, _, let pfn): note(pfn, HWPoisonToKill(address: a, sizeShift: shift))
+                    case .softLeaf(_, _, let e):
+                        if case .hwpoison(let pfn) = e.leaf { note(pfn, HWPoisonToKill(address: a, sizeShift: shift)) }
+                    case .none: break
+                    }
+                }
+            }
+            #expect(order.count > 100)
+            let sample = stride(from: 0, to: order.count, by: max(1, order.count / 40)).map { order[$0] }
+            for pfn in sample {
+                #expect(search(mm, pfn) == .success(first[pfn]!), "\(p.name) pfn 0x\(String(pfn, radix: 16))")
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 import MemoryModel
 @testable import PageWalk
 import TestKit
+import Scenario
 
 /// mprotect(PROT_NONE)'s PFN check (`prot_none_walk_ops`, mm/mprotect.c)
 /// on both walkers: x86's `pfn_modify_allowed()` under the L1TF
@@ -143,5 +144,16 @@ import TestKit
               case .present(.pmd, _, _) = mm.translate(gb1) else {
             Issue.record("\(mm.translate(2 * mb2)) \(mm.translate(3 * mb2)) \(mm.translate(gb1))"); return
         }
+    }
+    /// Every VMA of the default scenario's first process checked (PFN map
+    /// [vvar] included): all its frames are real memory or low PFNs, so
+    /// nothing is refused, and both walkers leave the same tables (the
+    /// heap's THP split).
+    @Test func defaultScenarioEveryVMA() throws {
+        let build = { () throws -> AddressSpace in try ScenarioBuilder.buildDefault().processes[0].addressSpace }
+        let r = try outcome(.l1tfMitigated, build) { (mm, w) throws(MprotectError) in
+            for vma in mm.vmas { try ProtNone.walk(mm, vma.start, vma.end, check: .l1tfMitigated, walker: w) }
+        }
+        #expect(r == nil)
     }
 }

@@ -2,6 +2,7 @@ import Testing
 import MemoryModel
 @testable import PageWalk
 import TestKit
+import Scenario
 
 /// powerpc's subpage_prot(2) marking VMAs VM_NOHUGEPAGE and splitting
 /// their PMD THPs (`subpage_walk_ops`) on both walkers: the same end state
@@ -62,5 +63,23 @@ import TestKit
         guard case .present(.pte, _, let p) = mm.translate(2 * mb2 + 300 * page) else { Issue.record("not split"); return }
         #expect(p == head + 300)
         #expect(try SubpageProt.markVMAsNoHuge(mm, 8 * mb2, mb2) == 0)
+    }
+    /// The whole user range of the default scenario's first process: both
+    /// walkers leave the same end state, with no PMD entry left outside
+    /// hugetlb (checked page by page from the translations).
+    @Test func defaultScenarioWholeRange() throws {
+        var states: [[String]] = []
+        for w in WalkerKind.allCases {
+            let mm = try ScenarioBuilder.buildDefault().processes[0].addressSpace
+            let before = mm.vmas.filter { vma in !vma.isHugetlb && stride(from: vma.start, to: vma.end, by: Int(page)).contains { level(mm, $0) == .pmd } }
+            #expect(!before.isEmpty, "the scenario has a THP")
+            try SubpageProt.markVMAsNoHuge(mm, 0, mm.geometry.userAddressLimit, walker: w)
+            for vma in mm.vmas where !vma.isHugetlb {
+                #expect(!stride(from: vma.start, to: vma.end, by: Int(page)).contains { level(mm, $0) == .pmd }, "\(w) \(vma)")
+                #expect(vma.flags.contains(.noHugePage))
+            }
+            states.append(endState(mm))
+        }
+        #expect(states[0] == states[1], "\(endStateDifferences(states[0], states[1]).joined(separator: "\n"))")
     }
 }
