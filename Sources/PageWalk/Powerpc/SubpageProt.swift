@@ -46,7 +46,7 @@ public enum SubpageProt {
     /// hugetlb is split (`.splitPMD`), everything else passed over.
     static func rangeSplit(_ mm: AddressSpace, _ vma: VMA) throws(PageWalkError) {
         if vma.isHugetlb { return }
-        try mm.withUpdateWalk(vma.start..<vma.end, lock: .mmapWrite, options: walkOptions) { (walk) throws(PageWalkError) in
+        try mm.withUpdateWalk(vma.start..<vma.end, lock: .mmapWrite, options: walkOptions) { (walk) throws(PageWalkError) -> Void in
             try walk.forEach { (u) throws(PageWalkError) -> UpdateStep in
                 let e = u.entry
                 guard e.level.tableLevel == .pmd else { return .next }
