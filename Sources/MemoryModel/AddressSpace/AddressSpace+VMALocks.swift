@@ -24,6 +24,16 @@ extension AddressSpace {
         vma.vmaLock.startWrite(mmSequence: mmapLock.writeSequence)
     }
 
+    /// `vm_flags_set()`: adds `flags` to `vma` under the mmap write lock,
+    /// write-locking the VMA first (`vma_start_write()`), as walker users
+    /// that mark a VMA before walking it do (powerpc's subpage_prot sets
+    /// VM_NOHUGEPAGE).
+    package func vmFlagsSet(_ vma: VMA, _ flags: VMFlags) throws(ModelError) {
+        try assertMmapLocked(.write)
+        vmaStartWrite(vma)
+        vma.flags.formUnion(flags)
+    }
+
     /// `vma_start_write()` on every VMA meeting `[start, end)`.
     func vmaStartWrite(_ start: UInt64, _ end: UInt64) {
         for vma in vmas(intersecting: start, end) { vmaStartWrite(vma) }

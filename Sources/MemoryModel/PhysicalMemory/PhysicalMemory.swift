@@ -74,6 +74,10 @@ public final class PhysicalMemory: @unchecked Sendable {
         return Memmap.folio(pfn, record: r)
     }
 
+    /// `pfn_valid()`: the frame has a memmap record (its section exists),
+    /// whether or not a folio holds it now.
+    package func pfnValid(_ pfn: UInt64) -> Bool { memmap.existingRecord(pfn) != nil }
+
     /// The page for frame `pfn`.
     public func page(_ pfn: UInt64) -> Page? {
         guard let f = folio(containing: pfn) else { return nil }
@@ -185,6 +189,18 @@ public final class PhysicalMemory: @unchecked Sendable {
         let old = Int(Int32(bitPattern: folio.head[RecordWord.counter].wrappingSubtract(UInt32(n), ordering: .acquiringAndReleasing).oldValue))
         if old == n { freeFolio(folio) }
     }
+
+    /// `folio_get()`: one more reference, held by a walker user past the
+    /// table lock (KSM's scan keeps the folio it found). The zero pages are
+    /// not counted, as `put` does not count them.
+    package func folioGet(_ folio: Folio) {
+        if folio.isZero { return }
+        folio.addRef(1)
+    }
+
+    /// `folio_put()`: drops a reference `folioGet` took; the folio is freed
+    /// when it was the last.
+    package func folioPut(_ folio: Folio) { put(folio) }
 
     /// Records that a large folio became `n` order-0 folios.
     func noteSplit(order: Int, into n: Int) {
