@@ -112,7 +112,9 @@ extension ReferenceModel {
         let p = try alive(pid)
         defer { collect() }
         _ = try covered(p, start, end, "mlock")
-        for vma in try isolate(p, start, end) {
+        // Hugetlb and VM_SPECIAL VMAs are populated but never VM_LOCKED.
+        let lockable = { (v: ReferenceVMA) in !v.isHugetlb && v.flags.intersection(Self.specialFlags).isEmpty }
+        for vma in try isolate(p, start, end, where: lockable) {
             vma.flags.insert(.locked)
             if onFault { vma.flags.insert(.lockOnFault) } else { vma.flags.remove(.lockOnFault) }
         }
@@ -121,8 +123,9 @@ extension ReferenceModel {
         for vma in try covered(p, start, end, "mlock") {
             let s = max(start, vma.start), e = min(end, vma.end)
             if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
-            if onFault {
-                if !vma.isHugetlb { try setMlocked(p, vma, true) }
+            // Only VMAs that took VM_LOCKONFAULT are left unpopulated.
+            if vma.flags.contains(.lockOnFault) {
+                try setMlocked(p, vma, true)
                 continue
             }
             let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
@@ -146,7 +149,7 @@ extension ReferenceModel {
         let p = try alive(pid)
         defer { collect() }
         _ = try covered(p, start, end, "munlock")
-        for vma in try isolate(p, start, end) where vma.flags.contains(.locked) {
+        for vma in try isolate(p, start, end, where: { $0.flags.contains(.locked) }) {
             vma.flags.subtract([.locked, .lockOnFault])
             if !vma.isHugetlb { try setMlocked(p, vma, false) }
         }

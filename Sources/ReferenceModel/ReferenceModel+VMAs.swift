@@ -38,6 +38,15 @@ extension ReferenceModel {
         return p.vmas(intersecting: s, e)
     }
 
+    /// `isolate` for a flag change that leaves some VMAs alone: only those
+    /// `changes` accepts are split at the edges and returned.
+    func isolate(_ p: ReferenceProcess, _ s: UInt64, _ e: UInt64,
+                 where changes: (ReferenceVMA) -> Bool) throws(ModelError) -> [ReferenceVMA] {
+        if let i = p.vmaIndex(containing: s), changes(p.vmas[i]) { try splitVMA(p, at: s) }
+        if let i = p.vmaIndex(containing: e), p.vmas[i].start < e, changes(p.vmas[i]) { try splitVMA(p, at: e) }
+        return p.vmas(intersecting: s, e).filter(changes)
+    }
+
     func canMerge(_ a: ReferenceVMA, _ b: ReferenceVMA) -> Bool {
         guard a.end == b.start, a.flags.subtracting(.sticky) == b.flags.subtracting(.sticky), a.name == b.name, a.policy == b.policy,
               a.protectionKey == b.protectionKey, a.hugePageSize == b.hugePageSize,

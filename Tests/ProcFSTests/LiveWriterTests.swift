@@ -215,6 +215,42 @@ import LiveKernel
         try compare(mirror, [m])
     }
 
+    /// mlock(2) over the first huge page of a hugetlb mapping, then
+    /// mlock2(MLOCK_ONFAULT) over all of it: the kernel populates each
+    /// range but leaves the VMA whole and its flags alone (`mlock_fixup()`
+    /// skips hugetlb): no `lo` or `lf` in VmFlags, Locked: 0 kB, and no
+    /// MLOCKED page; without VM_LOCKONFAULT the second call populates the
+    /// rest. The model does the same on each walker.
+    @Test(arguments: WalkerKind.allCases)
+    func hugetlbIsPopulatedButNeverLocked(_ walker: WalkerKind) throws {
+        guard getuid() == 0 else { try Test.cancel("needs root to reserve hugetlb pages") }
+        let f = try FencedMappings()
+        do { _ = try f.live.reserveHugePages(2) } catch { try Test.cancel("hugetlb pool: \(error)") }
+        let m: LiveMapping
+        do { m = try f.hugetlb(4 << 20) } catch { try Test.cancel("\(error)") }
+        do { try f.live.mlock(m, offset: 0, length: 2 << 20) } catch { try Test.cancel("mlock: \(error)") }
+        defer { _ = try? f.live.munlock(m) }
+        let afterMlock = try #require(try KernelView.smaps()[m.start], "no kernel VMA at \(m)")
+        #expect(afterMlock.contains("\(String(m.start, radix: 16))-\(String(m.end, radix: 16)) "), "the kernel split the VMA:\n\(afterMlock)")
+        #expect(afterMlock.contains("Private_Hugetlb:    2048 kB"), "mlock populated the first huge page:\n\(afterMlock)")
+        // Not VM_LOCKONFAULT, so mlock2(MLOCK_ONFAULT) populates the rest.
+        try f.live.mlockOnFault(m)
+        let block = try #require(try KernelView.smaps()[m.start], "no kernel VMA at \(m)")
+        let flags = try #require(block.split(separator: "\n").first { $0.hasPrefix("VmFlags:") })
+        #expect(!flags.split(separator: " ").contains("lo") && !flags.split(separator: " ").contains("lf"), "\(flags)")
+        #expect(block.contains("Private_Hugetlb:    4096 kB"), "mlock2(MLOCK_ONFAULT) populated the hugetlb VMA:\n\(block)")
+
+        let mirror = try Mirror()
+        let file = try mirror.file(of: m, kernel: try KernelView.smaps(), shmem: false)
+        try mirror.mm.mmap(start: m.start, end: m.end, access: [.read, .write], kind: .hugetlb(pageSize: 2 << 20, file: file))
+        try mirror.mm.mlock(m.start, m.start + (2 << 20), walker: walker)
+        try mirror.mm.mlock2(m.start, m.end, onFault: true, walker: walker)
+        let vma = try #require(mirror.mm.vma(containing: m.start))
+        #expect(vma.start == m.start && vma.end == m.end && vma.flags.isDisjoint(with: [.locked, .lockOnFault]), "\(vma)")
+        #expect(try Self.kernelMlocked(m) == Self.modelMlocked(mirror, m))
+        try compare(mirror, [m])
+    }
+
     /// A PMD THP of which mlock covers only the first 1 MiB: the VMA split
     /// maps the THP by PTEs, and a large folio locked in part is not
     /// mlocked, in the kernel and the model alike.

@@ -145,10 +145,12 @@ extension AddressSpace {
 
     /// `mlock()` and `mlock2()` up to the folio walk: marks the VMAs
     /// VM_LOCKED (and VM_LOCKONFAULT for `onFault`), splitting at the edges
-    /// and merging (`mlock_fixup()`), then faults every page in unless
-    /// `onFault` (`__mm_populate()`: a write fault for private writable
-    /// mappings), and has `mlockFolios` mlock what each VMA maps: the
-    /// walker user (PageWalk's `mlock_walk_ops` on either walker).
+    /// and merging (`mlock_fixup()`, which leaves hugetlb and VM_SPECIAL
+    /// VMAs whole and unmarked), then faults in every page of the VMAs not
+    /// VM_LOCKONFAULT (`__mm_populate()`: a write fault for private
+    /// writable mappings; PFN and I/O maps skipped), and has `mlockFolios`
+    /// mlock what each VMA maps: the walker user (PageWalk's
+    /// `mlock_walk_ops` on either walker).
     /// Populating stops at the first guard or poison marker, or PROT_NONE
     /// VMA: the VMAs stay locked, the pages after it unpopulated, and the
     /// call fails (mlock(2) returns ENOMEM).
@@ -158,7 +160,7 @@ extension AddressSpace {
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "mlock")
             let flags: VMFlags = onFault ? [.locked, .lockOnFault] : [.locked]
-            for vma in Array(try isolateVMAs(start, end)) {
+            for vma in try isolateVMAs(start, end, where: Self.mlockChangesFlags) {
                 vmaStartWrite(vma)
                 vma.flags.formUnion(flags)
                 if !onFault { vma.flags.remove(.lockOnFault) }
@@ -170,8 +172,11 @@ extension AddressSpace {
             for vma in vmas(intersecting: start, end) {
                 let s = max(start, vma.start), e = min(end, vma.end)
                 if vma.flags.contains(.pfnMap) || vma.flags.contains(.io) { continue }
-                if onFault {
-                    if !vma.isHugetlb { try mlockFolios(vma) }
+                // Populating skips what is locked on fault, by the VMA's own
+                // flags: a hugetlb VMA, never VM_LOCKONFAULT, is populated
+                // by mlock2(MLOCK_ONFAULT) too (populate_vma_page_range()).
+                if vma.flags.contains(.lockOnFault) {
+                    try mlockFolios(vma)
                     continue
                 }
                 let write = vma.flags.contains(.write) && !vma.flags.contains(.shared)
@@ -210,7 +215,7 @@ extension AddressSpace {
         try checkAlive()
         try withMmapWriteLock { (_) throws(ModelError) in
             _ = try coveredVMAs(start, end, operation: "munlock")
-            for vma in Array(try isolateVMAs(start, end)) where vma.flags.contains(.locked) {
+            for vma in try isolateVMAs(start, end, where: { $0.flags.contains(.locked) }) {
                 vmaStartWrite(vma)
                 vma.flags.subtract([.locked, .lockOnFault])
                 if !vma.isHugetlb { try munlockFolios(vma) }

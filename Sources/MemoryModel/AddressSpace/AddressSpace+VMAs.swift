@@ -128,6 +128,22 @@ extension AddressSpace {
         return vmas(intersecting: start, end)
     }
 
+    /// The VMAs of `[start, end)` that `changes` accepts, split at the
+    /// range's edges; the others are left whole, as a flag change that
+    /// leaves a VMA alone never splits it (`mlock_fixup()` and the like).
+    func isolateVMAs(_ start: UInt64, _ end: UInt64, where changes: (VMA) -> Bool) throws(ModelError) -> [VMA] {
+        if let v = vma(containing: start), changes(v) { try splitVMA(at: start) }
+        if let v = vma(containing: end), v.start < end, changes(v) { try splitVMA(at: end) }
+        return vmas(intersecting: start, end).filter(changes)
+    }
+
+    /// Whether `mlock_fixup()` changes the lock flags of `vma`: never for
+    /// VM_SPECIAL mappings (PFN, mixed, I/O, don't-expand) or hugetlb,
+    /// which mlock(2) still populates but never marks VM_LOCKED.
+    package static func mlockChangesFlags(_ vma: VMA) -> Bool {
+        !vma.isHugetlb && vma.flags.intersection(specialFlags).isEmpty
+    }
+
     /// Whether two adjacent VMAs may merge (`is_mergeable_vma()`, and the
     /// anon_vma and file offset checks: an anon_vma on at most one side, or
     /// the same one on both).
