@@ -49,6 +49,8 @@ struct Config {
     /// Largest VMA count of the sparse sweep.
     var sweepMaxVMAs = 100_000
     var sweepSVGPath: String?
+    /// A lower cap on the sweeps' model memory than half of MemAvailable, MiB.
+    var sweepMemLimitMiB: Int?
     var snapshot: String?
     var workloads: [WorkloadKind] = WorkloadKind.allCases.filter { $0 != .snapshot }
     var reps = 7
@@ -116,6 +118,7 @@ struct Config {
                                  MET/MISSED per walker, work and workload: max/min ns/page <= \(fmt(sweepFlatLimit, 1))
       --sweep-max MiB            largest size of the size sweep (default 65536; --quick: 256)
       --sweep-max-vmas N         largest VMA count of the sparse sweep (default 100000; --quick: 10000)
+      --sweep-mem-limit MiB      cap the sweeps' model memory lower than half of MemAvailable
       --sweep-svg FILE           line plots of ns/page and model bytes per page against size
     """
 
@@ -192,6 +195,7 @@ struct Config {
             case "--sweep-max": c.sweepMaxMiB = int(a)
             case "--sweep-max-vmas": c.sweepMaxVMAs = int(a)
             case "--sweep-svg": c.sweepSVGPath = value(a)
+            case "--sweep-mem-limit": c.sweepMemLimitMiB = int(a)
             case "-h", "--help": print(usage); exit(0)
             default: fail("unknown option '\(a)'")
             }

@@ -29,6 +29,8 @@ struct SweepPoint: Codable {
     /// MiB (sizes) or VMAs (sparse): the x axis.
     var x: Int
     var label: String
+    /// The model workload as built (geometry for the sparse sweep).
+    var detail: String
     var pages: Int
     var buildSeconds: Double
     /// RSS growth while the model workload was built (its arenas, memmap
@@ -126,7 +128,8 @@ func runSweep(_ sweep: SweepKind, _ c: Config) -> (SweepResult, [String]) {
                              memAvailableAtStartBytes: memAvailableBytes(), flatLimit: sweepFlatLimit)
     let plan = sweepPlan(sweep, c)
     print("\n== sweep \(sweep.rawValue): \(plan.count) points; MemAvailable \(mib(result.memAvailableAtStartBytes)); " +
-          "model limit half of MemAvailable (read before each point), kernel limit (MemAvailable - \(mib(kernelSafetyBytes))) / 2")
+          "model limit half of MemAvailable (read before each point)" +
+          (c.sweepMemLimitMiB.map { " and at most \($0) MiB" } ?? "") + ", kernel limit (MemAvailable - \(mib(kernelSafetyBytes))) / 2")
     printSweepHeader(sweep)
     /// Bytes per mapped page measured at the largest point so far, per
     /// workload (the smallest points carry the fixed costs too).
@@ -143,9 +146,10 @@ func runSweep(_ sweep: SweepKind, _ c: Config) -> (SweepResult, [String]) {
         let bpp = measuredBPP[kind] ?? priorBytesPerPage(kind)
         let predicted = Int(bpp * 1.25 * Double(pages)) + (16 << 20)
         let available = min(memAvailableBytes(), result.memAvailableAtStartBytes)
-        if predicted > available / 2 {
+        let limit = min(available / 2, (c.sweepMemLimitMiB ?? Int.max >> 20) << 20)
+        if predicted > limit {
             let why = "predicted model memory \(mib(predicted)) (\(fmt(bpp, 1)) B/page \(measuredBPP[kind] == nil ? "assumed" : "measured") +25% + 16 MiB) " +
-                      "> half of MemAvailable \(mib(available))"
+                      "> the limit \(mib(limit)) (" + (limit < available / 2 ? "--sweep-mem-limit" : "half of MemAvailable \(mib(available))") + ")"
             skip("model", why)
             stopped[kind] = "a smaller size already exceeded the model limit"
             continue
@@ -182,7 +186,7 @@ func measureSweepPoint(_ kind: WorkloadKind, _ x: Int, _ label: String, _ c: Con
     let rss0 = residentBytes()
     let wl = try buildModelWorkload(kind, c)
     let growth = residentBytes() - rss0
-    var p = SweepPoint(workload: kind.rawValue, x: x, label: label, pages: wl.pages, buildSeconds: wl.buildSeconds,
+    var p = SweepPoint(workload: kind.rawValue, x: x, label: label, detail: wl.detail, pages: wl.pages, buildSeconds: wl.buildSeconds,
                        modelBytes: growth, bytesPerMappedPage: Double(growth) / Double(max(wl.pages, 1)),
                        predictedModelBytes: predicted)
     if growth > predicted {
