@@ -37,6 +37,20 @@ struct Config {
     var sizes: [WorkloadKind: Int] = [:]   // MiB per workload
     var sparseVMAs = 1000
     var sparseKiB = 64
+    /// The sparse workload in the 5-level (57-bit) geometry, VMAs below 2^56
+    /// (the sparse sweep); otherwise 4-level, below 2^47.
+    var sparseFiveLevel = false
+    var sparseUserBits: Int { sparseFiveLevel ? 56 : 47 }
+    /// The sweeps to run (Sweep.swift); they replace the workloads unless
+    /// `--only` names some.
+    var sweeps: [SweepKind] = []
+    /// Largest size of the size sweep, MiB (and the memory limit still applies).
+    var sweepMaxMiB = 64 << 10
+    /// Largest VMA count of the sparse sweep.
+    var sweepMaxVMAs = 100_000
+    var sweepSVGPath: String?
+    /// A lower cap on the sweeps' model memory than half of MemAvailable, MiB.
+    var sweepMemLimitMiB: Int?
     var snapshot: String?
     var workloads: [WorkloadKind] = WorkloadKind.allCases.filter { $0 != .snapshot }
     var reps = 7
@@ -90,7 +104,22 @@ struct Config {
 
     output:
       --json FILE                every figure as JSON
-      --svg FILE                 bar chart of the ratios
+      --svg FILE                 bar chart of the ratios (with --sweep alone: the sweep chart)
+
+    cost as the work grows (not run by default; replace the workloads unless --only is given):
+      --sweep sizes,sparse       sizes: dense 4K, PMD THP and mTHP 64K of 64 MiB, 256 MiB, ... x4 ...
+                                 64 GiB (raw walk and smaps, callback and range batched, the kernel's
+                                 smaps per walk, model bytes per mapped page); the model stays under
+                                 half of MemAvailable (predicted from the bytes per page measured at
+                                 the smaller sizes), the kernel row under (MemAvailable - 2 GiB) / 2;
+                                 larger sizes are skipped with the reason printed.
+                                 sparse: 1,000, 10,000, 100,000 VMAs of --sparse-kib KiB over the
+                                 57-bit 5-level space (kernel row only on a la57 host).
+                                 MET/MISSED per walker, work and workload: max/min ns/page <= \(fmt(sweepFlatLimit, 1))
+      --sweep-max MiB            largest size of the size sweep (default 65536; --quick: 256)
+      --sweep-max-vmas N         largest VMA count of the sparse sweep (default 100000; --quick: 10000)
+      --sweep-mem-limit MiB      cap the sweeps' model memory lower than half of MemAvailable
+      --sweep-svg FILE           line plots of ns/page and model bytes per page against size
     """
 
     static func parse(_ args: [String]) -> Config {
@@ -115,6 +144,7 @@ struct Config {
         // --quick first, so explicit flags override it wherever they appear.
         if args.contains("--quick") {
             c.quick = true; c.reps = 3; c.warmup = 1; c.sparseVMAs = 200; c.minSampleMS = 2
+            c.sweepMaxMiB = 256; c.sweepMaxVMAs = 10_000
         }
         var only: [WorkloadKind]?
         var skip: [WorkloadKind] = []
@@ -156,6 +186,16 @@ struct Config {
             case "--no-verify": c.verify = false
             case "--json": c.jsonPath = value(a)
             case "--svg": c.svgPath = value(a)
+            case "--sweep":
+                c.sweeps = value(a).split(separator: ",").flatMap { s -> [SweepKind] in
+                    if s == "all" { return SweepKind.allCases }
+                    guard let k = SweepKind(rawValue: String(s)) else { fail("--sweep: unknown sweep '\(s)' (sizes, sparse, all)") }
+                    return [k]
+                }
+            case "--sweep-max": c.sweepMaxMiB = int(a)
+            case "--sweep-max-vmas": c.sweepMaxVMAs = int(a)
+            case "--sweep-svg": c.sweepSVGPath = value(a)
+            case "--sweep-mem-limit": c.sweepMemLimitMiB = int(a)
             case "-h", "--help": print(usage); exit(0)
             default: fail("unknown option '\(a)'")
             }
@@ -163,8 +203,8 @@ struct Config {
         }
         if c.sparseKiB % 4 != 0 { fail("--sparse-kib must be a multiple of 4") }
         if (c.sizes[.mthpMix] ?? 2) < 2 { fail("--mix needs at least 2 MiB") }
-        var list = only ?? WorkloadKind.allCases.filter { $0 != .snapshot }
-        if c.snapshot != nil && only == nil { list.append(.snapshot) }
+        var list = only ?? (c.sweeps.isEmpty ? WorkloadKind.allCases.filter { $0 != .snapshot } : [])
+        if c.snapshot != nil && only == nil && c.sweeps.isEmpty { list.append(.snapshot) }
         if list.contains(.snapshot) && c.snapshot == nil { fail("the snapshot workload needs --snapshot DIR") }
         c.workloads = list.filter { !skip.contains($0) }
         return c

@@ -226,7 +226,7 @@ func buildLive(_ kind: WorkloadKind, _ c: Config, _ live: LiveMappings) throws -
         var ranges: [Range<UInt64>] = []
         var seed = c.seed
         while ranges.count < c.sparseVMAs {
-            for a in sparseAddresses(count: c.sparseVMAs - ranges.count, bytes: UInt64(bytes), seed: seed)
+            for a in sparseAddresses(count: c.sparseVMAs - ranges.count, bytes: UInt64(bytes), seed: seed, userBits: c.sparseUserBits)
             where mapFixed(live, address: a, size: bytes) {
                 ranges.append(a..<a + UInt64(bytes))
             }

@@ -51,11 +51,13 @@ struct SplitMix {
 }
 
 /// The sparse workload's VMA addresses: `count` ranges of `bytes` scattered
-/// over the 47-bit user space, 2 MiB aligned so no two share a PTE table,
-/// sorted.
-func sparseAddresses(count: Int, bytes: UInt64, seed: UInt64, avoid: (UInt64) -> Bool = { _ in false }) -> [UInt64] {
+/// over the user space of `userBits` bits (47: 4-level x86-64, 56: the user
+/// half of the 57-bit 5-level space), 2 MiB aligned so no two share a PTE
+/// table, sorted.
+func sparseAddresses(count: Int, bytes: UInt64, seed: UInt64, userBits: Int = 47,
+                     avoid: (UInt64) -> Bool = { _ in false }) -> [UInt64] {
     var rng = SplitMix(state: seed)
-    let low: UInt64 = 1 << 32, high: UInt64 = (1 << 47) - (1 << 32)
+    let low: UInt64 = 1 << 32, high: UInt64 = (1 << UInt64(userBits)) - (1 << 32)
     let align: UInt64 = 2 << 20
     var set = Set<UInt64>()
     var out: [UInt64] = []
@@ -93,9 +95,9 @@ func pageCount(_ spaces: [ModelSpace]) -> Int {
 func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorkload {
     let t0 = nanoseconds()
     let bytes = UInt64(c.size(kind)) << 20
-    func plain(budget: UInt64) throws -> (PhysicalMemory, AddressSpace) {
+    func plain(budget: UInt64, geometry: Geometry = .x86_64) throws -> (PhysicalMemory, AddressSpace) {
         let memory = try PhysicalMemory(budgetBytes: budget + (64 << 20), swapSlots: Int(budget >> Geometry.pageShift) + Geometry.pageBytes)
-        return (memory, try AddressSpace(geometry: .x86_64, memory: memory))
+        return (memory, try AddressSpace(geometry: geometry, memory: memory))
     }
     func done(_ detail: String, _ spaces: [ModelSpace], populate: PopulateFigures? = nil, owner: Any? = nil) -> ModelWorkload {
         ModelWorkload(kind: kind, detail: detail, spaces: spaces, pages: pageCount(spaces),
@@ -144,12 +146,13 @@ func buildModelWorkload(_ kind: WorkloadKind, _ c: Config) throws -> ModelWorklo
         return done("\(bytes >> 20) MiB dense 4K, every other run of \(swapRunPages) pages swapped out", [space(mm)])
     case .sparse:
         let vmaBytes = UInt64(c.sparseKiB) << 10
-        let (_, mm) = try plain(budget: UInt64(c.sparseVMAs) * vmaBytes)
-        for a in sparseAddresses(count: c.sparseVMAs, bytes: vmaBytes, seed: c.seed) {
+        let geometry: Geometry = c.sparseFiveLevel ? .x86_64FiveLevel : .x86_64
+        let (_, mm) = try plain(budget: UInt64(c.sparseVMAs) * vmaBytes, geometry: geometry)
+        for a in sparseAddresses(count: c.sparseVMAs, bytes: vmaBytes, seed: c.seed, userBits: c.sparseUserBits) {
             try mm.mmap(start: a, end: a + vmaBytes, access: [.read, .write])
             try mm.fault(a, a + vmaBytes, write: true)
         }
-        return done("\(c.sparseVMAs) VMAs of \(c.sparseKiB) KiB, 4K pages, scattered over 47 bits", [space(mm)])
+        return done("\(c.sparseVMAs) VMAs of \(c.sparseKiB) KiB, 4K pages, scattered over \(c.sparseUserBits) bits (\(geometry))", [space(mm)])
     case .scenario:
         let built = try ScenarioBuilder.buildDefault()
         let spaces = built.processes.map { space($0.addressSpace) }

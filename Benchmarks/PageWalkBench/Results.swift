@@ -97,6 +97,8 @@ struct Report: Codable {
     /// [range walker][work][workload] over the specialized callback.
     var rangeOverSpecializedCallback: [String: [String: [String: Double]]]
     var oursOverKernel: [String: [String: Double]]
+    /// `--sweep`: cost as the work grows (Sweep.swift).
+    var sweeps: [SweepResult]?
 }
 
 func machineInfo() -> MachineInfo {

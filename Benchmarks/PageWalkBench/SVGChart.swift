@@ -33,9 +33,7 @@ func svgChart(_ results: [WorkloadResult], _ targets: [TargetResult], title: Str
         let l = min(max(log10(max(v, 1e-9)), lo), hi)
         return left + labelW + (l - lo) / (hi - lo) * plotW
     }
-    func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-    }
+    let esc = svgEscape
     var body = ""
     var y = 50.0
     for (name, rows) in panels {

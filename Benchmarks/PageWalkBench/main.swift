@@ -65,8 +65,15 @@ for kind in config.workloads {
     results.append(r)
 }
 
+var sweeps: [SweepResult] = []
+for sweep in config.sweeps {
+    let (r, problems) = runSweep(sweep, config)
+    sweeps.append(r)
+    failures += problems
+}
+
 let targets = evaluateTargets(results)
-printSummary(results, targets)
+if !results.isEmpty { printSummary(results, targets) }
 let total = seconds(since: started)
 print("\ntotal \(fmt(total, 1)) s")
 
@@ -87,7 +94,8 @@ for r in results {
 let report = Report(command: command, machine: machine,
                     method: "release build; per figure \(config.warmup) warm-up runs and \(config.reps) timed samples, walkers interleaved; timed by \(config.wallClock ? "the wall clock" : "the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: user + system, so the kernel's work inside read() counts and competing processes do not)"); median, min/max, quartiles in ns per run; per-page figures divide by the workload's virtual pages; floor multiples divide ns/page by the bare-loop floor of this run (dense 4K); kernel figures are whole-file reads of /proc/self/{smaps,smaps_rollup,numa_maps} (smaps and numa_maps also per walk: read() requests planned so that each workload record is produced once, seqFile has the proof) minus, sample by sample, the same read of /proc/PID/... of a paused copy of the process forked before the workload was mapped (baseline), and pread of /proc/self/pagemap over the workload's ranges",
                     reps: config.reps, warmup: config.warmup, minSampleMS: config.minSampleMS, totalSeconds: total,
-                    workloads: results, targets: targets, rangeOverCallback: rc, rangeOverSpecializedCallback: rs, oursOverKernel: ok)
+                    workloads: results, targets: targets, rangeOverCallback: rc, rangeOverSpecializedCallback: rs, oursOverKernel: ok,
+                    sweeps: sweeps.isEmpty ? nil : sweeps)
 if let path = config.jsonPath {
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -96,12 +104,20 @@ if let path = config.jsonPath {
         print("json: \(path)")
     } catch { failures.append("could not write \(path): \(error)") }
 }
-if let path = config.svgPath {
-    let svg = svgChart(results, targets, title: "pagewalk-bench — Linux \(machine.kernel), \(machine.cpus) CPUs, \(config.quick ? "quick" : "full") run")
+@MainActor func writeSVG(_ svg: String, _ path: String) {
     do {
         try svg.write(toFile: path, atomically: true, encoding: .utf8)
         print("svg: \(path)")
     } catch { failures.append("could not write \(path): \(error)") }
+}
+let chartTitle = "pagewalk-bench — Linux \(machine.kernel), \(machine.cpus) CPUs"
+// --svg with sweeps alone writes the sweep chart.
+let sweepSVGPath = config.sweepSVGPath ?? (results.isEmpty ? config.svgPath : nil)
+if let path = config.svgPath, !results.isEmpty {
+    writeSVG(svgChart(results, targets, title: "\(chartTitle), \(config.quick ? "quick" : "full") run"), path)
+}
+if let path = sweepSVGPath, !sweeps.isEmpty {
+    writeSVG(sweepChart(sweeps, title: "\(chartTitle): cost as the work grows"), path)
 }
 if !failures.isEmpty {
     printError("pagewalk-bench: failed run:\n" + failures.map { "  \($0)\n" }.joined())
