@@ -24,7 +24,7 @@ extension AddressSpace {
                     let c = vma.copy(start: vma.start, end: vma.end)
                     c.flags.subtract([.uffdWP, .uffdMissing, .uffdMinor, .locked, .lockOnFault])
                     if c.hasAnonVMA { c.anonVMAIdentity = VMA.newAnonVMA() }
-                    child.changeVMAs { $0.append(c) }
+                    child.replaceVMAs(child.vmaList.count..<child.vmaList.count, with: [c])
                     if vma.flags.contains(.wipeOnFork) { c.hasAnonVMA = false; continue }
                     // vma_needs_copy(): anonymous pages, PFN maps, and VMAs that
                     // may hold guard markers (VM_MAYBE_GUARD copies on fork).

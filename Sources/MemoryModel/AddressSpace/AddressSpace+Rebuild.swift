@@ -129,7 +129,7 @@ extension AddressSpace {
                       protectionKey: protectionKey, hugePageSize: flags.contains(.hugetlb) ? hugePageSize : 0,
                       hasAnonVMA: hasAnonVMA)
         let i = firstVMAIndex(endingAfter: start)
-        changeVMAs { $0.insert(vma, at: i) }
+        replaceVMAs(i..<i, with: [vma])
         return vma
     }
 

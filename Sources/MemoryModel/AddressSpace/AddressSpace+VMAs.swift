@@ -94,7 +94,7 @@ extension AddressSpace {
         let vma = VMA(start: start, end: end, flags: flags, backing: backing, name: name, policy: policy,
                       protectionKey: protectionKey, hugePageSize: hugeSize)
         let i = firstVMAIndex(endingAfter: start)
-        changeVMAs { $0.insert(vma, at: i) }
+        replaceVMAs(i..<i, with: [vma])
         // A new mapping merges with compatible neighbours (vma_merge_new_range()).
         mergeVMAs(around: start, end)
         return self.vma(containing: start) ?? vma
@@ -117,7 +117,7 @@ extension AddressSpace {
         try splitLeafStraddling(address)
         let a = v.copy(start: v.start, end: address)
         let b = v.copy(start: address, end: v.end)
-        changeVMAs { $0.replaceSubrange(i...i, with: [a, b]) }
+        replaceVMAs(i..<(i + 1), with: [a, b])
     }
 
     /// Splits VMAs so that `[start, end)` is covered by whole VMAs, and
@@ -169,7 +169,7 @@ extension AddressSpace {
                 let m = a.copy(start: a.start, end: b.end)
                 m.flags.formUnion(b.flags.intersection(.sticky))
                 m.anonVMAIdentity = a.anonVMAIdentity != 0 ? a.anonVMAIdentity : b.anonVMAIdentity
-                changeVMAs { $0.replaceSubrange(i...(i + 1), with: [m]) }
+                replaceVMAs(i..<(i + 2), with: [m])
             } else {
                 i += 1
             }

@@ -266,6 +266,22 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         return result
     }
 
+    /// `changeVMAs` for one run of the list replaced by `new`: the list is
+    /// changed in place, copied only while a reader holds it, so building or
+    /// forking n VMAs costs O(n) and not O(n²).
+    func replaceVMAs(_ range: Range<Int>, with new: [VMA]) {
+        // A copy, not a slice: a slice would keep the buffer shared.
+        let left = Array(vmaList[range])
+        for vma in new where !left.contains(where: { $0 === vma }) { vmaStartWrite(vma) }
+        for vma in left where !new.contains(where: { $0 === vma }) {
+            vmaStartWrite(vma)
+            vma.vmaLock.markDetached()
+        }
+        anonVMALock.lockWrite()
+        vmaList.replaceSubrange(range, with: new)
+        anonVMALock.unlockWrite()
+    }
+
     /// `find_vma()`-style lookup: the VMA containing `address`, in O(log n).
     public func vma(containing address: UInt64) -> VMA? {
         guard let i = vmaIndex(containing: address) else { return nil }
