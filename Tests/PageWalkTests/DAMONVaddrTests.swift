@@ -2,6 +2,7 @@ import Testing
 import MemoryModel
 @testable import PageWalk
 import TestKit
+import ReferenceModel
 
 /// DAMON's virtual-address walks (mm/damon/vaddr.c: `damon_mkold_ops`,
 /// `damon_young_ops`, the stat walk) on both walkers, with the folio idle
@@ -202,5 +203,51 @@ import TestKit
             return try DAMONVaddr.stat(mm, anon..<anon + 16 * page, scheme: &s, walker: w)
         }
         #expect(old == 4 * page)
+    }
+
+    @Test func theReferenceModelAgreesOnIdleFolios() throws {
+        for w in WalkerKind.allCases {
+            let memory = try PhysicalMemory(budgetBytes: 256 << 20)
+            let o = AddressSpaceOptions(softDirty: true, pid: 1)
+            let mm = try AddressSpace(geometry: .x86_64, memory: memory, options: o)
+            let model = ReferenceModel(geometry: .x86_64, options: o)
+            model.addProcess(pid: 1)
+            let file = memory.file(path: "/data", device: DeviceNumber(major: 8, minor: 1), inode: 9)
+            try mm.mmap(start: anon, end: anon + 16 * page, access: [.read, .write])
+            try model.mmap(pid: 1, start: anon, end: anon + 16 * page, access: [.read, .write])
+            try mm.mmap(start: thp, end: thp + mb2, access: [.read, .write])
+            try model.mmap(pid: 1, start: thp, end: thp + mb2, access: [.read, .write])
+            try mm.mmap(start: mthp, end: mthp + 8 * page, access: [.read, .write], shared: true, kind: .file(file, offset: 0))
+            try model.mmap(pid: 1, start: mthp, end: mthp + 8 * page, access: [.read, .write], shared: true,
+                           kind: .file(file, offset: 0))
+            try mm.fault(anon, anon + 8 * page, write: true)
+            try model.fault(pid: 1, anon, anon + 8 * page, write: true)
+            try mm.fault(anon + 8 * page, anon + 16 * page, write: false)     // zero pages
+            try model.fault(pid: 1, anon + 8 * page, anon + 16 * page, write: false)
+            try mm.populateTHP(thp, thp + mb2)
+            try model.populateTHP(pid: 1, thp, thp + mb2)
+            try mm.fault(mthp, mthp + 8 * page, write: true)
+            try model.fault(pid: 1, mthp, mthp + 8 * page, write: true)
+            // mkold of anonymous pages, a zero page, the THP, file pages and a hole.
+            for a in [anon, anon + 3 * page, anon + 9 * page, thp + 5 * page, mthp, mthp + page, mthp + 2 * page, 40 * mb2] {
+                try DAMONVaddr.mkold(mm, a, walker: w)
+                try model.damonMkold(pid: 1, a)
+            }
+            #expect(ReferenceChecker.check([mm], against: model).isEmpty)
+            // File pages zapped while old stay idle; one mapped again (young)
+            // and zapped is accessed, no longer idle.
+            try mm.zap(mthp, mthp + 2 * page)
+            try model.zap(pid: 1, mthp, mthp + 2 * page)
+            #expect(ReferenceChecker.check([mm], against: model).isEmpty)
+            try mm.fault(mthp, mthp + page, write: false)
+            try model.fault(pid: 1, mthp, mthp + page, write: false)
+            let f = try #require(folio(mm, mthp))
+            #expect(f.test(.idle))
+            try mm.zap(mthp, mthp + page)
+            try model.zap(pid: 1, mthp, mthp + page)
+            #expect(!f.test(.idle))
+            let mismatches = ReferenceChecker.check([mm], against: model)
+            #expect(mismatches.isEmpty, "\(mismatches)")
+        }
     }
 }
