@@ -27,10 +27,10 @@ import TestKit
     /// reads 8, 9, whose fault-around maps the cached pages 10, 11 (read
     /// only: shared file mappings are write-notified). With `shmem`, the
     /// file is a memfd, whose read faults map pages writable and clean.
-    func machine(shmem: Bool = false, extra: (Machine) throws -> [AddressSpace] = { _ in [] }) throws -> Machine {
+    func machine(_ geometry: Geometry = .x86_64, shmem: Bool = false, extra: (Machine) throws -> [AddressSpace] = { _ in [] }) throws -> Machine {
         let memory = try PhysicalMemory(budgetBytes: 64 << 20)
-        let a = try AddressSpace(geometry: .x86_64, memory: memory, options: .init(pid: 10))
-        let b = try AddressSpace(geometry: .x86_64, memory: memory, options: .init(pid: 20))
+        let a = try AddressSpace(geometry: geometry, memory: memory, options: .init(pid: 10))
+        let b = try AddressSpace(geometry: geometry, memory: memory, options: .init(pid: 20))
         let file = memory.file(path: "/dev/dri/card0-bo", device: DeviceNumber(major: 226, minor: 0), inode: 7,
                                isShmem: shmem)
         let kind: (UInt64) -> MappingKind = { shmem ? .shmem(file, offset: $0) : .file(file, offset: $0) }
@@ -89,7 +89,7 @@ import TestKit
     func pages(_ mm: AddressSpace, _ start: UInt64, _ n: Int, _ bit: (PTE) -> Bool) -> [Int] {
         (0..<n).filter { i in
             guard case .present(.pte, let raw, _) = mm.translate(start + UInt64(i) * page) else { return false }
-            return bit(PTE(rawValue: raw, architecture: .x86_64))
+            return bit(PTE(rawValue: raw, architecture: mm.geometry.architecture))
         }
     }
 
@@ -246,5 +246,19 @@ import TestKit
             #expect(r.total == 2 && bitmap.pages == [4, 5] && bitmap.start == 0 && bitmap.end == 2)
         }
         #expect(MappingDirtyError.bitmapDoesNotCover(firstIndex: 0, count: 1, bitmapFirstIndex: 1, bitmapBits: 1).errno == -22)
+    }
+
+    @Test func arm64AgreesAcrossWalkers() throws {
+        // arm64 write-notified file pages: the same counts as on x86-64,
+        // and the walkers leave the same entries.
+        let (m, r, bitmap) = try cleanTwin({ try machine(.arm64) }, firstIndex: 0, count: 16,
+                                           bitmap: MappingDirtyBitmap(firstIndex: 0, bitCount: 16))
+        #expect(r.total == 8 && bitmap.pages == [0, 1, 2, 3, 4, 5, 12, 13])
+        #expect(pages(m.a, aBase, 16, \.isDirty).isEmpty)
+        let (m2, wp) = try twin({ try machine(.arm64) }) { m, w in
+            try MappingDirty.wpSharedMappingRange(m.memory, m.file, firstIndex: 0, count: 16, walker: w)
+        }
+        #expect(wp.total == 8 && pages(m2.a, aBase, 16, \.isWritable).isEmpty)
+        #expect(pages(m2.a, aBase, 16, \.isDirty) == Array(0..<6))
     }
 }
