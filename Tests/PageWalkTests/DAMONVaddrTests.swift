@@ -111,12 +111,22 @@ import ReferenceModel
         #expect(zero == [false, false])
     }
 
-    @Test func hugetlbYoungIsReadOnBothWalkers() throws {
-        let (_, r) = try twin({ mm in
-            try mm.mmap(start: 40 * mb2, end: 41 * mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))
-            try mm.populateHugetlb(40 * mb2, 41 * mb2)
-        }) { mm, w in try DAMONVaddr.young(mm, 40 * mb2 + 3 * page, walker: w) }
+    @Test func hugetlbPagesAreMadeOldAndChecked() throws {
+        let h = 40 * mb2
+        let hugetlb = { (mm: AddressSpace) throws in
+            try mm.mmap(start: h, end: h + mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))
+            try mm.populateHugetlb(h, h + mb2)
+        }
+        let (_, r) = try twin(hugetlb) { mm, w in try DAMONVaddr.young(mm, h + 3 * page, walker: w) }
         #expect(r == .init(young: true, folioSize: mb2))
+        let (mm, marked) = try twin(hugetlb) { mm, w in try DAMONVaddr.mkold(mm, h + 3 * page, walker: w) }
+        #expect(marked && !entryYoung(mm, h))
+        #expect(folio(mm, h)?.test(.idle) == true && folio(mm, h)?.test(.young) == true)
+        let (_, after) = try twin({ mm in
+            try hugetlb(mm)
+            try DAMONVaddr.mkold(mm, h)
+        }) { mm, w in try DAMONVaddr.young(mm, h + 100 * page, walker: w) }
+        #expect(after == .init(young: false, folioSize: mb2))
     }
 
     @Test func aYoungFilePTEZappedMarksTheFolioAccessed() throws {
@@ -228,8 +238,15 @@ import ReferenceModel
             try model.populateTHP(pid: 1, thp, thp + mb2)
             try mm.fault(mthp, mthp + 8 * page, write: true)
             try model.fault(pid: 1, mthp, mthp + 8 * page, write: true)
-            // mkold of anonymous pages, a zero page, the THP, file pages and a hole.
-            for a in [anon, anon + 3 * page, anon + 9 * page, thp + 5 * page, mthp, mthp + page, mthp + 2 * page, 40 * mb2] {
+            let h = 20 * mb2
+            try mm.mmap(start: h, end: h + mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))
+            try model.mmap(pid: 1, start: h, end: h + mb2, access: [.read, .write], kind: .hugetlb(pageSize: mb2, file: nil))
+            try mm.populateHugetlb(h, h + mb2)
+            try model.populateHugetlb(pid: 1, h, h + mb2)
+            // mkold of anonymous pages, a zero page, the THP, file pages, a
+            // hugetlb page and a hole.
+            for a in [anon, anon + 3 * page, anon + 9 * page, thp + 5 * page, mthp, mthp + page, mthp + 2 * page, h + 7 * page,
+                      40 * mb2] {
                 try DAMONVaddr.mkold(mm, a, walker: w)
                 try model.damonMkold(pid: 1, a)
             }

@@ -20,12 +20,18 @@ extension DAMONVaddr {
     }
 
     /// `mkold` on the range walker: an update walk of the page; a present
-    /// PTE or PMD leaf whose folio `damon_get_folio()` finds is made old.
+    /// PTE or PMD leaf whose folio `damon_get_folio()` finds is made old,
+    /// and a present hugetlb entry (`clearHugetlbYoung()`).
     static func rangeMkold(_ mm: AddressSpace, _ page: UInt64) throws(PageWalkError) -> Bool {
         let layout = mm.geometry.layout
         var marked = false
         try mm.withUpdateWalk(page..<page + Geometry.pageSize, lock: .mmapRead, options: updateOptions) { (walk) throws(PageWalkError) -> Void in
             try walk.forEach { (u) throws(PageWalkError) -> UpdateStep in
+                if case .folio(let f, _, _) = u.entry.content, f.isHugetlb {
+                    markOld(f, wasYoung: try u.clearHugetlbYoung())
+                    marked = true
+                    return .next
+                }
                 guard isPresentLeaf(u.entry), let f = damonGetFolio(mm.memory, entryPFN(u.entry, layout)) else { return .next }
                 markOld(f, wasYoung: try u.testAndClearYoung())
                 marked = true

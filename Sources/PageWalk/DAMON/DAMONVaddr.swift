@@ -24,9 +24,12 @@ import MemoryModel
 /// entry is passed over; a PTE table gone between the PMD check and its
 /// lock ends the handler without a retry, as since the 6.17 fix.
 ///
-/// Not modelled: the MMU notifier's secondary access bits (KVM), and the
-/// hugetlb half of `mkold` (`damon_mkold_hugetlb_entry()`: the update walk
-/// writes no hugetlb entries; `young` reads them on both walkers).
+/// Hugetlb pages are made old and checked too (`damon_mkold_hugetlb_entry()`,
+/// `damon_young_hugetlb_entry()`); the range version makes them old with
+/// the update walk's one hugetlb write, `clearHugetlbYoung()`, which clears
+/// the young bit of each entry of the page where the kernel writes the
+/// gathered entry back to all of them. Not modelled: the MMU notifier's
+/// secondary access bits (KVM).
 ///
 /// `walker`: `.callback` runs the operations through `walkPageRange`;
 /// `.range` is an update walk (`mkold`, `stat`) or a read walk (`young`).

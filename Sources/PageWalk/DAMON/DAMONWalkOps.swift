@@ -66,14 +66,36 @@ extension DAMONVaddr {
         return true
     }
 
-    /// Models `damon_mkold_ops` (`damon_mkold_pmd_entry()`; the hugetlb
-    /// handler is not modelled, see `DAMONVaddr`).
+    /// Models `damon_mkold_ops` (`damon_mkold_pmd_entry()`,
+    /// `damon_mkold_hugetlb_entry()`: a hugetlb folio is found from its
+    /// PFN, with no LRU test).
     static func mkoldOps(_ mm: AddressSpace) -> MMWalkOps<Bool> {
         let access = LevelAccess(mm)
+        let layout = mm.geometry.layout
         return MMWalkOps<Bool>(
             pmdEntry: { p, addr, _, walk in
                 leafAt(access, p, addr, huge: { w in if pmdpMkold(mm, p.slot, w) { walk.privateData = true } },
                        pte: { table, i, w in if ptepMkold(mm, table, i, w) { walk.privateData = true } })
+                return 0
+            },
+            hugetlbEntry: { p, _, _, _, walk in
+                guard let vma = walk.vma else { return 0 }
+                let lock = mm.hugePTELock(forEntriesOf: p.slot.table, level: p.slot.level)
+                lock.lock()
+                defer { lock.unlock() }
+                let w = p.rawValue
+                guard w != 0, layout.isPresent(w, p.slot.level), let page = mm.memory.page(layout.pfn(w)) else { return 0 }
+                // pte_mkold() and set_huge_pte_at() on every entry of the page.
+                var young = false
+                for k in 0..<mm.hugetlbEntryShape(forSize: vma.hugePageSize).entries {
+                    let slot = EntrySlot(p.slot.table, p.slot.index + k, p.slot.level)
+                    let x = mm.entry(at: slot)
+                    guard layout.isPresent(x, p.slot.level), x & layout.young != 0 else { continue }
+                    mm.setEntry(at: slot, x & ~layout.young)
+                    young = true
+                }
+                markOld(page.folio, wasYoung: young)
+                walk.privateData = true
                 return 0
             },
             walkLock: .read)
