@@ -88,6 +88,8 @@ extension ReferenceModel {
             set(p, a, nil)
             if case .folio(let f, _) = pp.target, !pp.attrs.contains(.special) {
                 if pp.attrs.contains(.dirty) && !folios[f]!.isAnon { folios[f]!.flags.insert(.dirty) }
+                // folio_mark_accessed() for a young file page: not idle.
+                if pp.attrs.contains(.young) && !folios[f]!.isAnon { folios[f]!.flags.remove(.idle) }
                 freeSwapCache(f)
             }
             // Anonymous memory keeps no trace of the protection after a zap.

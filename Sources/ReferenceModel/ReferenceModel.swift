@@ -266,7 +266,7 @@ public final class ReferenceModel: @unchecked Sendable {
     public static let comparedAttributes: LeafAttributes = [.writable, .dirty, .young, .special, .softDirty, .uffdWP]
     /// Folio flags that the reference predicts.
     public static let trackedFlags: PageFlags = [.anon, .swapBacked, .ksm, .hugetlb, .swapCache, .mlocked, .unevictable,
-                                                 .dirty, .zoneDevice, .devicePrivate]
+                                                 .dirty, .zoneDevice, .devicePrivate, .idle]
     static let pmdSize: UInt64 = 2 << 20
 
     public init(geometry: Geometry, options: AddressSpaceOptions = .init(), nodes: Int = 1) {

@@ -87,6 +87,32 @@ extension Folio {
     @inlinable @inline(__always)
     package func clearReferenced() { setFlags([.referenced, .young], false) }
 
+    /// `folio_set_idle()` (page_idle, `CONFIG_PAGE_IDLE_FLAG`): a user of
+    /// access bits (DAMON, the page_idle bitmap) has made the folio's
+    /// mappings old; it stays idle until it is accessed again
+    /// (`markAccessed()`).
+    @inlinable @inline(__always)
+    package func markIdle() { setFlags(.idle, true) }
+
+    /// `folio_set_young()`: the access bit such a user cleared, kept on the
+    /// folio so that reclaim's reference check still counts it.
+    @inlinable @inline(__always)
+    package func markYoung() { setFlags(.young, true) }
+
+    /// `folio_mark_accessed()` (classic LRU): an unreferenced folio becomes
+    /// referenced; a referenced inactive, evictable one on an LRU list is
+    /// activated and loses the referenced bit; in every case it is no
+    /// longer idle.
+    package func markAccessed() {
+        if !test(.referenced) {
+            setFlags(.referenced, true)
+        } else if !test(.unevictable) && !test(.active) && test(.lru) {
+            setFlags(.active, true)
+            setFlags(.referenced, false)
+        }
+        if test(.idle) { setFlags(.idle, false) }
+    }
+
     /// `mlock_folio()`: mlocked and unevictable.
     @inlinable @inline(__always)
     package func mlock() { setFlags([.mlocked, .unevictable], true) }

@@ -116,6 +116,8 @@ extension AddressSpace {
                 // then drops it from the cache. Hold it across the unmap.
                 let swapCached = f.isAnon && f.test(.swapCache)
                 if swapCached { f.addRef(1) }
+                // zap_present_folio_ptes(): a young file PTE is an access.
+                if !f.isAnon && old & layout.young != 0 { f.markAccessed() }
                 unmapPage(page, old)
                 if swapCached {
                     freeSwapCache(f)
@@ -211,6 +213,8 @@ extension AddressSpace {
             if depositsTable(f) { addTables(.pte, -1) }
             if f.test(.hugeZeroPage) { return }
             if layout.isDirtyPTE(w) && !f.isAnon { f.setFlags(.dirty, true) }
+            // zap_huge_pmd(): a young file PMD is an access.
+            if !f.isAnon && w & layout.young != 0 { f.markAccessed() }
             f.addEntireMapping(-1)
             if let c = rssCounter(for: f) { addRSS(c, -f.pageCount) }
             memory.put(f)

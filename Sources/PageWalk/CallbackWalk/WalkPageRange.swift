@@ -159,33 +159,18 @@ public func walkPageMapping<Private>(_ memory: PhysicalMemory, _ file: FileObjec
                                      ops: MMWalkOps<Private>,
                                      private data: inout Private) throws(PageWalkError) -> Int32 {
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
-    guard count > 0 else { return 0 }
-    let lastIndex = firstIndex &+ count &- 1
-    var mapped: [(mm: AddressSpace, vma: VMA)] = []
-    for mm in memory.addressSpaces where !mm.isTornDown {
-        for vma in mm.vmas where vma.file === file {
-            let first = vma.pageIndex(vma.start), last = first + vma.size / Geometry.pageSize - 1
-            if first <= lastIndex && last >= firstIndex { mapped.append((mm, vma)) }
-        }
-    }
-    mapped.sort { $0.vma.pageIndex($0.vma.start) < $1.vma.pageIndex($1.vma.start) }
+    let mapped = FileMappingRange.covering(memory, file, firstIndex: firstIndex, count: count)
     guard let firstMM = mapped.first?.mm else { return 0 }
     var walk = MMWalk(mm: firstMM, privateData: data)
     var err: Int32 = 0
-    for (mm, vma) in mapped {
-        let vmaFirst = vma.pageIndex(vma.start)
-        let vmaEnd = vmaFirst + vma.size / Geometry.pageSize
-        let clipFirst = max(firstIndex, vmaFirst), clipEnd = min(firstIndex &+ count, vmaEnd)
-        guard clipFirst < clipEnd else { continue }
-        let startAddr = vma.start + (clipFirst - vmaFirst) * Geometry.pageSize
-        let endAddr = vma.start + (clipEnd - vmaFirst) * Geometry.pageSize
-        walk.mm = mm
-        walk.vma = vma
-        let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: mm)
-        let test = walker.walkPageTest(vma.start, vma.end, &walk)
+    for m in mapped {
+        walk.mm = m.mm
+        walk.vma = m.vma
+        let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: m.mm)
+        let test = walker.walkPageTest(m.vma.start, m.vma.end, &walk)
         if test > 0 { err = 0; break }   // the kernel ends the whole walk here
         if test < 0 { err = test; break }
-        err = withLocklessRead(mm) { walker.walkVMARange(startAddr, endAddr, &walk) }
+        err = withLocklessRead(m.mm) { walker.walkVMARange(m.start, m.end, &walk) }
         if err != 0 { break }
     }
     data = walk.privateData

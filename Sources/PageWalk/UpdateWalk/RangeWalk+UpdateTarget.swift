@@ -10,8 +10,9 @@ enum UpdateTarget {
     case leaf(EntrySlot)
     /// None at an upper level: no table below, nothing locked.
     case noTable(PageTableLevel)
-    /// A hugetlb page, under the hugetlb locks: read only here.
-    case hugetlb
+    /// A hugetlb page, under the hugetlb locks, from the slot of its first
+    /// entry: read only but for `clearHugetlbYoung()`.
+    case hugetlb(EntrySlot)
     /// A range outside every VMA, or a PFN-map VMA reported as a hole.
     case outside
 }
@@ -22,7 +23,7 @@ extension RangeWalk.Iterator {
     @inline(__always)
     mutating func updateTarget(of e: WalkEntry) -> UpdateTarget {
         if case .hole = e.content { return .outside }
-        if held.pointee.hugetlb != nil { return .hugetlb }
+        if held.pointee.hugetlb != nil { return .hugetlb(slot(of: e.start, at: e.level.tableLevel)) }
         if e.level.tableLevel == .pte, let words = ptes {
             return .ptes(ptTable, first: geometry.tableIndex(e.start, .pte), words: words)
         }

@@ -14,7 +14,8 @@ import Synchronization
 /// or the one PMD or PUD leaf. Updates that do not change an entry of the
 /// kind met are no-ops (making a swap entry old); those that cannot apply
 /// are `misuse` errors (a marker on a present page). Hugetlb entries are
-/// read-only here, as the kernel's hugetlb walkers use their own helpers.
+/// read-only here, as the kernel's hugetlb walkers use their own helpers;
+/// the one exception is the package `clearHugetlbYoung()` (DAMON).
 public struct UpdateEntry: ~Copyable {
     /// The entry as a read walk reports it.
     public let entry: WalkEntry

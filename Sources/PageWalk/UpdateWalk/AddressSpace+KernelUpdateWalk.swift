@@ -1,0 +1,39 @@
+import MemoryModel
+
+extension AddressSpace {
+    /// An update walk of kernel tables (`init_mm`, no VMAs, no table locks),
+    /// under `init_mm`'s mmap write lock, which this call takes unless the
+    /// thread holds it already: what the architectures' kernel-table
+    /// writers (`set_memory_*()` on riscv and LoongArch, OpenRISC's
+    /// uncached DMA mappings) hold around `walk_kernel_page_table_range()`.
+    /// Every entry word comes alone (no batching), a present one as `.pfn`
+    /// at its level; the body changes it with `UpdateEntry.rewriteBits`.
+    /// Package, not public: kernel tables are the kernel's.
+    package func withKernelUpdateWalk<R>(_ range: Range<UInt64>,
+                                         _ body: (inout UpdateWalk) throws(PageWalkError) -> R) throws(PageWalkError) -> R {
+        guard isKernel else { throw .wrongAddressSpace("\(self) is not a kernel address space") }
+        let options = RangeWalkOptions(batching: false)
+        func run(_ token: MmapLockToken) throws(PageWalkError) -> R {
+            var state = UpdateWalkState(mayInstall: false, layout: geometry.layout)
+            let rw = try walk(range, lock: token, options: options)
+            return try withUnsafeMutablePointer(to: &state) { (p) throws(PageWalkError) -> R in
+                var walk = UpdateWalk(rw, lock: .mmapWrite, state: p, splitsHugePMDs: false)
+                return try body(&walk)
+            }
+        }
+        if let held = heldMmapLockToken(), held.mode == .write { return try run(held) }
+        return try withMmapWriteLock { (t) throws(PageWalkError) in try run(t) }
+    }
+}
+
+extension UpdateEntry {
+    /// Rewrites the bits of each present word of the entry as
+    /// `(word & ~clear) | set`: a kernel-table writer's `set_pte()`,
+    /// `set_pmd()` … of a changed protection. None and non-present words
+    /// are left alone. Returns how many words changed; owes no flush (the
+    /// writers flush the kernel range themselves).
+    @discardableResult
+    package func rewriteBits(set: UInt64, clear: UInt64) throws(PageWalkError) -> Int {
+        try rewrite("rewriteBits") { w in isPresent(w) ? (w & ~clear) | set : nil }
+    }
+}

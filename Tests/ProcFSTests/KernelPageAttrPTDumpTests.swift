@@ -1,0 +1,65 @@
+import Testing
+@testable import MemoryModel
+import PageWalk
+@testable import ProcFS
+
+/// ptdump of kernel tables after the kernel-table writers of docs/USERS.md
+/// rows 32–35 (`KernelPageAttr`): the permission and cache bits they
+/// rewrite show in the dump's columns, on both walkers, and nothing else
+/// moves.
+@Suite struct KernelPageAttrPTDumpTests {
+    static let base: UInt64 = 0xffff_8880_0000_0000
+    static let markers = [KernelAddressMarker("User Space", 0), KernelAddressMarker("Kernel Space", 1 << 63),
+                          KernelAddressMarker("Low Kernel Mapping", base)]
+
+    /// The layout of `PTDumpTests.x86FourLevelSmall`: a 1G RW leaf, a 2M
+    /// read-only leaf, a read-only executable PTE and a W+X PTE.
+    func kernelSpace() throws -> AddressSpace {
+        let memory = try PhysicalMemory(budgetBytes: 64 << 20)
+        let mm = try AddressSpace(geometry: .x86_64, memory: memory,
+                                  options: .init(softDirty: false, pid: 0, name: "swapper"), kernel: true)
+        let b = try KernelLayoutBuilder(mm)
+        let wx = KernelProtection([.writable, .dirty, .young, .global, .executable])
+        try b.map(Self.base, size: 1 << 30, pfn: 0x40000, level: .pud, .kernel)
+        try b.map(Self.base + 0x4000_0000, size: 2 << 20, pfn: 0x200, level: .pmd, .kernelRO)
+        try b.map(Self.base + 0x4020_0000, size: 4096, pfn: 0x1000, level: .pte, .kernelROX)
+        try b.map(Self.base + 0x4020_1000, size: 4096, pfn: 0x1001, level: .pte, wx)
+        return mm
+    }
+
+    func dump(_ mm: AddressSpace) throws -> [String] {
+        var texts: [String] = []
+        for walker in PTDump.Walker.allCases {
+            var w = ProcWriter(ByteCollector(), capacity: 4096)
+            try PTDump.write(mm: mm, markers: Self.markers, walker: walker, to: &w)
+            texts.append(w.finish().text)
+        }
+        #expect(texts[0] == texts[1])
+        return texts[0].split(separator: "\n").map(String.init)
+    }
+
+    @Test func readOnlyAndUncachedShowInTheDump() throws {
+        let before = try dump(kernelSpace())
+        let pudLine = "0xffff888000000000-0xffff888040000000           1G     RW         PSE     GLB NX pud"
+        let wxLine = "0xffff888040201000-0xffff888040202000           4K     RW                 GLB x  pte"
+        #expect(before.contains(pudLine) && before.contains(wxLine))
+        for walker in WalkerKind.allCases {
+            let mm = try kernelSpace()
+            // set_memory_ro() over the 1G leaf; the W+X page made uncached.
+            _ = try KernelPageAttr.setMemory(mm, Self.base, pages: (1 << 30) / 4096, .readOnly(mm.geometry.layout),
+                                             walker: walker)
+            _ = try KernelPageAttr.setNoCache(mm, Self.base + 0x4020_1000, size: 4096, walker: walker)
+            var expected = before
+            expected[expected.firstIndex(of: pudLine)!] =
+                "0xffff888000000000-0xffff888040000000           1G     ro         PSE     GLB NX pud"
+            expected[expected.firstIndex(of: wxLine)!] =
+                "0xffff888040201000-0xffff888040202000           4K     RW     PCD         GLB x  pte"
+            #expect(try dump(mm) == expected)
+            // set_memory_x() then clear_nocache: the W+X page back as it was.
+            _ = try KernelPageAttr.clearNoCache(mm, Self.base + 0x4020_1000, size: 4096, walker: walker)
+            _ = try KernelPageAttr.setMemory(mm, Self.base, pages: (1 << 30) / 4096, .readWrite(mm.geometry.layout),
+                                             walker: walker)
+            #expect(try dump(mm) == before)
+        }
+    }
+}
