@@ -195,7 +195,7 @@ extension ReferenceModel {
                 case .present(var pp):
                     // Every present entry is written, protected already or not.
                     pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp), rewrite: true)
-                case .marker(let m): set(p, a, .marker(m.union(.uffdWP)))
+                case .marker: break   // guard and poison markers stay as they are, a uffd-wp marker has the bit
                 case .swap(let sl, let b): set(p, a, .swap(slot: sl, bits: b.union(.uffdWP)))
                 case .migration(let k, let f, let i, let y, let d, let b, let l):
                     set(p, a, .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: l))

@@ -297,6 +297,38 @@ import Glibc
         #expect(page(mm, 0x40_3000).0!.isUffdWP && !page(mm, 0x40_3000).0!.isWritable)
     }
 
+    /// UFFDIO_WRITEPROTECT over a guard marker leaves it a plain guard
+    /// marker (`change_pte_range()` skips guard and poison markers), so a
+    /// second MADV_GUARD_INSTALL finds it guarded and a MADV_GUARD_REMOVE
+    /// leaves none, not a uffd-wp marker; a guard installed over a uffd-wp
+    /// marker replaces it. Both models once made it
+    /// guard|uffd-wp (5); the model kept that through the second install,
+    /// the reference zapped it back to 4 (differential fuzzer, x86-64
+    /// 4-level, seed 4100014). LiveKernelTests.uffdWPOverGuardMarkers runs
+    /// the same steps on the kernel.
+    @Test func uffdWriteProtectLeavesGuardMarkers() throws {
+        let h = try harness()
+        ok(h, h.mmap(1, 0x40_0000, 0x40_4000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        ok(h, h.fault(1, 0x40_3000, 0x40_4000, write: true))
+        ok(h, h.madvise("guard", 1, 0x40_0000, 0x40_1000, { try madviseGuardInstall($0, 0x40_0000, 0x40_1000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        ok(h, h.op("uffdwp", 1, 0x40_0000, 0x40_4000, { try $0.userfaultWriteProtect(0x40_0000, 0x40_4000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x40_0000, 0x40_4000) }))
+        #expect(leaf(mm, 0x40_0000)?.leaf == .marker(.guardRegion))
+        #expect(leaf(mm, 0x40_1000)?.leaf == .marker(.uffdWP))
+        ok(h, h.madvise("guard", 1, 0x40_0000, 0x40_1000, { try madviseGuardInstall($0, 0x40_0000, 0x40_1000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        #expect(leaf(mm, 0x40_0000)?.leaf == .marker(.guardRegion))     // already guarded: nothing zapped
+        ok(h, h.madvise("unguard", 1, 0x40_0000, 0x40_1000, { try madviseGuardRemove($0, 0x40_0000, 0x40_1000) },
+                        { try $0.removeGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        #expect(mm.translate(0x40_0000) == .none(level: .pte))
+        ok(h, h.madvise("guard", 1, 0x40_1000, 0x40_2000, { try madviseGuardInstall($0, 0x40_1000, 0x40_2000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_1000, 0x40_2000) }))
+        #expect(leaf(mm, 0x40_1000)?.leaf == .marker(.guardRegion))     // the uffd-wp marker zapped, then guarded
+        #expect(leaf(mm, 0x40_2000)?.leaf == .marker(.uffdWP) && page(mm, 0x40_3000).0!.isUffdWP)
+    }
+
     @Test func guardInstallOverPopulatedThenRemove() throws {
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))

@@ -245,6 +245,41 @@ import LiveKernel
         withExtendedLifetime(uffd) {}
     }
 
+    /// UFFDIO_WRITEPROTECT over a guard marker, none pages and a present
+    /// one, then MADV_GUARD_INSTALL again over the guard, MADV_GUARD_REMOVE
+    /// of it, and MADV_GUARD_INSTALL over one of the new uffd-wp markers:
+    /// the kernel leaves guard markers without the uffd-wp bit (pagemap bit
+    /// 58 alone, never 57), so the removed guard leaves none. The models once
+    /// made the guard marker guard|uffd-wp (differential fuzzer seed
+    /// 4100014); the old model then left a uffd-wp marker at page 0.
+    @Test func uffdWPOverGuardMarkers() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(4 * 4096)
+        let uffd: UserfaultfdWP
+        do { uffd = try UserfaultfdWP(m) } catch { try Test.cancel("userfaultfd write-protect: \(error)") }
+        f.touch(m, write: true, pages: 3..<4)
+        do { try f.live.madvise(m, .guardInstall, offset: 0, length: 4096) } catch {
+            try Test.cancel("MADV_GUARD_INSTALL: \(error)")
+        }
+        try uffd.writeProtect(m.start, length: m.size)
+        let guarded = try KernelView.pagemap(m)[0]
+        #expect(guarded & PagemapBits.guardRegion != 0 && guarded & PagemapBits.uffdWP == 0,
+                "pagemap of the write-protected guard marker: \(hx(guarded))")
+        try f.live.madvise(m, .guardInstall, offset: 0, length: 4096)
+        try f.live.madvise(m, .guardRemove, offset: 0, length: 4096)
+        try f.live.madvise(m, .guardInstall, offset: 4096, length: 4096)
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.uffdWP])
+        var (a, b) = mirror.pages(m, 3..<4); try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(m, 0..<1); try madviseGuardInstall(mirror.mm, a, b)
+        try mirror.mm.userfaultWriteProtect(m.start, m.end)
+        try madviseGuardInstall(mirror.mm, a, b)
+        try madviseGuardRemove(mirror.mm, a, b)
+        (a, b) = mirror.pages(m, 1..<2); try madviseGuardInstall(mirror.mm, a, b)
+        try compare(mirror, [m])
+        withExtendedLifetime(uffd) {}
+    }
+
     /// MADV_GUARD_INSTALL over two VMAs whose second is mlocked: the kernel
     /// returns EINVAL and has installed the first VMA's markers.
     @Test func guardInstallStopsAtALockedVMA() throws {

@@ -144,6 +144,8 @@ extension AddressSpace {
     /// `UFFDIO_WRITEPROTECT` on a VM_UFFD_WP VMA: present entries get the
     /// uffd-wp bit and lose write; none entries get uffd-wp markers
     /// (`UFFD_FEATURE_WP_UNPOPULATED`); swap entries get the swap uffd-wp bit.
+    /// PTE markers are left as they are (`change_pte_range()`): guard and
+    /// poison markers never take the uffd-wp bit, and a uffd-wp marker has it.
     public func userfaultWriteProtect(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
@@ -159,11 +161,8 @@ extension AddressSpace {
                         storePTE(t, i, layout.writeProtect(w) | layout.uffdWP)
                         return
                     }
-                    let leaf = SoftLeafEntry(decoding: w, layout: layout)
-                    switch leaf.leaf {
-                    case .marker(let m): storePTE(t, i, try SoftLeafEntry(.marker(m.union(.uffdWP))).encode(layout))
-                    default: storePTE(t, i, w | layout.swapUffdWP)
-                    }
+                    if case .marker = SoftLeafEntry(decoding: w, layout: layout).leaf { return }
+                    storePTE(t, i, w | layout.swapUffdWP)
                 }
             }
         }
