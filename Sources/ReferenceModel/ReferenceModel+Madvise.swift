@@ -189,7 +189,23 @@ extension ReferenceModel {
             guard vma.flags.contains(.uffdWP), !vma.isHugetlb else {
                 throw .wrongVMAKind(address: vma.start, reason: "userfaultfd write-protect needs a VM_UFFD_WP, non-hugetlb VMA")
             }
-            try forEachPTE(p, max(start, vma.start), min(end, vma.end), allocate: true) { (a) throws(ModelError) in
+            let e = min(end, vma.end)
+            // A whole PMD of an anonymous VMA keeps its huge mapping.
+            let wholePMD = { (a: UInt64) -> PMDDecision in
+                guard vma.isAnonymous, a % ReferenceModel.pmdSize == 0, a + ReferenceModel.pmdSize <= e else { return .split }
+                switch p.pages[a] {
+                case .present(var pp)?:
+                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); self.setRegion(p, a, pp)
+                case .migration(let k, let f, _, let y, let d, let b, .pmd)?:
+                    for i in 0..<512 {
+                        self.set(p, a + UInt64(i) << Geometry.pageShift,
+                                 .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: .pmd))
+                    }
+                default: break
+                }
+                return .skip
+            }
+            try forEachPTE(p, max(start, vma.start), e, allocate: true, pmd: wholePMD) { (a) throws(ModelError) in
                 guard let s = p.pages[a] else { set(p, a, .marker(.uffdWP)); return }
                 switch s {
                 case .present(var pp):

@@ -329,6 +329,48 @@ import Glibc
         #expect(leaf(mm, 0x40_2000)?.leaf == .marker(.uffdWP) && page(mm, 0x40_3000).0!.isUffdWP)
     }
 
+    /// UFFDIO_WRITEPROTECT over a whole PMD THP of an anonymous VMA keeps
+    /// it PMD-mapped with the uffd-wp bit (`change_huge_pmd()`; only VMAs
+    /// that need PTE markers split), a write fault leaves it to userfaultfd,
+    /// a PMD migration entry takes the bit whole and gives it back to the
+    /// PMD it becomes; a range covering part of a THP splits it. Both models
+    /// once split every huge PMD (LiveKernelTests.uffdWPKeepsAnonymousTHP
+    /// shows the kernel keeping AnonHugePages).
+    @Test(arguments: [Geometry.x86_64, .arm64])
+    func uffdWriteProtectKeepsWholeTHPs(_ g: Geometry) throws {
+        let h = try harness(g)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4060_0000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        let isPMD = { (a: UInt64) -> PMD? in
+            guard case .present(.pmd, let raw, _) = mm.translate(a) else { return nil }
+            return PMD(rawValue: raw, architecture: g.architecture)
+        }
+        ok(h, h.op("thp", 1, 0x4000_0000, 0x4060_0000, { try $0.populateTHP(0x4000_0000, 0x4060_0000) },
+                   { try $0.populateTHP(pid: 1, 0x4000_0000, 0x4060_0000) }))
+        ok(h, h.op("uffdwp", 1, 0x4000_0000, 0x4030_0000, { try $0.userfaultWriteProtect(0x4000_0000, 0x4030_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4000_0000, 0x4030_0000) }))
+        let wp = try #require(isPMD(0x4000_0000), "the whole THP was split: \(mm.translate(0x4000_0000))")
+        #expect(wp.rawValue & g.layout.uffdWP != 0 && !wp.isWritable)
+        #expect(isPMD(0x4020_0000) == nil && page(mm, 0x4020_0000).0!.isUffdWP)   // covered in part: split
+        #expect(page(mm, 0x4030_0000).0!.isWritable)
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_1000, write: true))
+        #expect(isPMD(0x4000_0000)?.rawValue == wp.rawValue)                       // the write waits for userfaultfd
+        ok(h, h.op("start", 1, 0x4040_0000, 0x4060_0000, { try $0.startMigration(0x4040_0000, 0x4060_0000) },
+                   { try $0.startMigration(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        ok(h, h.op("uffdwp", 1, 0x4040_0000, 0x4060_0000, { try $0.userfaultWriteProtect(0x4040_0000, 0x4060_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        guard case .softLeaf(.pmd, _, let e) = mm.translate(0x4040_0000), case .migration = e.leaf else {
+            Issue.record("the PMD migration entry was split: \(mm.translate(0x4040_0000))"); return
+        }
+        #expect(e.bits.contains(.uffdWP))
+        ok(h, h.op("finish", 1, 0x4040_0000, 0x4060_0000, { try $0.finishMigration(0x4040_0000, 0x4060_0000) },
+                   { try $0.finishMigration(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        #expect(isPMD(0x4040_0000).map { $0.rawValue & g.layout.uffdWP != 0 } == true)
+        ok(h, h.fork(1, 2))
+        ok(h, h.tearDown(2))
+        ok(h, h.op("zap", 1, 0x4000_0000, 0x4060_0000, { try $0.zap(0x4000_0000, 0x4060_0000) }, { try $0.zap(pid: 1, 0x4000_0000, 0x4060_0000) }))
+    }
+
     @Test func guardInstallOverPopulatedThenRemove() throws {
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))

@@ -280,6 +280,30 @@ import LiveKernel
         withExtendedLifetime(uffd) {}
     }
 
+    /// UFFDIO_WRITEPROTECT over two PMD THPs of an anonymous VMA, the first
+    /// whole and the second in part: the kernel keeps the first PMD-mapped
+    /// (AnonHugePages 2048 kB, `change_huge_pmd()` sets uffd-wp on the PMD)
+    /// and splits the second. The models once split both.
+    @Test func uffdWPKeepsAnonymousTHP() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(4 << 20, alignment: 2 << 20)
+        let uffd: UserfaultfdWP
+        do { uffd = try UserfaultfdWP(m) } catch { try Test.cancel("userfaultfd write-protect: \(error)") }
+        try f.live.madvise(m, .hugePage)
+        f.touch(m, write: true)
+        guard try LiveMadviseTests.smapsKB(m, "AnonHugePages") == 4096 else {
+            try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with two PMD THPs")
+        }
+        try uffd.writeProtect(m.start, length: 3 << 20)
+        #expect(try LiveMadviseTests.smapsKB(m, "AnonHugePages") == 2048, "the kernel split the wholly protected THP")
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.hugePage, .uffdWP])
+        try mirror.mm.populateTHP(m.start, m.end, write: true)
+        try mirror.mm.userfaultWriteProtect(m.start, m.start + (3 << 20))
+        try compare(mirror, [m])
+        withExtendedLifetime(uffd) {}
+    }
+
     /// MADV_GUARD_INSTALL over two VMAs whose second is mlocked: the kernel
     /// returns EINVAL and has installed the first VMA's markers.
     @Test func guardInstallStopsAtALockedVMA() throws {
