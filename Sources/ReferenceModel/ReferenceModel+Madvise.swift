@@ -84,9 +84,19 @@ extension ReferenceModel {
             if kind == .anonymous && !vma.isAnonymous { continue }
             if kind == .file && vma.isAnonymous { continue }
             try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
-                if case .present(var pp)? = p.pages[self.pmdBase(a)] {
+                let r = self.pmdBase(a)
+                switch p.pages[r] {
+                case .present(var pp)?:
                     if kind == .softDirty { pp.attrs.subtract([.writable, .softDirty]) } else { pp.attrs.remove(.young) }
-                    self.setRegion(p, self.pmdBase(a), pp)
+                    self.setRegion(p, r, pp)
+                case .migration(let k, let f, _, let y, let d, let b, .pmd)? where kind == .softDirty:
+                    // clear_soft_dirty_pmd(): a PMD migration entry loses
+                    // its swap soft-dirty bit.
+                    for i in 0..<512 {
+                        self.set(p, r + UInt64(i) << Geometry.pageShift,
+                                 .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.subtracting(.softDirty), level: .pmd))
+                    }
+                default: break
                 }
                 return .skip
             }) { (a) throws(ModelError) in
