@@ -209,7 +209,7 @@ extension ReferenceModel {
                 case .migration(let k, let f, _, let y, let d, let b, .pmd)?:
                     for i in 0..<512 {
                         self.set(p, a + UInt64(i) << Geometry.pageShift,
-                                 .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: .pmd))
+                                 .migration(self.readableKind(k, f), folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: .pmd))
                     }
                 default: break
                 }
@@ -224,13 +224,19 @@ extension ReferenceModel {
                 case .marker: break   // guard and poison markers stay as they are, a uffd-wp marker has the bit
                 case .swap(let sl, let b): set(p, a, .swap(slot: sl, bits: b.union(.uffdWP)))
                 case .migration(let k, let f, let i, let y, let d, let b, let l):
-                    set(p, a, .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: l))
+                    set(p, a, .migration(readableKind(k, f), folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: l))
                 case .devicePrivate(let f, let w, let b): set(p, a, .devicePrivate(folio: f, writable: w, bits: b.union(.uffdWP)))
                 case .deviceExclusive(let f, let i, let b): set(p, a, .deviceExclusive(folio: f, page: i, bits: b.union(.uffdWP)))
                 case .hwpoison(let fr, let b): set(p, a, .hwpoison(fr, bits: b.union(.uffdWP)))
                 }
             }
         }
+    }
+
+    /// `AddressSpace.readableMigrationEntry`: a protection change makes a
+    /// writable migration entry readable, exclusive for an anonymous folio.
+    func readableKind(_ k: MigrationKind, _ f: ReferenceFolioID) -> MigrationKind {
+        k == .write ? (folios[f]!.isAnon ? .readExclusive : .read) : k
     }
 
     /// `madvise(MADV_GUARD_INSTALL)` (PageWalk's `madviseGuardInstall`): VMA

@@ -397,6 +397,49 @@ import Glibc
                    { try $0.finishMigration(pid: 1, 0x1000_0000, 0x1000_0000 + huge) }))
     }
 
+    /// UFFDIO_WRITEPROTECT over writable migration entries makes them
+    /// readable (exclusive for anonymous folios) before setting uffd-wp, as
+    /// `change_pte_range()` and `change_huge_pmd()` do for every protection
+    /// change, so finishing the migration maps read-only uffd-wp pages that
+    /// a write leaves to userfaultfd. Both models once kept the entries
+    /// writable and mapped writable uffd-wp PTEs and PMDs.
+    @Test(arguments: [Geometry.x86_64, .arm64])
+    func uffdWriteProtectOfMigrationEntriesDropsWrite(_ g: Geometry) throws {
+        let h = try harness(g)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4040_0000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_2000, write: true))
+        ok(h, h.op("thp", 1, 0x4020_0000, 0x4040_0000, { try $0.populateTHP(0x4020_0000, 0x4040_0000) },
+                   { try $0.populateTHP(pid: 1, 0x4020_0000, 0x4040_0000) }))
+        ok(h, h.op("start", 1, 0x4000_0000, 0x4040_0000, { try $0.startMigration(0x4000_0000, 0x4040_0000) },
+                   { try $0.startMigration(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        guard case .migration(.write, _, _, _)? = leaf(mm, 0x4000_0000)?.leaf,
+              case .softLeaf(.pmd, _, let huge) = mm.translate(0x4020_0000), case .migration(.write, _, _, _) = huge.leaf else {
+            Issue.record("no writable migration entries: \(mm.translate(0x4000_0000)), \(mm.translate(0x4020_0000))"); return
+        }
+        ok(h, h.op("uffdwp", 1, 0x4000_0000, 0x4040_0000, { try $0.userfaultWriteProtect(0x4000_0000, 0x4040_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        let small = try #require(leaf(mm, 0x4000_0000))
+        guard case .migration(.readExclusive, _, _, _) = small.leaf, small.bits.contains(.uffdWP) else {
+            Issue.record("PTE migration entry after uffd-wp: \(small)"); return
+        }
+        guard case .softLeaf(.pmd, _, let hugeWP) = mm.translate(0x4020_0000), case .migration(.readExclusive, _, _, _) = hugeWP.leaf,
+              hugeWP.bits.contains(.uffdWP) else {
+            Issue.record("PMD migration entry after uffd-wp: \(mm.translate(0x4020_0000))"); return
+        }
+        ok(h, h.op("finish", 1, 0x4000_0000, 0x4040_0000, { try $0.finishMigration(0x4000_0000, 0x4040_0000) },
+                   { try $0.finishMigration(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        let pte = try #require(page(mm, 0x4000_0000).0)
+        #expect(pte.isUffdWP && !pte.isWritable)
+        guard case .present(.pmd, let raw, _) = mm.translate(0x4020_0000) else { Issue.record("no PMD after the migration"); return }
+        let pmd = PMD(rawValue: raw, architecture: g.architecture)
+        #expect(raw & g.layout.uffdWP != 0 && !pmd.isWritable)
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_1000, write: true))
+        ok(h, h.fault(1, 0x4020_0000, 0x4020_1000, write: true))
+        #expect(!page(mm, 0x4000_0000).0!.isWritable)
+        guard case .present(.pmd, raw, _) = mm.translate(0x4020_0000) else { Issue.record("the write changed the PMD"); return }
+    }
+
     @Test func guardInstallOverPopulatedThenRemove() throws {
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))

@@ -158,14 +158,14 @@ extension AddressSpace {
                     throw .wrongVMAKind(address: vma.start, reason: "userfaultfd write-protect needs a VM_UFFD_WP, non-hugetlb VMA")
                 }
                 let marker = try SoftLeafEntry(.marker(.uffdWP)).encode(layout)
-                let wholePMD = { (s: EntrySlot, a: UInt64, next: UInt64) -> PMDDecision in
+                let wholePMD = { (s: EntrySlot, a: UInt64, next: UInt64) throws(ModelError) -> PMDDecision in
                     guard vma.isAnonymous, a % AddressSpace.pmdSize == 0, next - a == AddressSpace.pmdSize else { return .split }
                     let l = self.lock(forEntriesOf: s.table, level: .pmd)
                     l.lock()
                     let w = self.load(s)
+                    defer { l.unlock() }
                     if self.layout.isPresent(w, .pmd) { self.store(s, self.layout.writeProtect(w) | self.layout.uffdWP) }
-                    else if w != 0 { self.store(s, w | self.layout.swapUffdWP) }
-                    l.unlock()
+                    else if w != 0 { self.store(s, try self.uffdWriteProtected(swapEntry: w)) }
                     return .skip
                 }
                 try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true, pmd: wholePMD) { (t, i, _) throws(ModelError) in
@@ -176,10 +176,19 @@ extension AddressSpace {
                         return
                     }
                     if case .marker = SoftLeafEntry(decoding: w, layout: layout).leaf { return }
-                    storePTE(t, i, w | layout.swapUffdWP)
+                    storePTE(t, i, try uffdWriteProtected(swapEntry: w))
                 }
             }
         }
+    }
+
+    /// A swap-format entry (no marker) with the swap uffd-wp bit, a writable
+    /// migration entry made readable first: finishing the migration must
+    /// not map a writable uffd-wp page.
+    private func uffdWriteProtected(swapEntry w: UInt64) throws(ModelError) -> UInt64 {
+        guard var leaf = readableMigrationEntry(SoftLeafEntry(decoding: w, layout: layout)) else { return w | layout.swapUffdWP }
+        leaf.bits.insert(.uffdWP)
+        return try leaf.encode(layout)
     }
 
     /// Installs PFN mappings of `pfn …` over `[start, end)` of a VM_PFNMAP or
