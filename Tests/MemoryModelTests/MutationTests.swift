@@ -440,6 +440,27 @@ import Glibc
         guard case .present(.pmd, raw, _) = mm.translate(0x4020_0000) else { Issue.record("the write changed the PMD"); return }
     }
 
+    /// arm64 contiguous PTEs: fork write-protects the parent's entries in
+    /// place (`wrprotect_ptes()`), which folds nothing, so a 64K block that
+    /// a write fault unfolded stays unfolded in the parent even though
+    /// write-protection makes its 16 entries uniform again; the untouched
+    /// pages keep reading old. The reference once folded the block (every
+    /// page read young), differential fuzzer arm64 4-level, seed 1592643585.
+    @Test func forkDoesNotFoldTheParentsUnfoldedBlock() throws {
+        let h = try harness(.arm64)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4010_0000, [.read, .write]))
+        let mm = h.spaces[1]!
+        ok(h, h.op("mthp(4)", 1, 0x4000_0000, 0x4001_0000, { try $0.populateLargeFolios(0x4000_0000, 0x4001_0000, order: 4) },
+                   { try $0.populateLargeFolios(pid: 1, 0x4000_0000, 0x4001_0000, order: 4) }))
+        ok(h, h.op("clearRefs(all)", 1, 0, 0, { _ = try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) }))
+        ok(h, h.op("clearRefs(softDirty)", 1, 0, 0, { _ = try $0.clearRefs(.softDirty) }, { try $0.clearRefs(pid: 1, .softDirty) }))
+        ok(h, h.fault(1, 0x4000_e000, 0x4001_0000, write: true))       // unfolds the block: two pages young
+        ok(h, h.fork(1, 2))
+        let untouched = try #require(page(mm, 0x4000_0000).0)
+        #expect(!untouched.isYoung && !untouched.isContiguous)
+        #expect(page(mm, 0x4000_f000).0!.isYoung)
+    }
+
     @Test func guardInstallOverPopulatedThenRemove() throws {
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))
