@@ -74,6 +74,7 @@ extension ReferenceModel {
     func faultPMD(_ p: ReferenceProcess, _ vma: ReferenceVMA, _ a: UInt64, write: Bool) throws(ModelError) -> Bool {
         let r = pmdBase(a)
         guard case .present(let pp)? = p.pages[r] else { return true }   // PMD migration entry
+        if write && pp.attrs.contains(.uffdWP) { return true }             // userfaultfd would handle it
         let writable = pp.attrs.contains(.writable)
         if write && !writable, case .folio(let f, _) = pp.target, folios[f]!.isAnon, !folios[f]!.isKSM, folios[f]!.exclusive[0] {
             var n = pp

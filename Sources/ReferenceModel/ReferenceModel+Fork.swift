@@ -55,20 +55,27 @@ extension ReferenceModel {
                 }
             case .table:
                 c.pteTables.insert(pmdBase(a))
+                // The parent's entries are write-protected in place
+                // (wrprotect_ptes()): a folded block stays folded, an
+                // unfolded one is not folded, even when it becomes uniform.
+                let folded = p.foldedBlocks
                 var b = a
                 while b < next {
-                    if let s = p.pages[b], let cs = copyPTE(p, b, s, cow: cow, vma: vma) { set(c, b, cs) }
+                    if let s = p.pages[b], let cs = copyPTE(p, b, s, cow: cow, vma: vma, tryFold: folded.contains(contBlockBase(b))) {
+                        set(c, b, cs)
+                    }
                     b += Geometry.pageSize
                 }
             }
         }
     }
 
-    func copyPTE(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage, cow: Bool, vma: ReferenceVMA) -> ExpectedPage? {
+    func copyPTE(_ p: ReferenceProcess, _ a: UInt64, _ s: ExpectedPage, cow: Bool, vma: ReferenceVMA,
+                 tryFold: Bool = true) -> ExpectedPage? {
         switch s {
         case .present(var pp):
             if cow { pp.attrs.remove(.writable) }
-            set(p, a, .present(pp))
+            set(p, a, .present(pp), tryFold: tryFold)
             var cp = pp
             cp.attrs.subtract([.young, .uffdWP])
             if vma.flags.contains(.shared) { cp.attrs.remove(.dirty) }

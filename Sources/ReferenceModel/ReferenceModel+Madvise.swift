@@ -84,9 +84,19 @@ extension ReferenceModel {
             if kind == .anonymous && !vma.isAnonymous { continue }
             if kind == .file && vma.isAnonymous { continue }
             try forEachPTE(p, vma.start, vma.end, pmd: { (a) throws(ModelError) -> PMDDecision in
-                if case .present(var pp)? = p.pages[self.pmdBase(a)] {
+                let r = self.pmdBase(a)
+                switch p.pages[r] {
+                case .present(var pp)?:
                     if kind == .softDirty { pp.attrs.subtract([.writable, .softDirty]) } else { pp.attrs.remove(.young) }
-                    self.setRegion(p, self.pmdBase(a), pp)
+                    self.setRegion(p, r, pp)
+                case .migration(let k, let f, _, let y, let d, let b, .pmd)? where kind == .softDirty:
+                    // clear_soft_dirty_pmd(): a PMD migration entry loses
+                    // its swap soft-dirty bit.
+                    for i in 0..<512 {
+                        self.set(p, r + UInt64(i) << Geometry.pageShift,
+                                 .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.subtracting(.softDirty), level: .pmd))
+                    }
+                default: break
                 }
                 return .skip
             }) { (a) throws(ModelError) in
@@ -189,22 +199,44 @@ extension ReferenceModel {
             guard vma.flags.contains(.uffdWP), !vma.isHugetlb else {
                 throw .wrongVMAKind(address: vma.start, reason: "userfaultfd write-protect needs a VM_UFFD_WP, non-hugetlb VMA")
             }
-            try forEachPTE(p, max(start, vma.start), min(end, vma.end), allocate: true) { (a) throws(ModelError) in
+            let e = min(end, vma.end)
+            // A whole PMD of an anonymous VMA keeps its huge mapping.
+            let wholePMD = { (a: UInt64) -> PMDDecision in
+                guard vma.isAnonymous, a % ReferenceModel.pmdSize == 0, a + ReferenceModel.pmdSize <= e else { return .split }
+                switch p.pages[a] {
+                case .present(var pp)?:
+                    pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); self.setRegion(p, a, pp)
+                case .migration(let k, let f, _, let y, let d, let b, .pmd)?:
+                    for i in 0..<512 {
+                        self.set(p, a + UInt64(i) << Geometry.pageShift,
+                                 .migration(self.readableKind(k, f), folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: .pmd))
+                    }
+                default: break
+                }
+                return .skip
+            }
+            try forEachPTE(p, max(start, vma.start), e, allocate: true, pmd: wholePMD) { (a) throws(ModelError) in
                 guard let s = p.pages[a] else { set(p, a, .marker(.uffdWP)); return }
                 switch s {
                 case .present(var pp):
                     // Every present entry is written, protected already or not.
                     pp.attrs.remove(.writable); pp.attrs.insert(.uffdWP); set(p, a, .present(pp), rewrite: true)
-                case .marker(let m): set(p, a, .marker(m.union(.uffdWP)))
+                case .marker: break   // guard and poison markers stay as they are, a uffd-wp marker has the bit
                 case .swap(let sl, let b): set(p, a, .swap(slot: sl, bits: b.union(.uffdWP)))
                 case .migration(let k, let f, let i, let y, let d, let b, let l):
-                    set(p, a, .migration(k, folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: l))
+                    set(p, a, .migration(readableKind(k, f), folio: f, page: i, young: y, dirty: d, bits: b.union(.uffdWP), level: l))
                 case .devicePrivate(let f, let w, let b): set(p, a, .devicePrivate(folio: f, writable: w, bits: b.union(.uffdWP)))
                 case .deviceExclusive(let f, let i, let b): set(p, a, .deviceExclusive(folio: f, page: i, bits: b.union(.uffdWP)))
                 case .hwpoison(let fr, let b): set(p, a, .hwpoison(fr, bits: b.union(.uffdWP)))
                 }
             }
         }
+    }
+
+    /// `AddressSpace.readableMigrationEntry`: a protection change makes a
+    /// writable migration entry readable, exclusive for an anonymous folio.
+    func readableKind(_ k: MigrationKind, _ f: ReferenceFolioID) -> MigrationKind {
+        k == .write ? (folios[f]!.isAnon ? .readExclusive : .read) : k
     }
 
     /// `madvise(MADV_GUARD_INSTALL)` (PageWalk's `madviseGuardInstall`): VMA

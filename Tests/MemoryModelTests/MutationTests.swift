@@ -297,6 +297,170 @@ import Glibc
         #expect(page(mm, 0x40_3000).0!.isUffdWP && !page(mm, 0x40_3000).0!.isWritable)
     }
 
+    /// UFFDIO_WRITEPROTECT over a guard marker leaves it a plain guard
+    /// marker (`change_pte_range()` skips guard and poison markers), so a
+    /// second MADV_GUARD_INSTALL finds it guarded and a MADV_GUARD_REMOVE
+    /// leaves none, not a uffd-wp marker; a guard installed over a uffd-wp
+    /// marker replaces it. Both models once made it
+    /// guard|uffd-wp (5); the model kept that through the second install,
+    /// the reference zapped it back to 4 (differential fuzzer, x86-64
+    /// 4-level, seed 4100014). LiveKernelTests.uffdWPOverGuardMarkers runs
+    /// the same steps on the kernel.
+    @Test func uffdWriteProtectLeavesGuardMarkers() throws {
+        let h = try harness()
+        ok(h, h.mmap(1, 0x40_0000, 0x40_4000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        ok(h, h.fault(1, 0x40_3000, 0x40_4000, write: true))
+        ok(h, h.madvise("guard", 1, 0x40_0000, 0x40_1000, { try madviseGuardInstall($0, 0x40_0000, 0x40_1000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        ok(h, h.op("uffdwp", 1, 0x40_0000, 0x40_4000, { try $0.userfaultWriteProtect(0x40_0000, 0x40_4000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x40_0000, 0x40_4000) }))
+        #expect(leaf(mm, 0x40_0000)?.leaf == .marker(.guardRegion))
+        #expect(leaf(mm, 0x40_1000)?.leaf == .marker(.uffdWP))
+        ok(h, h.madvise("guard", 1, 0x40_0000, 0x40_1000, { try madviseGuardInstall($0, 0x40_0000, 0x40_1000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        #expect(leaf(mm, 0x40_0000)?.leaf == .marker(.guardRegion))     // already guarded: nothing zapped
+        ok(h, h.madvise("unguard", 1, 0x40_0000, 0x40_1000, { try madviseGuardRemove($0, 0x40_0000, 0x40_1000) },
+                        { try $0.removeGuardMarkers(pid: 1, 0x40_0000, 0x40_1000) }))
+        #expect(mm.translate(0x40_0000) == .none(level: .pte))
+        ok(h, h.madvise("guard", 1, 0x40_1000, 0x40_2000, { try madviseGuardInstall($0, 0x40_1000, 0x40_2000) },
+                        { try $0.installGuardMarkers(pid: 1, 0x40_1000, 0x40_2000) }))
+        #expect(leaf(mm, 0x40_1000)?.leaf == .marker(.guardRegion))     // the uffd-wp marker zapped, then guarded
+        #expect(leaf(mm, 0x40_2000)?.leaf == .marker(.uffdWP) && page(mm, 0x40_3000).0!.isUffdWP)
+    }
+
+    /// UFFDIO_WRITEPROTECT over a whole PMD THP of an anonymous VMA keeps
+    /// it PMD-mapped with the uffd-wp bit (`change_huge_pmd()`; only VMAs
+    /// that need PTE markers split), a write fault leaves it to userfaultfd,
+    /// a PMD migration entry takes the bit whole and gives it back to the
+    /// PMD it becomes; a range covering part of a THP splits it. Both models
+    /// once split every huge PMD (LiveKernelTests.uffdWPKeepsAnonymousTHP
+    /// shows the kernel keeping AnonHugePages).
+    @Test(arguments: [Geometry.x86_64, .arm64])
+    func uffdWriteProtectKeepsWholeTHPs(_ g: Geometry) throws {
+        let h = try harness(g)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4060_0000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        let isPMD = { (a: UInt64) -> PMD? in
+            guard case .present(.pmd, let raw, _) = mm.translate(a) else { return nil }
+            return PMD(rawValue: raw, architecture: g.architecture)
+        }
+        ok(h, h.op("thp", 1, 0x4000_0000, 0x4060_0000, { try $0.populateTHP(0x4000_0000, 0x4060_0000) },
+                   { try $0.populateTHP(pid: 1, 0x4000_0000, 0x4060_0000) }))
+        ok(h, h.op("uffdwp", 1, 0x4000_0000, 0x4030_0000, { try $0.userfaultWriteProtect(0x4000_0000, 0x4030_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4000_0000, 0x4030_0000) }))
+        let wp = try #require(isPMD(0x4000_0000), "the whole THP was split: \(mm.translate(0x4000_0000))")
+        #expect(wp.rawValue & g.layout.uffdWP != 0 && !wp.isWritable)
+        #expect(isPMD(0x4020_0000) == nil && page(mm, 0x4020_0000).0!.isUffdWP)   // covered in part: split
+        #expect(page(mm, 0x4030_0000).0!.isWritable)
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_1000, write: true))
+        #expect(isPMD(0x4000_0000)?.rawValue == wp.rawValue)                       // the write waits for userfaultfd
+        ok(h, h.op("start", 1, 0x4040_0000, 0x4060_0000, { try $0.startMigration(0x4040_0000, 0x4060_0000) },
+                   { try $0.startMigration(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        ok(h, h.op("uffdwp", 1, 0x4040_0000, 0x4060_0000, { try $0.userfaultWriteProtect(0x4040_0000, 0x4060_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        guard case .softLeaf(.pmd, _, let e) = mm.translate(0x4040_0000), case .migration = e.leaf else {
+            Issue.record("the PMD migration entry was split: \(mm.translate(0x4040_0000))"); return
+        }
+        #expect(e.bits.contains(.uffdWP))
+        ok(h, h.op("finish", 1, 0x4040_0000, 0x4060_0000, { try $0.finishMigration(0x4040_0000, 0x4060_0000) },
+                   { try $0.finishMigration(pid: 1, 0x4040_0000, 0x4060_0000) }))
+        #expect(isPMD(0x4040_0000).map { $0.rawValue & g.layout.uffdWP != 0 } == true)
+        ok(h, h.fork(1, 2))
+        ok(h, h.tearDown(2))
+        ok(h, h.op("zap", 1, 0x4000_0000, 0x4060_0000, { try $0.zap(0x4000_0000, 0x4060_0000) }, { try $0.zap(pid: 1, 0x4000_0000, 0x4060_0000) }))
+    }
+
+    /// clear_refs 4 over a PMD migration entry clears its swap soft-dirty
+    /// bit (`clear_soft_dirty_pmd()`), as it does for PTE migration
+    /// entries; finishing the migration then maps a clean PMD. The
+    /// reference once skipped PMD migration entries (differential fuzzer,
+    /// x86-64 2-level, seed 1592631354: "migration bits: expected 2, got 0").
+    @Test(arguments: [Geometry.x86_64, try! Geometry(.x86_64, levels: 2)])   // arm64 has no soft-dirty bit
+    func softDirtyClearOfAPMDMigrationEntry(_ g: Geometry) throws {
+        let h = try harness(g)
+        let huge = g.entrySize(.pmd)
+        ok(h, h.mmap(1, 0x1000_0000, 0x1000_0000 + huge, [.read, .write]))
+        let mm = h.spaces[1]!
+        ok(h, h.op("thp", 1, 0x1000_0000, 0x1000_0000 + huge, { try $0.populateTHP(0x1000_0000, 0x1000_0000 + huge) },
+                   { try $0.populateTHP(pid: 1, 0x1000_0000, 0x1000_0000 + huge) }))
+        ok(h, h.op("start", 1, 0x1000_0000, 0x1000_0000 + huge, { try $0.startMigration(0x1000_0000, 0x1000_0000 + huge) },
+                   { try $0.startMigration(pid: 1, 0x1000_0000, 0x1000_0000 + huge) }))
+        guard case .softLeaf(.pmd, _, let before) = mm.translate(0x1000_0000), case .migration = before.leaf else {
+            Issue.record("no PMD migration entry: \(mm.translate(0x1000_0000))"); return
+        }
+        #expect(before.bits.contains(.softDirty))
+        ok(h, h.op("clearRefs(softDirty)", 1, 0, 0, { _ = try $0.clearRefs(.softDirty) }, { try $0.clearRefs(pid: 1, .softDirty) }))
+        guard case .softLeaf(.pmd, _, let after) = mm.translate(0x1000_0000) else { Issue.record("the entry is gone"); return }
+        #expect(!after.bits.contains(.softDirty))
+        ok(h, h.op("finish", 1, 0x1000_0000, 0x1000_0000 + huge, { try $0.finishMigration(0x1000_0000, 0x1000_0000 + huge) },
+                   { try $0.finishMigration(pid: 1, 0x1000_0000, 0x1000_0000 + huge) }))
+    }
+
+    /// UFFDIO_WRITEPROTECT over writable migration entries makes them
+    /// readable (exclusive for anonymous folios) before setting uffd-wp, as
+    /// `change_pte_range()` and `change_huge_pmd()` do for every protection
+    /// change, so finishing the migration maps read-only uffd-wp pages that
+    /// a write leaves to userfaultfd. Both models once kept the entries
+    /// writable and mapped writable uffd-wp PTEs and PMDs.
+    @Test(arguments: [Geometry.x86_64, .arm64])
+    func uffdWriteProtectOfMigrationEntriesDropsWrite(_ g: Geometry) throws {
+        let h = try harness(g)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4040_0000, [.read, .write], extra: [.uffdWP]))
+        let mm = h.spaces[1]!
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_2000, write: true))
+        ok(h, h.op("thp", 1, 0x4020_0000, 0x4040_0000, { try $0.populateTHP(0x4020_0000, 0x4040_0000) },
+                   { try $0.populateTHP(pid: 1, 0x4020_0000, 0x4040_0000) }))
+        ok(h, h.op("start", 1, 0x4000_0000, 0x4040_0000, { try $0.startMigration(0x4000_0000, 0x4040_0000) },
+                   { try $0.startMigration(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        guard case .migration(.write, _, _, _)? = leaf(mm, 0x4000_0000)?.leaf,
+              case .softLeaf(.pmd, _, let huge) = mm.translate(0x4020_0000), case .migration(.write, _, _, _) = huge.leaf else {
+            Issue.record("no writable migration entries: \(mm.translate(0x4000_0000)), \(mm.translate(0x4020_0000))"); return
+        }
+        ok(h, h.op("uffdwp", 1, 0x4000_0000, 0x4040_0000, { try $0.userfaultWriteProtect(0x4000_0000, 0x4040_0000) },
+                   { try $0.userfaultWriteProtect(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        let small = try #require(leaf(mm, 0x4000_0000))
+        guard case .migration(.readExclusive, _, _, _) = small.leaf, small.bits.contains(.uffdWP) else {
+            Issue.record("PTE migration entry after uffd-wp: \(small)"); return
+        }
+        guard case .softLeaf(.pmd, _, let hugeWP) = mm.translate(0x4020_0000), case .migration(.readExclusive, _, _, _) = hugeWP.leaf,
+              hugeWP.bits.contains(.uffdWP) else {
+            Issue.record("PMD migration entry after uffd-wp: \(mm.translate(0x4020_0000))"); return
+        }
+        ok(h, h.op("finish", 1, 0x4000_0000, 0x4040_0000, { try $0.finishMigration(0x4000_0000, 0x4040_0000) },
+                   { try $0.finishMigration(pid: 1, 0x4000_0000, 0x4040_0000) }))
+        let pte = try #require(page(mm, 0x4000_0000).0)
+        #expect(pte.isUffdWP && !pte.isWritable)
+        guard case .present(.pmd, let raw, _) = mm.translate(0x4020_0000) else { Issue.record("no PMD after the migration"); return }
+        let pmd = PMD(rawValue: raw, architecture: g.architecture)
+        #expect(raw & g.layout.uffdWP != 0 && !pmd.isWritable)
+        ok(h, h.fault(1, 0x4000_0000, 0x4000_1000, write: true))
+        ok(h, h.fault(1, 0x4020_0000, 0x4020_1000, write: true))
+        #expect(!page(mm, 0x4000_0000).0!.isWritable)
+        guard case .present(.pmd, raw, _) = mm.translate(0x4020_0000) else { Issue.record("the write changed the PMD"); return }
+    }
+
+    /// arm64 contiguous PTEs: fork write-protects the parent's entries in
+    /// place (`wrprotect_ptes()`), which folds nothing, so a 64K block that
+    /// a write fault unfolded stays unfolded in the parent even though
+    /// write-protection makes its 16 entries uniform again; the untouched
+    /// pages keep reading old. The reference once folded the block (every
+    /// page read young), differential fuzzer arm64 4-level, seed 1592643585.
+    @Test func forkDoesNotFoldTheParentsUnfoldedBlock() throws {
+        let h = try harness(.arm64)
+        ok(h, h.mmap(1, 0x4000_0000, 0x4010_0000, [.read, .write]))
+        let mm = h.spaces[1]!
+        ok(h, h.op("mthp(4)", 1, 0x4000_0000, 0x4001_0000, { try $0.populateLargeFolios(0x4000_0000, 0x4001_0000, order: 4) },
+                   { try $0.populateLargeFolios(pid: 1, 0x4000_0000, 0x4001_0000, order: 4) }))
+        ok(h, h.op("clearRefs(all)", 1, 0, 0, { _ = try $0.clearRefs(.all) }, { try $0.clearRefs(pid: 1, .all) }))
+        ok(h, h.op("clearRefs(softDirty)", 1, 0, 0, { _ = try $0.clearRefs(.softDirty) }, { try $0.clearRefs(pid: 1, .softDirty) }))
+        ok(h, h.fault(1, 0x4000_e000, 0x4001_0000, write: true))       // unfolds the block: two pages young
+        ok(h, h.fork(1, 2))
+        let untouched = try #require(page(mm, 0x4000_0000).0)
+        #expect(!untouched.isYoung && !untouched.isContiguous)
+        #expect(page(mm, 0x4000_f000).0!.isYoung)
+    }
+
     @Test func guardInstallOverPopulatedThenRemove() throws {
         let h = try harness()
         ok(h, h.mmap(1, 0x40_0000, 0x60_0000, [.read, .write]))

@@ -245,6 +245,65 @@ import LiveKernel
         withExtendedLifetime(uffd) {}
     }
 
+    /// UFFDIO_WRITEPROTECT over a guard marker, none pages and a present
+    /// one, then MADV_GUARD_INSTALL again over the guard, MADV_GUARD_REMOVE
+    /// of it, and MADV_GUARD_INSTALL over one of the new uffd-wp markers:
+    /// the kernel leaves guard markers without the uffd-wp bit (pagemap bit
+    /// 58 alone, never 57), so the removed guard leaves none. The models once
+    /// made the guard marker guard|uffd-wp (differential fuzzer seed
+    /// 4100014); the old model then left a uffd-wp marker at page 0.
+    @Test func uffdWPOverGuardMarkers() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(4 * 4096)
+        let uffd: UserfaultfdWP
+        do { uffd = try UserfaultfdWP(m) } catch { try Test.cancel("userfaultfd write-protect: \(error)") }
+        f.touch(m, write: true, pages: 3..<4)
+        do { try f.live.madvise(m, .guardInstall, offset: 0, length: 4096) } catch {
+            try Test.cancel("MADV_GUARD_INSTALL: \(error)")
+        }
+        try uffd.writeProtect(m.start, length: m.size)
+        let guarded = try KernelView.pagemap(m)[0]
+        #expect(guarded & PagemapBits.guardRegion != 0 && guarded & PagemapBits.uffdWP == 0,
+                "pagemap of the write-protected guard marker: \(hx(guarded))")
+        try f.live.madvise(m, .guardInstall, offset: 0, length: 4096)
+        try f.live.madvise(m, .guardRemove, offset: 0, length: 4096)
+        try f.live.madvise(m, .guardInstall, offset: 4096, length: 4096)
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.uffdWP])
+        var (a, b) = mirror.pages(m, 3..<4); try mirror.mm.fault(a, b, write: true)
+        (a, b) = mirror.pages(m, 0..<1); try madviseGuardInstall(mirror.mm, a, b)
+        try mirror.mm.userfaultWriteProtect(m.start, m.end)
+        try madviseGuardInstall(mirror.mm, a, b)
+        try madviseGuardRemove(mirror.mm, a, b)
+        (a, b) = mirror.pages(m, 1..<2); try madviseGuardInstall(mirror.mm, a, b)
+        try compare(mirror, [m])
+        withExtendedLifetime(uffd) {}
+    }
+
+    /// UFFDIO_WRITEPROTECT over two PMD THPs of an anonymous VMA, the first
+    /// whole and the second in part: the kernel keeps the first PMD-mapped
+    /// (AnonHugePages 2048 kB, `change_huge_pmd()` sets uffd-wp on the PMD)
+    /// and splits the second. The models once split both.
+    @Test func uffdWPKeepsAnonymousTHP() throws {
+        let f = try FencedMappings()
+        let m = try f.anonymous(4 << 20, alignment: 2 << 20)
+        let uffd: UserfaultfdWP
+        do { uffd = try UserfaultfdWP(m) } catch { try Test.cancel("userfaultfd write-protect: \(error)") }
+        try f.live.madvise(m, .hugePage)
+        f.touch(m, write: true)
+        guard try LiveMadviseTests.smapsKB(m, "AnonHugePages") == 4096 else {
+            try Test.cancel("the kernel did not back the MADV_HUGEPAGE range with two PMD THPs")
+        }
+        try uffd.writeProtect(m.start, length: 3 << 20)
+        #expect(try LiveMadviseTests.smapsKB(m, "AnonHugePages") == 2048, "the kernel split the wholly protected THP")
+        let mirror = try Mirror()
+        try mirror.map(m, extra: [.hugePage, .uffdWP])
+        try mirror.mm.populateTHP(m.start, m.end, write: true)
+        try mirror.mm.userfaultWriteProtect(m.start, m.start + (3 << 20))
+        try compare(mirror, [m])
+        withExtendedLifetime(uffd) {}
+    }
+
     /// MADV_GUARD_INSTALL over two VMAs whose second is mlocked: the kernel
     /// returns EINVAL and has installed the first VMA's markers.
     @Test func guardInstallStopsAtALockedVMA() throws {

@@ -430,6 +430,7 @@ extension AddressSpace {
         l.lock()
         let w = load(s)
         guard layout.isPresent(w, .pmd) else { l.unlock(); return true }   // PMD migration entry
+        if write && w & layout.uffdWP != 0 { l.unlock(); return true }    // userfaultfd would handle it (wp_huge_pmd())
         if write && w & layout.write == 0, let f = memory.folio(containing: layout.pfn(w)),
            f.isAnon, !f.isKSM, f.pageFlags(0).contains(.anonExclusive) {
             // do_huge_pmd_wp_page() reuses an exclusive THP.

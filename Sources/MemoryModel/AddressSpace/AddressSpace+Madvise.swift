@@ -144,6 +144,12 @@ extension AddressSpace {
     /// `UFFDIO_WRITEPROTECT` on a VM_UFFD_WP VMA: present entries get the
     /// uffd-wp bit and lose write; none entries get uffd-wp markers
     /// (`UFFD_FEATURE_WP_UNPOPULATED`); swap entries get the swap uffd-wp bit.
+    /// PTE markers are left as they are (`change_pte_range()`): guard and
+    /// poison markers never take the uffd-wp bit, and a uffd-wp marker has it.
+    /// In an anonymous VMA a PMD leaf or PMD migration entry wholly inside
+    /// the range keeps its huge mapping and takes the bit there
+    /// (`change_huge_pmd()`; only VMAs that need PTE markers under a huge
+    /// entry split it); a PMD the range covers in part is split.
     public func userfaultWriteProtect(_ start: UInt64, _ end: UInt64) throws(ModelError) {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
@@ -152,21 +158,37 @@ extension AddressSpace {
                     throw .wrongVMAKind(address: vma.start, reason: "userfaultfd write-protect needs a VM_UFFD_WP, non-hugetlb VMA")
                 }
                 let marker = try SoftLeafEntry(.marker(.uffdWP)).encode(layout)
-                try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true) { (t, i, _) throws(ModelError) in
+                let wholePMD = { (s: EntrySlot, a: UInt64, next: UInt64) throws(ModelError) -> PMDDecision in
+                    guard vma.isAnonymous, a % AddressSpace.pmdSize == 0, next - a == AddressSpace.pmdSize else { return .split }
+                    let l = self.lock(forEntriesOf: s.table, level: .pmd)
+                    l.lock()
+                    let w = self.load(s)
+                    defer { l.unlock() }
+                    if self.layout.isPresent(w, .pmd) { self.store(s, self.layout.writeProtect(w) | self.layout.uffdWP) }
+                    else if w != 0 { self.store(s, try self.uffdWriteProtected(swapEntry: w)) }
+                    return .skip
+                }
+                try forEachPTE(max(start, vma.start), min(end, vma.end), allocate: true, pmd: wholePMD) { (t, i, _) throws(ModelError) in
                     let w = arena.entries(t)[i].load(ordering: .relaxed)
                     if w == 0 { storePTE(t, i, marker); return }
                     if layout.isPresent(w, .pte) {
                         storePTE(t, i, layout.writeProtect(w) | layout.uffdWP)
                         return
                     }
-                    let leaf = SoftLeafEntry(decoding: w, layout: layout)
-                    switch leaf.leaf {
-                    case .marker(let m): storePTE(t, i, try SoftLeafEntry(.marker(m.union(.uffdWP))).encode(layout))
-                    default: storePTE(t, i, w | layout.swapUffdWP)
-                    }
+                    if case .marker = SoftLeafEntry(decoding: w, layout: layout).leaf { return }
+                    storePTE(t, i, try uffdWriteProtected(swapEntry: w))
                 }
             }
         }
+    }
+
+    /// A swap-format entry (no marker) with the swap uffd-wp bit, a writable
+    /// migration entry made readable first: finishing the migration must
+    /// not map a writable uffd-wp page.
+    private func uffdWriteProtected(swapEntry w: UInt64) throws(ModelError) -> UInt64 {
+        guard var leaf = readableMigrationEntry(SoftLeafEntry(decoding: w, layout: layout)) else { return w | layout.swapUffdWP }
+        leaf.bits.insert(.uffdWP)
+        return try leaf.encode(layout)
     }
 
     /// Installs PFN mappings of `pfn …` over `[start, end)` of a VM_PFNMAP or

@@ -89,6 +89,18 @@ extension AddressSpace {
         return n
     }
 
+    /// A writable migration entry made readable, as every protection
+    /// change does (`change_pte_range()`, `change_huge_pmd()`): exclusive
+    /// for an anonymous folio, its soft-dirty and other bits kept. Nil for
+    /// any other entry.
+    func readableMigrationEntry(_ leaf: SoftLeafEntry) -> SoftLeafEntry? {
+        guard case .migration(.write, let pfn, let young, let dirty) = leaf.leaf else { return nil }
+        var n = leaf
+        let anon = memory.folio(containing: pfn)?.isAnon ?? true
+        n.leaf = .migration(anon ? .readExclusive : .read, pfn: pfn, young: young, dirty: dirty)
+        return n
+    }
+
     private func changeProtection(_ vma: VMA) throws(ModelError) {
         try forEachPTE(vma.start, vma.end, pmd: { (s, a, _) throws(ModelError) -> PMDDecision in
             guard a % AddressSpace.pmdSize == 0, a + AddressSpace.pmdSize <= vma.end else { return .split }
