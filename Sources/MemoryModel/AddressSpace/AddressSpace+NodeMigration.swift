@@ -21,9 +21,10 @@ extension AddressSpace {
     /// allocated there, every mapping pointed at it through migration
     /// entries, the new folio put on the LRU, the old one freed). A folio
     /// that is no longer mapped, or is in the swap cache, is put back on
-    /// the LRU instead, and a hugetlb folio (isolated by
-    /// `folio_isolate_hugetlb()`, with a reference) is not moved: hugetlb
-    /// migration is not modelled. Returns whether it moved; either way the isolation
+    /// the LRU instead. A hugetlb folio (isolated by
+    /// `folio_isolate_hugetlb()`, with a reference) moves as
+    /// `unmap_and_move_huge_page()` moves it, see `moveLockedHugetlbFolio`.
+    /// Returns whether it moved; either way the isolation
     /// reference is gone. Caller holds no table lock.
     package func migrateIsolatedFolio(_ folio: Folio, at address: UInt64, toNode node: Int) throws(ModelError) -> Bool {
         guard (0..<memory.nodeCount).contains(node) else {
@@ -31,10 +32,8 @@ extension AddressSpace {
         }
         folio.lock()
         if folio.test(.hugetlb) {
-            // Not modelled: the hugetlb folio goes back to its active list.
-            folio.unlock()
-            memory.put(folio)
-            return false
+            defer { folio.unlock(); memory.put(folio) }   // and the isolation reference
+            return try moveLockedHugetlbFolio(folio, at: address, toNode: node)
         }
         guard folio.isMapped, !folio.test(.swapCache) else {
             folio.unlock()
@@ -50,6 +49,52 @@ extension AddressSpace {
         }
         folio.unlock()
         memory.put(folio)   // the isolation reference
+        return true
+    }
+
+    /// A hugetlb folio's move, under its lock: a new hugetlb folio of the
+    /// same size on `node`, each huge entry mapping the old one (in this
+    /// process and, for anonymous memory, the rest of its fork family)
+    /// rewritten under the huge PTE lock to map the new one with the same
+    /// bits, the mapping and page-cache references moved. Not moved (false)
+    /// when some mapping of it lies outside those processes (a hugetlbfs
+    /// file mapped elsewhere), or its entries are PTE-level (arm64 64K).
+    func moveLockedHugetlbFolio(_ folio: Folio, at address: UInt64, toNode node: Int) throws(ModelError) -> Bool {
+        guard let vma = vma(containing: address), vma.isHugetlb else { return false }
+        let (level, count) = hugetlbEntryShape(forSize: vma.hugePageSize)
+        guard level != .pte else { return false }
+        let walk = beginRmapWalk(folio)
+        defer { walk.end() }
+        var slots: [(AddressSpace, EntrySlot)] = []
+        for mm in walk.spaces {
+            guard mm.hasEntries(at: level), case .slot(let s)? = try? mm.slot(address, at: level, allocate: false) else { continue }
+            let w = mm.load(s)
+            if mm.layout.isPresent(w, level) && mm.layout.pfn(w) == folio.pfn { slots.append((mm, s)) }
+        }
+        guard slots.count == folio.entireMapcount else { return false }
+        let target = try memory.allocateFolio(order: folio.order, node: node,
+                                              flags: folio.flags.subtracting([.locked, .anonExclusive]), refcount: 0)
+        if folio.pageFlags(0).contains(.anonExclusive) { target.setPageFlags(0, .anonExclusive, true) }
+        let step = UInt64(1) << UInt64(geometry.shift(level) - 12)
+        for (mm, s) in slots {
+            let l = mm.hugePTELock(forEntriesOf: s.table, level: level)
+            l.lock()
+            for k in 0..<count {
+                let e = EntrySlot(s.table, s.index + k, level)
+                let w = mm.load(e)
+                mm.store(e, (w & ~mm.layout.pfnMask) | ((target.pfn + UInt64(k) * step) << Geometry.pageShift))
+            }
+            l.unlock()
+            folio.addEntireMapping(-1)
+            target.addEntireMapping(1)
+            target.addRef(1)
+            memory.put(folio)
+        }
+        if let file = vma.file, file.cachedPFN(vma.pageIndex(address)) == folio.pfn {
+            file.setCached(vma.pageIndex(address), target.pfn)
+            target.addRef(1)
+            memory.put(folio)
+        }
         return true
     }
 
