@@ -2,6 +2,7 @@ import Testing
 @testable import MemoryModel
 @testable import PageWalk
 import TestKit
+import ReferenceModel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -228,16 +229,19 @@ import Glibc
             try Mempolicy.migratePages(mm, from: [1], to: [0], walker: w)
         }
         #expect(r.errno == 0)
-        // 8 + 8 small, 1 THP, 4 mTHPs, 16 file, 1 hugetlb.
+        // 8 + 8 small, 1 THP, 4 mTHPs, 16 file, 1 hugetlb: all move.
         #expect(r.outcome.queued.count == 38)
         #expect(r.outcome.queued.map(\.node) == Array(repeating: 1, count: 38))
+        #expect(r.outcome.migrated.count == 38 && r.outcome.failed == 0)
+        #expect(pageNodes(r, Self.hugetlb, 512) == Array(repeating: 0, count: 512))
+        #expect(pageNodes(r, Self.thp, 512) == Array(repeating: 0, count: 512))
         #expect(pageNodes(r, Self.misplaced, 16) == Array(repeating: 0, count: 16))
         #expect(pageNodes(r, Self.shared, 8) == Array(repeating: 1, count: 8))
         #expect(pageNodes(r, Self.shared, 8, pid: 2) == Array(repeating: 1, count: 8))
         let all = try twin { (mm, w) throws(MempolicyError) in
             try Mempolicy.migratePages(mm, from: [1], to: [0], moveAll: true, walker: w)
         }
-        #expect(all.outcome.queued.count == 46)
+        #expect(all.outcome.queued.count == 46 && all.outcome.migrated.count == 46 && all.outcome.failed == 0)
         #expect(pageNodes(all, Self.shared, 8) == Array(repeating: 0, count: 8))
         #expect(pageNodes(all, Self.shared, 8, pid: 2) == Array(repeating: 0, count: 8))
         // A node moving to itself moves nothing.
@@ -297,6 +301,9 @@ import Glibc
         }
         #expect(r.errno == 0)
         #expect(shape(r.outcome.queued) == shape([Self.hugetlb], node: 1, pages: 512))
+        #expect(shape(r.outcome.migrated) == shape([Self.hugetlb], node: 0, pages: 512))
+        #expect(r.outcome.failed == 0)
+        #expect(pageNodes(r, Self.hugetlb, 512) == Array(repeating: 0, count: 512))
         let strict = try twin { (mm, w) throws(MempolicyError) in
             try Mempolicy.mbind(mm, Self.hugetlb, 2 * mb2, policy: Self.toNode0, flags: .strict, walker: w)
         }
@@ -347,6 +354,51 @@ import Glibc
             #expect(throws: MempolicyError.self) { try Mempolicy.migratePages(mm, from: [1], to: [7], walker: w) }
         }
         do { try Mempolicy.mbind(mm, Self.misplaced + 1, page, policy: Self.toNode0, flags: []) } catch { #expect(error.errno == EINVAL) }
+    }
+
+    // MARK: The moves against the reference model
+
+    /// migrate_pages(2) from node 1 to node 0 over small, THP, mTHP and
+    /// file folios, against the reference model's `migrate` to node 0 of
+    /// the same ranges (a new folio on the target node, every mapping
+    /// moved to it, the old one freed): the same pages, folios, counts and
+    /// nodes.
+    @Test func movesMatchTheReferenceModel() throws {
+        for walker in WalkerKind.allCases {
+            let memory = try PhysicalMemory(budgetBytes: 512 << 20, nodes: 2)
+            let mm = try AddressSpace(geometry: .x86_64, memory: memory, options: AddressSpaceOptions(pid: 1))
+            let ref = ReferenceModel(geometry: .x86_64, options: AddressSpaceOptions(pid: 1), nodes: 2)
+            _ = ref.addProcess(pid: 1)
+            let file = memory.file(path: "/data/f", device: DeviceNumber(major: 8, minor: 1), inode: 42)
+            let rw: VMFlags = [.read, .write], on1 = MemoryPolicy.bind([1])
+            let ranges: [(UInt64, UInt64)] = [(Self.misplaced, Self.misplaced + 8 * page), (Self.thp, Self.thp + 2 * mb2),
+                                              (Self.mthp, Self.mthp + 64 * page), (Self.fileStart, Self.fileStart + 16 * page)]
+            try mm.mmap(start: ranges[0].0, end: ranges[0].1, access: rw, policy: on1)
+            try ref.mmap(pid: 1, start: ranges[0].0, end: ranges[0].1, access: rw, policy: on1)
+            try mm.fault(ranges[0].0, ranges[0].1, write: true)
+            try ref.fault(pid: 1, ranges[0].0, ranges[0].1, write: true)
+            try mm.mmap(start: ranges[1].0, end: ranges[1].1, access: rw, extraFlags: [.hugePage], policy: on1)
+            try ref.mmap(pid: 1, start: ranges[1].0, end: ranges[1].1, access: rw, extraFlags: [.hugePage], policy: on1)
+            try mm.populateTHP(Self.thp, Self.thp + mb2)
+            try ref.populateTHP(pid: 1, Self.thp, Self.thp + mb2)
+            try mm.mmap(start: ranges[2].0, end: ranges[2].1, access: rw, policy: on1)
+            try ref.mmap(pid: 1, start: ranges[2].0, end: ranges[2].1, access: rw, policy: on1)
+            try mm.populateLargeFolios(ranges[2].0, ranges[2].1, order: 4)
+            try ref.populateLargeFolios(pid: 1, ranges[2].0, ranges[2].1, order: 4)
+            try mm.mmap(start: ranges[3].0, end: ranges[3].1, access: rw, kind: .file(file, offset: 0), policy: on1)
+            try ref.mmap(pid: 1, start: ranges[3].0, end: ranges[3].1, access: rw, kind: .file(file, offset: 0), policy: on1)
+            try mm.fault(ranges[3].0, ranges[3].1, write: false)
+            try ref.fault(pid: 1, ranges[3].0, ranges[3].1, write: false)
+            #expect(ReferenceChecker.check([mm], against: ref).isEmpty, "before, \(walker)")
+
+            let outcome = try Mempolicy.migratePages(mm, from: [1], to: [0], walker: walker)
+            for (s, e) in ranges { try ref.migrate(pid: 1, s, e, toNode: 0) }
+            #expect(outcome.migrated.count == 8 + 1 + 4 + 16 && outcome.failed == 0, "\(walker)")
+            let mismatches = ReferenceChecker.check([mm], against: ref)
+            #expect(mismatches.isEmpty, "\(walker): \(mismatches.prefix(5))")
+            // The old frames are free.
+            for q in outcome.queued { #expect(memory.folio(containing: q.pfn)?.pfn != q.pfn || memory.folio(containing: q.pfn)?.node == 0) }
+        }
     }
 
     // MARK: Locks
