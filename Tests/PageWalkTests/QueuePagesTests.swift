@@ -358,9 +358,9 @@ import Glibc
 
     // MARK: The moves against the reference model
 
-    /// migrate_pages(2) from node 1 to node 0 over small, THP, mTHP and
-    /// file folios, against the reference model's `migrate` to node 0 of
-    /// the same ranges (a new folio on the target node, every mapping
+    /// migrate_pages(2) from node 1 to node 0 over small, THP, mTHP, file
+    /// and hugetlb folios, against the reference model's `migrate` to node
+    /// 0 of the same ranges (`migrateHugetlb` for the hugetlb folio) (a new folio on the target node, every mapping
     /// moved to it, the old one freed): the same pages, folios, counts and
     /// nodes.
     @Test func movesMatchTheReferenceModel() throws {
@@ -389,11 +389,17 @@ import Glibc
             try ref.mmap(pid: 1, start: ranges[3].0, end: ranges[3].1, access: rw, kind: .file(file, offset: 0), policy: on1)
             try mm.fault(ranges[3].0, ranges[3].1, write: false)
             try ref.fault(pid: 1, ranges[3].0, ranges[3].1, write: false)
+            let huge = MappingKind.hugetlb(pageSize: mb2, file: nil)
+            try mm.mmap(start: Self.hugetlb, end: Self.hugetlb + 2 * mb2, access: rw, kind: huge, policy: on1)
+            try ref.mmap(pid: 1, start: Self.hugetlb, end: Self.hugetlb + 2 * mb2, access: rw, kind: huge, policy: on1)
+            try mm.populateHugetlb(Self.hugetlb, Self.hugetlb + mb2)
+            try ref.populateHugetlb(pid: 1, Self.hugetlb, Self.hugetlb + mb2)
             #expect(ReferenceChecker.check([mm], against: ref).isEmpty, "before, \(walker)")
 
             let outcome = try Mempolicy.migratePages(mm, from: [1], to: [0], walker: walker)
             for (s, e) in ranges { try ref.migrate(pid: 1, s, e, toNode: 0) }
-            #expect(outcome.migrated.count == 8 + 1 + 4 + 16 && outcome.failed == 0, "\(walker)")
+            #expect(try ref.migrateHugetlb(pid: 1, at: Self.hugetlb, toNode: 0))
+            #expect(outcome.migrated.count == 8 + 1 + 4 + 16 + 1 && outcome.failed == 0, "\(walker)")
             let mismatches = ReferenceChecker.check([mm], against: ref)
             #expect(mismatches.isEmpty, "\(walker): \(mismatches.prefix(5))")
             // The old frames are free.

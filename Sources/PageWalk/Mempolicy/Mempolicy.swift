@@ -94,7 +94,8 @@ public enum Mempolicy {
     ///
     /// Throws `.invalid` (flags outside MPOL_MF_VALID, an unaligned start,
     /// a wrapping range, a mode that needs nodes given none of this
-    /// machine's), `.fault` for a hole (holes are fine for MPOL_DEFAULT),
+    /// machine's), `.fault` for a hole (holes are fine for MPOL_DEFAULT
+    /// only),
     /// `.io` with MPOL_MF_STRICT when a misplaced folio is found without a
     /// move flag, or some misplaced folio could not be moved. MOVE_ALL is
     /// taken as coming from a CAP_SYS_NICE caller.
@@ -110,10 +111,12 @@ public enum Mempolicy {
         guard end >= start, aligned >= len else { throw .invalid("the range wraps") }
         if end == start { return MempolicyOutcome() }
         let nodes = nodeMask(of: policy)
-        // mpol_new() and mpol_set_nodemask(): a mode with nodes needs one
-        // of this machine's.
+        // mpol_new() and mpol_set_nodemask(): MPOL_DEFAULT is no policy at
+        // all, and then holes are fine; MPOL_LOCAL takes no nodes; the
+        // other modes need one of this machine's.
         switch policy {
-        case .default, .local: flags.insert(.discontigOK)
+        case .default: flags.insert(.discontigOK)
+        case .local: break
         default:
             guard !nodes.isEmpty, !NodeMask(nodes.nodes.filter { $0 < mm.memory.nodeCount }).isEmpty else {
                 throw .invalid("policy \(policy) names no node of this machine (\(mm.memory.nodeCount) nodes)")

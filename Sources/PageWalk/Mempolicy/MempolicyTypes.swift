@@ -134,7 +134,8 @@ public struct MempolicyOutcome: Hashable, Sendable {
     /// Those moved, with the node each went to.
     public internal(set) var migrated: [QueuedFolio] = []
     /// Misplaced folios the walks could not queue plus queued ones that
-    /// did not move: migrate_pages(2)'s return value.
+    /// did not move: migrate_pages(2)'s return value (mbind(2) only asks
+    /// whether it is non-zero, for STRICT's -EIO).
     public internal(set) var failed = 0
 }
 
