@@ -345,6 +345,49 @@ import Glibc
         #expect(pageNodes(strictMove, Self.misplaced + 4 * page, 4) == Array(repeating: 0, count: 4))
     }
 
+    @Test func folioOffTheLRUIsUnmovable() throws {
+        // The third folio is off the LRU (isolated by someone else): it
+        // cannot be queued and counts as not moved.
+        let prepare: (AddressSpace) throws -> Void = { mm in
+            let f = try #require(self.folio(mm, Self.misplaced + 2 * page))
+            #expect(mm.isolateFromLRU(f))
+        }
+        let move = try twin({ (mm, w) throws(MempolicyError) in
+            try Mempolicy.mbind(mm, Self.misplaced, 8 * page, policy: Self.toNode0, flags: .move, walker: w)
+        }, prepare: prepare)
+        #expect(move.errno == 0)
+        #expect(move.outcome.queued.count == 7 && move.outcome.migrated.count == 7 && move.outcome.failed == 1)
+        #expect(pageNodes(move, Self.misplaced, 8) == [0, 0, 1, 0, 0, 0, 0, 0])
+        // STRICT: the others still move, and the call fails.
+        let strict = try twin({ (mm, w) throws(MempolicyError) in
+            try Mempolicy.mbind(mm, Self.misplaced, 8 * page, policy: Self.toNode0, flags: [.strict, .move], walker: w)
+        }, prepare: prepare)
+        #expect(strict.errno == EIO)
+        #expect(pageNodes(strict, Self.misplaced, 8) == [0, 0, 1, 0, 0, 0, 0, 0])
+    }
+
+    @Test func zeroPagesAndPFNMapsAreNeverQueued() throws {
+        let prepare: (AddressSpace) throws -> Void = { mm in
+            // Read faults map the zero page; a PFN map sits after them.
+            try mm.mmap(start: 14 * mb2, end: 14 * mb2 + 8 * page, access: [.read, .write], policy: .bind([1]))
+            try mm.fault(14 * mb2, 14 * mb2 + 8 * page, write: false)
+            try mm.mmap(start: 14 * mb2 + 8 * page, end: 14 * mb2 + 16 * page, access: [.read], kind: .pfnMap(firstPFN: 0x90000))
+        }
+        let r = try twin({ (mm, w) throws(MempolicyError) in
+            try Mempolicy.mbind(mm, 14 * mb2, 16 * page, policy: Self.toNode0, flags: [.strict, .move], walker: w)
+        }, prepare: prepare)
+        #expect(r.errno == 0 && r.outcome == MempolicyOutcome())
+        let strict = try twin({ (mm, w) throws(MempolicyError) in
+            try Mempolicy.mbind(mm, 14 * mb2, 16 * page, policy: Self.toNode0, flags: .strict, walker: w)
+        }, prepare: prepare)
+        #expect(strict.errno == 0)
+    }
+
+    func folio(_ mm: AddressSpace, _ a: UInt64) -> Folio? {
+        guard case .present(_, _, let pfn) = mm.translate(a), let f = mm.memory.folio(containing: pfn), !f.isZero else { return nil }
+        return f
+    }
+
     @Test func invalidArguments() throws {
         let (mm, _) = try build()
         for w in WalkerKind.allCases {
