@@ -399,6 +399,47 @@ import Glibc
         do { try Mempolicy.mbind(mm, Self.misplaced + 1, page, policy: Self.toNode0, flags: []) } catch { #expect(error.errno == EINVAL) }
     }
 
+    // MARK: Other geometries
+
+    /// Both walkers agree on every geometry (x86-64 5-level, arm64 4-, 3-
+    /// and 2-level): small folios, a THP, mTHPs, and a hugetlb folio where
+    /// the address space reaches 1 GiB, all queued and moved to node 0.
+    @Test(arguments: allGeometries) func bothWalkersAgreeOnEveryGeometry(_ g: Geometry) throws {
+        var runs: [(Int32, MempolicyOutcome, [String], [String])] = []
+        for walker in WalkerKind.allCases {
+            let mm = try AddressSpace(geometry: g, memory: PhysicalMemory(budgetBytes: 512 << 20, nodes: 2))
+            let rw: VMFlags = [.read, .write], on1 = MemoryPolicy.bind([1])
+            try mm.mmap(start: Self.misplaced, end: Self.misplaced + 8 * page, access: rw, policy: on1)
+            try mm.fault(Self.misplaced, Self.misplaced + 8 * page, write: true)
+            try mm.mmap(start: Self.thp, end: Self.thp + 2 * mb2, access: rw, extraFlags: [.hugePage], policy: on1)
+            try mm.populateTHP(Self.thp, Self.thp + mb2)
+            try mm.mmap(start: Self.mthp, end: Self.mthp + 64 * page, access: rw, policy: on1)
+            try mm.populateLargeFolios(Self.mthp, Self.mthp + 64 * page, order: 4)
+            let withHugetlb = Self.hugetlb + 2 * mb2 <= g.userAddressLimit
+            if withHugetlb {
+                try mm.mmap(start: Self.hugetlb, end: Self.hugetlb + 2 * mb2, access: rw,
+                            kind: .hugetlb(pageSize: mb2, file: nil), policy: on1)
+                try mm.populateHugetlb(Self.hugetlb, Self.hugetlb + mb2)
+            }
+            var rc: Int32 = 0
+            var outcome = MempolicyOutcome()
+            do throws(MempolicyError) {
+                outcome = try Mempolicy.mbind(mm, Self.misplaced, Self.hugetlb + 2 * mb2 - Self.misplaced, policy: Self.toNode0,
+                                              flags: [.strict, .move], walker: walker)
+            } catch { rc = error.errno }
+            // The range has holes: EFAULT, nothing moved. Then
+            // migrate_pages, which allows them.
+            #expect(rc == EFAULT, "\(g) \(walker)")
+            outcome = try Mempolicy.migratePages(mm, from: [1], to: [0], walker: walker)
+            #expect(outcome.migrated.count == 8 + 1 + 4 + (withHugetlb ? 1 : 0) && outcome.failed == 0, "\(g) \(walker)")
+            runs.append((rc, outcome, endState(mm), nodes(mm)))
+        }
+        #expect(runs[0].0 == runs[1].0 && runs[0].1 == runs[1].1)
+        #expect(runs[0].2 == runs[1].2, "\(endStateDifferences(runs[0].2, runs[1].2).joined(separator: "\n"))")
+        #expect(runs[0].3 == runs[1].3)
+        #expect(!runs[0].3.contains { $0.hasSuffix("node 1") })
+    }
+
     // MARK: The moves against the reference model
 
     /// migrate_pages(2) from node 1 to node 0 over small, THP, mTHP, file

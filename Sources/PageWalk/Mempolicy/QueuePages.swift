@@ -23,6 +23,15 @@ struct QueuePagesState {
         self.mm = mm; self.start = start; self.end = end; self.nodes = nodes; self.flags = flags
     }
 
+    /// The range walked: the kernel walks to `end` whatever it is, and
+    /// meets no VMA above the user address limit, which the model's walkers
+    /// refuse to pass; the hole checks still use `end`. Nil when the range
+    /// lies wholly above the limit (no VMA: -EFAULT).
+    var walkRange: Range<UInt64>? {
+        let limit = Swift.min(end, mm.geometry.userAddressLimit)
+        return start < limit ? start..<limit : nil
+    }
+
     /// What `queue_pages_test_walk()` says of a VMA.
     enum Verdict { case walk, skip, fault }
 

@@ -22,7 +22,8 @@ extension Mempolicy {
             return st.pointee.testWalk(vma) == .walk
         })
         let lock: UpdateWalkLock = st.pointee.flags.contains(.writeLock) ? .mmapWrite : .mmapRead
-        let range = st.pointee.start..<st.pointee.end
+        guard let range = st.pointee.walkRange else { throw .fault(address: st.pointee.start) }
+        var walkError: PageWalkError?
         do throws(PageWalkError) {
             _ = try mm.withUpdateWalk(range, lock: lock, options: options) { (walk) throws(PageWalkError) -> Bool in
                 try walk.forEach { (e) throws(PageWalkError) -> UpdateStep in
@@ -48,9 +49,10 @@ extension Mempolicy {
                 }
             }
         } catch {
-            throw .walk(error)
+            walkError = error
         }
         if st.pointee.first == nil { throw .fault(address: st.pointee.start) }
+        if let walkError { throw .walk(walkError) }
         if let hole = st.pointee.fault { throw .fault(address: hole) }
         if st.pointee.failsWithEIO { throw .io }
     }

@@ -51,7 +51,7 @@ extension Mempolicy {
         }
         guard let table = access.lockPTETable(p.slot) else {
             // The table went (or became a leaf) meanwhile: ACTION_AGAIN.
-            if p.rawValue != 0 { walk.action = .again }
+            if !p.hasTrivialEntries && p.rawValue != 0 { walk.action = .again }
             return 0
         }
         let words = access.tables.entries(table)
@@ -115,9 +115,10 @@ extension Mempolicy {
     /// with the table `flags` picks; -EFAULT when no VMA was met.
     static func callbackQueue(_ mm: AddressSpace, _ state: inout QueuePagesState) throws(MempolicyError) {
         let ops = walkOps(mm, writeLock: state.flags.contains(.writeLock))
+        guard let range = state.walkRange else { throw .fault(address: state.start) }
         var walkError: MempolicyError?
         do {
-            _ = try walkPageRange(mm, state.start, state.end, ops: ops, private: &state)
+            _ = try walkPageRange(mm, range.lowerBound, range.upperBound, ops: ops, private: &state)
         } catch .handlerError(-EFAULT) where state.fault != nil {
             walkError = .fault(address: state.fault!)
         } catch .handlerError(-EIO) {
