@@ -159,6 +159,41 @@ import LiveKernel
         }
     }
 
+    /// Refusals: a node the host lacks, a flag outside MPOL_MF_VALID
+    /// (MPOL_MF_LAZY), an unaligned start; migrate_pages(2) to a node the
+    /// host lacks (EINVAL for a CAP_SYS_NICE caller, EPERM otherwise).
+    @Test func refusalsMatchTheKernel() throws {
+        let nodes = Self.memoryNodes()
+        let f = try FencedMappings()
+        let m = try f.anonymous(4 * Self.page)
+        f.touch(m, write: true)
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        let missing = nodes   // the first node the host lacks
+        let cases: [(String, UInt64, UInt, [Int], Int)] = [
+            ("node \(missing)", m.start, 1 << UInt(missing), [missing], Self.mfMove),
+            ("MPOL_MF_LAZY", m.start, 1, [0], 8),
+            ("unaligned start", m.start + 1, 1, [0], 0),
+        ]
+        for (what, start, mask, modelNodes, flags) in cases {
+            let k = try Self.kernelMbind(start, Self.page, nodes: mask, flags: flags)
+            print("LIVE mbind \(what): kernel \(k)")
+            #expect(k == EINVAL, "\(what)")
+            for w in WalkerKind.allCases {
+                #expect(Self.modelMbind(mirror.mm, start, Self.page, nodes: modelNodes, flags: flags, w) == k, "\(what), \(w)")
+            }
+        }
+        let k = try Self.kernelMigratePages(from: 1, to: 1 << UInt(missing))
+        print("LIVE migrate_pages {0} -> {\(missing)}: kernel \(k)")
+        #expect(k == -Int(getuid() == 0 ? EINVAL : EPERM))
+        if getuid() == 0 {
+            for w in WalkerKind.allCases {
+                #expect(throws: MempolicyError.self) { try Mempolicy.migratePages(mirror.mm, from: [0], to: [missing], walker: w) }
+            }
+        }
+    }
+
     /// Moves between nodes need two memory nodes.
     @Test func movesBetweenNodes() throws {
         let nodes = Self.memoryNodes()
