@@ -90,6 +90,19 @@ import LiveKernel
         }
     }
 
+    /// `pages` written anonymous pages in this process (fenced, so they
+    /// never merge) and their mirror; keep the fences alive with the
+    /// mapping.
+    static func writtenAnonymous(pages: Int) throws -> (FencedMappings, LiveMapping, Mirror) {
+        let f = try FencedMappings()
+        let m = try f.anonymous(pages * page)
+        f.touch(m, write: true)
+        let mirror = try Mirror()
+        try mirror.map(m)
+        try mirror.mm.fault(m.start, m.end, write: true)
+        return (f, m, mirror)
+    }
+
     func compare(_ mirror: Mirror, _ mappings: [LiveMapping], sourceLocation: SourceLocation = #_sourceLocation) throws {
         let problems = try LiveComparison.mismatches(mirror, mappings.map { $0.start..<$0.end })
         for p in problems { Issue.record(Comment(rawValue: p), sourceLocation: sourceLocation) }
@@ -121,12 +134,8 @@ import LiveKernel
     /// the policy set shows in numa_maps (`bind:0`) on both sides.
     @Test func strictAndMoveOnTheOnlyNode() throws {
         let nodes = Self.memoryNodes()
-        let f = try FencedMappings()
-        let m = try f.anonymous(16 * Self.page)
-        f.touch(m, write: true)
-        let mirror = try Mirror()
-        try mirror.map(m)
-        try mirror.mm.fault(m.start, m.end, write: true)
+        let (f, m, mirror) = try Self.writtenAnonymous(pages: 16)
+        defer { withExtendedLifetime(f) {} }
         for flags in [Self.mfStrict, Self.mfMove, Self.mfStrict | Self.mfMove] {
             let k = try Self.kernelMbind(m.start, m.size, nodes: 1, flags: flags)
             print("LIVE mbind bind:0 flags \(flags) on a \(nodes)-node host: kernel \(k)")
@@ -144,12 +153,8 @@ import LiveKernel
 
     /// migrate_pages(2) from node 0 to node 0: nothing to move, 0.
     @Test func migratePagesToTheSameNode() throws {
-        let f = try FencedMappings()
-        let m = try f.anonymous(8 * Self.page)
-        f.touch(m, write: true)
-        let mirror = try Mirror()
-        try mirror.map(m)
-        try mirror.mm.fault(m.start, m.end, write: true)
+        let (f, _, mirror) = try Self.writtenAnonymous(pages: 8)
+        defer { withExtendedLifetime(f) {} }
         let k = try Self.kernelMigratePages(from: 1, to: 1)
         print("LIVE migrate_pages {0} -> {0}: kernel \(k)")
         #expect(k == 0)
@@ -164,12 +169,8 @@ import LiveKernel
     /// host lacks (EINVAL for a CAP_SYS_NICE caller, EPERM otherwise).
     @Test func refusalsMatchTheKernel() throws {
         let nodes = Self.memoryNodes()
-        let f = try FencedMappings()
-        let m = try f.anonymous(4 * Self.page)
-        f.touch(m, write: true)
-        let mirror = try Mirror()
-        try mirror.map(m)
-        try mirror.mm.fault(m.start, m.end, write: true)
+        let (f, m, mirror) = try Self.writtenAnonymous(pages: 4)
+        defer { withExtendedLifetime(f) {} }
         let missing = nodes   // the first node the host lacks
         let cases: [(String, UInt64, UInt, [Int], Int)] = [
             ("node \(missing)", m.start, 1 << UInt(missing), [missing], Self.mfMove),
