@@ -148,3 +148,46 @@ extension ReferenceModel {
         }
     }
 }
+
+extension ReferenceModel {
+    /// `AddressSpace.migrateIsolatedFolio` for a hugetlb folio mapped at
+    /// `address` (`moveLockedHugetlbFolio`): a new hugetlb folio on
+    /// `target` takes every mapping of the old one in this process (and,
+    /// for anonymous memory, its fork family) with the same bits, and its
+    /// page-cache slot; the old one goes. Returns false, changing nothing,
+    /// where the model does not move: no hugetlb folio's head at
+    /// `address`, PTE-level entries, or a mapping outside those processes.
+    @discardableResult
+    public func migrateHugetlb(pid: Int, at address: UInt64, toNode target: Int) throws(ModelError) -> Bool {
+        guard (0..<nodeCount).contains(target) else {
+            throw .invalidArgument(name: "node", reason: "node \(target) does not exist (\(nodeCount) nodes)")
+        }
+        let p = try alive(pid)
+        defer { collect() }
+        guard let vma = p.vma(containing: address), vma.isHugetlb,
+              case .present(let head)? = p.pages[address], head.level != .pte,
+              case .folio(let f, 0) = head.target, let old = folios[f], old.isHugetlb else { return false }
+        let spaces = old.isAnon ? familyMembers(p) : [p]
+        let mapping = spaces.filter {
+            if case .present(let q)? = $0.pages[address], case .folio(f, 0) = q.target { return true }
+            return false
+        }
+        guard mapping.count == old.entireMaps else { return false }
+        let nf = newFolio(order: old.order, node: target, flags: old.flags)
+        folios[nf]!.exclusive[0] = old.exclusive[0]
+        for mm in mapping {
+            for k in 0..<(1 << old.order) {
+                let a = address + UInt64(k) << Geometry.pageShift
+                guard case .present(var q)? = mm.pages[a], case .folio(f, let i) = q.target else { continue }
+                q.target = .folio(nf, page: i)
+                set(mm, a, .present(q))
+            }
+        }
+        if let file = vma.file, file.cache[vma.pageIndex(address)] == f {
+            file.cache[vma.pageIndex(address)] = nf
+            folios[f]!.cacheRefs -= 1
+            folios[nf]!.cacheRefs += 1
+        }
+        return true
+    }
+}

@@ -12,13 +12,7 @@ extension AddressSpace {
         try checkAlive()
         try withMmapReadLock { (_) throws(ModelError) in
             try forEachLockedFolio(try migratableFolios(start, end)) { (folio, address) throws(ModelError) in
-                let target = try memory.allocateFolio(order: folio.order, node: node,
-                                                      flags: folio.flags.subtracting([.locked, .anonExclusive]), refcount: 0)
-                for k in 0..<folio.pageCount where folio.pageFlags(k).contains(.anonExclusive) {
-                    target.setPageFlags(k, .anonExclusive, true)
-                }
-                try installMigrationEntries(folio, at: address)
-                try removeMigrationEntries(folio, at: address, onto: target)
+                try moveLockedFolio(folio, at: address, toNode: node, flags: folio.flags)
             }
         }
     }
