@@ -27,11 +27,11 @@ import PageWalk
         return mm
     }
 
-    func dump(_ mm: AddressSpace) throws -> [String] {
+    func dump(_ mm: AddressSpace, markers: [KernelAddressMarker] = markers) throws -> [String] {
         var texts: [String] = []
         for walker in PTDump.Walker.allCases {
             var w = ProcWriter(ByteCollector(), capacity: 4096)
-            try PTDump.write(mm: mm, markers: Self.markers, walker: walker, to: &w)
+            try PTDump.write(mm: mm, markers: markers, walker: walker, to: &w)
             texts.append(w.finish().text)
         }
         #expect(texts[0] == texts[1])
@@ -60,6 +60,38 @@ import PageWalk
             _ = try KernelPageAttr.setMemory(mm, Self.base, pages: (1 << 30) / 4096, .readWrite(mm.geometry.layout),
                                              walker: walker)
             #expect(try dump(mm) == before)
+        }
+    }
+
+    /// arm64's `pageattr_ops` (USERS.md row 30) on the layout of
+    /// `PTDumpTests.arm64Small`: the 1G block and the W+X page made
+    /// read-only show `ro` in the dump, and nothing else moves.
+    @Test func arm64ReadOnlyShowsInTheDump() throws {
+        let base: UInt64 = 0xffff_0000_0000_0000
+        let markers = [KernelAddressMarker("Linear Mapping start", base),
+                       KernelAddressMarker("Linear Mapping end", base + 0x1_0000_0000)]
+        func space() throws -> AddressSpace {
+            let (mm, b) = try PTDumpTests().kernelSpace(.arm64)
+            try b.map(base, size: 1 << 30, pfn: 0x40000, level: .pud, .kernel)
+            try b.map(base + 0x4000_0000, size: 2 << 20, pfn: 0x80000, level: .pmd, .kernelRO)
+            try b.map(base + 0x4020_0000, size: 64 << 10, pfn: 0x90000, level: .pte, contiguous: true, .kernelROX)
+            try b.map(base + 0x4021_0000, size: 4096, pfn: 0x90010, level: .pte, PTDumpTests.wx)
+            return mm
+        }
+        let before = try dump(space(), markers: markers)
+        let pudLine = "0xffff000000000000-0xffff000040000000           1G PUD       RW NX SHD AF        BLK UXN    MEM/NORMAL"
+        let wxLine = "0xffff000040210000-0xffff000040211000           4K PTE       RW x  SHD AF            UXN    MEM/NORMAL"
+        for walker in WalkerKind.allCases {
+            let mm = try space()
+            let ro = PageAttrMasks.readOnly(mm.geometry.layout)
+            _ = try KernelPageAttr.arm64ChangeMemory(mm, base, size: 1 << 30, ro, walker: walker)
+            _ = try KernelPageAttr.arm64ChangeMemory(mm, base + 0x4021_0000, size: 4096, ro, walker: walker)
+            var expected = before
+            expected[try #require(expected.firstIndex(of: pudLine))] =
+                "0xffff000000000000-0xffff000040000000           1G PUD       ro NX SHD AF        BLK UXN    MEM/NORMAL"
+            expected[try #require(expected.firstIndex(of: wxLine))] =
+                "0xffff000040210000-0xffff000040211000           4K PTE       ro x  SHD AF            UXN    MEM/NORMAL"
+            #expect(try dump(mm, markers: markers) == expected)
         }
     }
 }
