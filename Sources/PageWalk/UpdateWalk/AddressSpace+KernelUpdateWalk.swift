@@ -44,3 +44,17 @@ extension UpdateEntry {
         try rewrite("rewriteBits") { w in isPresent(w) ? (w & ~clear) | set : nil }
     }
 }
+
+extension UpdateEntry {
+    /// The slot of the one entry word of a kernel update walk's entry (the
+    /// PTE, or the block leaf), for arm64's splits, which rebuild tables
+    /// rather than rewrite bits; nil for an entry with no word.
+    package func kernelSlot() throws(PageWalkError) -> EntrySlot? {
+        try checkHeld()
+        switch target {
+        case .ptes(let table, let first, _): return EntrySlot(table, first, .pte)
+        case .leaf(let slot): return slot
+        case .noTable, .outside, .hugetlb: return nil
+        }
+    }
+}
