@@ -2,6 +2,7 @@ import Testing
 import MemoryModel
 @testable import PageWalk
 import TestKit
+import ReferenceModel
 
 /// DAMOS's migrate walk (`damos_va_migrate()`, mm/damon/vaddr.c) on both
 /// walkers, on a machine with two NUMA nodes: the bytes migrated, and the
@@ -143,6 +144,32 @@ import TestKit
         #expect(throws: DAMONMigrateError.noSuchNode(2)) { try migrate(mm, anon..<anon + page, to: .targetNode(2), walker: .range) }
         #expect(throws: DAMONMigrateError.weightsMismatch(nodes: 2, weights: 1)) {
             try migrate(mm, anon..<anon + page, to: DAMOSMigrateDests(nodes: [0, 1], weights: [1]), walker: .callback)
+        }
+    }
+
+    /// With no filters, every folio of a region moves: what the
+    /// ReferenceModel's `migrate` of the same range gives (nodes, mapcounts,
+    /// references, flags of every page).
+    @Test func theReferenceModelAgreesOnTheNodes() throws {
+        for w in WalkerKind.allCases {
+            let o = AddressSpaceOptions(softDirty: true, pid: 1)
+            let mm = try AddressSpace(geometry: .x86_64, memory: PhysicalMemory(budgetBytes: 256 << 20, nodes: 2), options: o)
+            let model = ReferenceModel(geometry: .x86_64, options: o, nodes: 2)
+            model.addProcess(pid: 1)
+            try mm.mmap(start: anon, end: anon + 16 * page, access: [.read, .write])
+            try model.mmap(pid: 1, start: anon, end: anon + 16 * page, access: [.read, .write])
+            try mm.fault(anon, anon + 16 * page, write: true)
+            try model.fault(pid: 1, anon, anon + 16 * page, write: true)
+            try mm.mmap(start: thp, end: thp + mb2, access: [.read, .write])
+            try model.mmap(pid: 1, start: thp, end: thp + mb2, access: [.read, .write])
+            try mm.populateTHP(thp, thp + mb2)
+            try model.populateTHP(pid: 1, thp, thp + mb2)
+            #expect(try migrate(mm, anon..<anon + 8 * page, walker: w) == 8 * page)
+            try model.migrate(pid: 1, anon, anon + 8 * page, toNode: 1)
+            #expect(try migrate(mm, thp..<thp + mb2, walker: w) == mb2)
+            try model.migrate(pid: 1, thp, thp + mb2, toNode: 1)
+            let mismatches = ReferenceChecker.check([mm], against: model)
+            #expect(mismatches.isEmpty, "\(mismatches)")
         }
     }
 }
