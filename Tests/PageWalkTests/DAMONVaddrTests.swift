@@ -12,9 +12,10 @@ import ReferenceModel
     let anon = mb2, thp = 4 * mb2, mthp = 8 * mb2
 
     /// 16 written 4K pages at `anon`; a written PMD THP at `thp`; at
-    /// `mthp` one 64K (order 4) folio followed by 16 written 4K pages.
-    func space() throws -> AddressSpace {
-        let mm = try makeSpace()
+    /// `mthp` one 64K (order 4) folio followed by 16 written 4K pages; on
+    /// node 0 of `nodes`.
+    func space(nodes: Int = 1) throws -> AddressSpace {
+        let mm = try AddressSpace(geometry: .x86_64, memory: PhysicalMemory(budgetBytes: 512 << 20, nodes: nodes))
         try mm.mmap(start: anon, end: anon + 16 * page, access: [.read, .write])
         try mm.fault(anon, anon + 16 * page, write: true)
         try mm.mmap(start: thp, end: thp + mb2, access: [.read, .write])
@@ -51,17 +52,7 @@ import ReferenceModel
     /// when results or states differ; returns the range walker's.
     func twin<R: Equatable>(sourceLocation: SourceLocation = #_sourceLocation, _ prepare: (AddressSpace) throws -> Void = { _ in },
                             _ op: (AddressSpace, WalkerKind) throws -> R) throws -> (AddressSpace, R) {
-        var out: [(AddressSpace, R, [String])] = []
-        for w in [WalkerKind.callback, .range] {
-            let mm = try space()
-            try prepare(mm)
-            let r = try op(mm, w)
-            out.append((mm, r, state(mm)))
-        }
-        #expect(out[0].1 == out[1].1, "walkers disagree: \(out[0].1) vs \(out[1].1)", sourceLocation: sourceLocation)
-        #expect(out[0].2 == out[1].2, "\(endStateDifferences(out[0].2, out[1].2).joined(separator: "\n"))",
-                sourceLocation: sourceLocation)
-        return (out[1].0, out[1].1)
+        try walkerTwins({ try space() }, state: state, sourceLocation: sourceLocation, prepare, op)
     }
 
     @Test func mkoldMakesThePTEOldAndTheFolioIdle() throws {

@@ -19,37 +19,44 @@ extension AddressSpace {
     /// (`folio_isolate_lru()`, with its reference), its first page mapped
     /// at `address`: the kernel's rule for a move to `node` (a new folio
     /// allocated there, every mapping pointed at it through migration
-    /// entries, the new folio put on the LRU, the old one freed). A folio
-    /// that is no longer mapped, or is in the swap cache, is put back on
-    /// the LRU instead. A hugetlb folio (isolated by
-    /// `folio_isolate_hugetlb()`, with a reference) moves as
-    /// `unmap_and_move_huge_page()` moves it, see `moveLockedHugetlbFolio`.
-    /// Returns whether it moved; either way the isolation
-    /// reference is gone. Caller holds no table lock.
+    /// entries, the new folio put on the LRU, the old one freed). A hugetlb
+    /// folio (isolated by `folio_isolate_hugetlb()`, with a reference)
+    /// moves as `unmap_and_move_huge_page()` moves it, see
+    /// `moveLockedHugetlbFolio`. A folio the model cannot move is put back
+    /// on the LRU (`putback_movable_pages()`): one no longer mapped, in the
+    /// swap cache, KSM or device memory, or a file folio that is large or
+    /// mapped more than once (the model's rmap moves the mappings of the
+    /// fork family at one address only). Returns whether it moved; either way the isolation
+    /// reference is gone. Takes the mmap read lock; the caller holds no
+    /// lock of this address space.
     package func migrateIsolatedFolio(_ folio: Folio, at address: UInt64, toNode node: Int) throws(ModelError) -> Bool {
         guard (0..<memory.nodeCount).contains(node) else {
             throw .invalidArgument(name: "node", reason: "node \(node) does not exist (\(memory.nodeCount) nodes)")
         }
-        folio.lock()
-        if folio.test(.hugetlb) {
-            defer { folio.unlock(); memory.put(folio) }   // and the isolation reference
-            return try moveLockedHugetlbFolio(folio, at: address, toNode: node)
-        }
-        guard folio.isMapped, !folio.test(.swapCache) else {
+        try checkAlive()
+        return try withMmapReadLock { (_) throws(ModelError) -> Bool in
+            folio.lock()
+            if folio.test(.hugetlb) {
+                defer { folio.unlock(); memory.put(folio) }   // and the isolation reference
+                return try moveLockedHugetlbFolio(folio, at: address, toNode: node)
+            }
+            guard folio.isMapped, !folio.test(.swapCache), !folio.isKSM, !folio.test(.zoneDevice),
+                  folio.isAnon || (!folio.isLarge && folio.mapcount == 1) else {
+                folio.unlock()
+                putBackOnLRU(folio)
+                return false
+            }
+            do throws(ModelError) {
+                try moveLockedFolio(folio, at: address, toNode: node, flags: folio.flags.union(.lru))
+            } catch {
+                folio.unlock()
+                putBackOnLRU(folio)
+                throw error
+            }
             folio.unlock()
-            putBackOnLRU(folio)
-            return false
+            memory.put(folio)   // the isolation reference
+            return true
         }
-        do throws(ModelError) {
-            try moveLockedFolio(folio, at: address, toNode: node, flags: folio.flags.union(.lru))
-        } catch {
-            folio.unlock()
-            putBackOnLRU(folio)
-            throw error
-        }
-        folio.unlock()
-        memory.put(folio)   // the isolation reference
-        return true
     }
 
     /// A hugetlb folio's move, under its lock: a new hugetlb folio of the

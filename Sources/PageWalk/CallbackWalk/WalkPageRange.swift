@@ -184,10 +184,25 @@ public func walkPageMapping<Private>(_ memory: PhysicalMemory, _ file: FileObjec
 public func walkKernelPageTableRange<Private>(_ initMM: AddressSpace, _ start: UInt64, _ end: UInt64,
                                               ops: MMWalkOps<Private>, root: TableID? = nil,
                                               private data: inout Private) throws(PageWalkError) -> Int32 {
+    try kernelTableWalk(initMM, start, end, ops: ops, root: root, lockless: false, &data)
+}
+
+/// Models `walk_kernel_page_table_range_lockless()`: as
+/// `walkKernelPageTableRange`, but takes and asserts no lock; the caller
+/// owns the range (arm64's `set_memory_*()` and its boot-time split of the
+/// linear map).
+public func walkKernelPageTableRangeLockless<Private>(_ initMM: AddressSpace, _ start: UInt64, _ end: UInt64,
+                                                      ops: MMWalkOps<Private>, root: TableID? = nil,
+                                                      private data: inout Private) throws(PageWalkError) -> Int32 {
+    try kernelTableWalk(initMM, start, end, ops: ops, root: root, lockless: true, &data)
+}
+
+func kernelTableWalk<Private>(_ initMM: AddressSpace, _ start: UInt64, _ end: UInt64, ops: MMWalkOps<Private>,
+                              root: TableID?, lockless: Bool, _ data: inout Private) throws(PageWalkError) -> Int32 {
     guard ops.isValidForPublicWalk else { throw .installNotPermitted }
     guard initMM.isKernel else { throw .wrongAddressSpace("\(initMM) is not a kernel address space") }
     try checkWalk(initMM, start, end, tablesOnly: true)
-    try assertWalkLock(initMM, .read)
+    if !lockless { try assertWalkLock(initMM, .read) }
     var walk = MMWalk(mm: initMM, privateData: data, noVMA: true, root: root)
     let walker = PageTableWalker(ClosureWalkHandlers(ops), mm: initMM)
     let err = withLocklessRead(initMM) { walker.walkPGDRange(start, end, &walk) }

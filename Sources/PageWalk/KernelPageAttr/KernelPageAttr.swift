@@ -41,6 +41,9 @@ public enum KernelPageAttr {
     /// What a walk does to the entries it meets.
     enum Operation: Equatable {
         case masks(PageAttrMasks, Flavor)
+        /// arm64's `pageattr_ops`: PUD and PMD block leaves, which the
+        /// range must cover whole, and PTEs.
+        case arm64Masks(PageAttrMasks)
         case setNoCache(UInt64)
         case clearNoCache(UInt64)
     }
@@ -56,6 +59,31 @@ public enum KernelPageAttr {
         let end = start &+ pages &* Geometry.pageSize
         var result = try run(.masks(masks, flavor), initMM, start, end, walker)
         result.tlbFlushes.append(start..<end)
+        return result
+    }
+
+    /// Models arm64's `__change_memory_common(start, size, set_mask,
+    /// clear_mask)` (arch/arm64/mm/pageattr.c), under `set_memory_*()` and
+    /// `set_memory_valid()`: `update_range_prot()` walks `[start, start +
+    /// size)` with `walk_kernel_page_table_range_lockless()` and
+    /// `pageattr_ops`, rewriting each PUD and PMD block leaf whole (then
+    /// `ACTION_CONTINUE`) and each PTE, clear mask first; then the kernel
+    /// TLB is flushed over the range. A block leaf the range covers only in
+    /// part ends the walk with `.partialBlock` (the kernel WARNs and returns
+    /// -EINVAL; its callers split such leaves first with
+    /// `split_kernel_leaf_mapping()`, which is not modelled). The
+    /// `find_vm_area()` checks of `change_memory_common()` and the linear
+    /// alias update under `rodata_full` are not modelled: the model's kernel
+    /// tables have no vmalloc areas. Only present words are rewritten, as
+    /// for the other flavours; the model has no present-invalid encoding,
+    /// so the flush is never skipped.
+    public static func arm64ChangeMemory(_ initMM: AddressSpace, _ start: UInt64, size: UInt64, _ masks: PageAttrMasks,
+                                         walker: WalkerKind = .range) throws(KernelPageAttrError) -> KernelPageAttrResult {
+        let arch = initMM.geometry.layout.architecture
+        guard arch == .arm64 else { throw .notArm64(arch) }
+        guard size > 0 else { return KernelPageAttrResult() }
+        var result = try run(.arm64Masks(masks), initMM, start, start &+ size, walker)
+        result.tlbFlushes.append(start..<start &+ size)
         return result
     }
 
@@ -82,14 +110,25 @@ public enum KernelPageAttr {
 
     static func run(_ operation: Operation, _ mm: AddressSpace, _ start: UInt64, _ end: UInt64,
                     _ walker: WalkerKind) throws(KernelPageAttrError) -> KernelPageAttrResult {
+        let result: KernelPageAttrResult
         do throws(PageWalkError) {
             switch walker {
-            case .range: return try rangeWalk(operation, mm, start, end)
-            case .callback: return try callbackWalk(operation, mm, start, end)
+            case .range: result = try rangeWalk(operation, mm, start, end)
+            case .callback: result = try callbackWalk(operation, mm, start, end)
             }
         } catch {
             throw .walk(error)
         }
+        if let at = result.partialBlockAt { throw .partialBlock(address: at) }
+        return result
+    }
+
+    /// arm64's handlers refuse a block leaf at `level` that `[addr, next)`
+    /// does not cover whole (`WARN_ON_ONCE((next - addr) != PMD_SIZE)`).
+    static func refusesPartial(_ operation: Operation, _ mm: AddressSpace, level: PageTableLevel,
+                               _ addr: UInt64, _ next: UInt64) -> Bool {
+        guard case .arm64Masks = operation, level != .pte else { return false }
+        return next &- addr != mm.geometry.entrySize(level)
     }
 
     // MARK: Shared rules
@@ -99,6 +138,7 @@ public enum KernelPageAttr {
     /// never by OpenRISC, which has only a `pte_entry`.
     static func rewrites(_ operation: Operation, level: PageTableLevel) -> Bool {
         if level == .pte { return true }
+        if case .arm64Masks = operation { return level == .pud || level == .pmd }
         guard case .masks(_, let flavor) = operation else { return false }
         return level != .pgd || flavor == .loongarch
     }
@@ -106,7 +146,7 @@ public enum KernelPageAttr {
     /// The new value of a present word.
     static func rewritten(_ operation: Operation, _ word: UInt64) -> UInt64 {
         switch operation {
-        case .masks(let m, _): return m.apply(word)
+        case .masks(let m, _), .arm64Masks(let m): return m.apply(word)
         case .setNoCache(let bit): return word | bit
         case .clearNoCache(let bit): return word & ~bit
         }
@@ -116,7 +156,7 @@ public enum KernelPageAttr {
     /// mapping `pfn`.
     static func pageFlushes(_ operation: Operation, _ address: UInt64, pfn: UInt64, _ result: inout KernelPageAttrResult) {
         switch operation {
-        case .masks:
+        case .masks, .arm64Masks:
             return
         case .setNoCache:
             result.tlbFlushes.append(address..<address + Geometry.pageSize)

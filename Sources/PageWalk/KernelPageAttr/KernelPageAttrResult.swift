@@ -14,5 +14,9 @@ public struct KernelPageAttrResult: Equatable, Sendable {
     /// (OpenRISC `local_dcache_range_flush()` when making pages uncached).
     public var dcacheFlushes: [Range<UInt64>] = []
 
+    /// Where arm64's handlers met a block leaf the range covers in part
+    /// (the walk stopped there).
+    var partialBlockAt: UInt64?
+
     public init() {}
 }
