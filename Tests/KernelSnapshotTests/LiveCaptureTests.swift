@@ -47,6 +47,7 @@ struct LiveCaptureTests {
     @Test func selfCaptureRoundTrips() throws {
         let live = LiveMappings()
         defer { live.tearDown() }
+        if let why = try HostFacts.pinTHPBaselineIfPossible(live) { try Test.cancel(Comment(rawValue: why)) }
         let anon = try live.anonymous(size: 1 << 20)
         live.touch(anon, write: true)
 
@@ -116,6 +117,7 @@ struct LiveCaptureTests {
     @Test func partiallyMappedTHPIsRecordedWhole() throws {
         let live = LiveMappings()
         defer { live.tearDown() }
+        if let why = try HostFacts.pinTHPBaselineIfPossible(live) { try Test.cancel(Comment(rawValue: why)) }
         let thp = try live.anonymousPMDAligned(size: LiveMappings.pmdSize)
         do { try live.madvise(thp, .hugePage) } catch { return print("THP madvise unavailable: \(error)") }
         live.touch(thp, write: true)

@@ -105,6 +105,22 @@ extension HostFacts {
             && thp.anonOrders.allSatisfy { order, mode in order == 9 ? mode == .inherit : mode == .never }
     }
 
+    /// Pins the baseline through `live` when root (restored at its
+    /// tear-down); nil when the host is at the baseline afterwards, or why
+    /// not: the knobs cannot be set here, or differ and changing them needs
+    /// root. A live test that assumes the baseline cancels with that reason.
+    public static func pinTHPBaselineIfPossible(_ live: LiveMappings) throws -> String? {
+        guard getuid() == 0 else {
+            return current().hasTHPBaseline ? nil
+                : "THP knobs differ from the baseline and changing them needs root: \(current().summary)"
+        }
+        do { try pinTHPBaseline(live) } catch let e as LiveMappingError {
+            guard case .unavailable = e else { throw e }
+            return "THP knobs cannot be pinned to the baseline on this host: \(e)"
+        }
+        return nil
+    }
+
     /// Sets the baseline through `live`, which restores every knob it
     /// changed at tear-down.
     public static func pinTHPBaseline(_ live: LiveMappings) throws {

@@ -20,16 +20,7 @@ final class FencedMappings {
     /// restored at tear-down). Without root the host must already be at the
     /// baseline, or the calling test is cancelled, saying which knob differs.
     init() throws {
-        if getuid() == 0 {
-            // A kernel without THP (or without a knob) cannot be pinned; what
-            // was set is restored when `live` goes.
-            do { try HostFacts.pinTHPBaseline(live) } catch let e as LiveMappingError {
-                guard case .unavailable = e else { throw e }
-                try Test.cancel("THP knobs cannot be pinned to the baseline on this host: \(e)")
-            }
-        } else if !HostFacts.current().hasTHPBaseline {
-            try Test.cancel("THP knobs differ from the baseline and changing them needs root: \(HostFacts.current().summary)")
-        }
+        if let why = try HostFacts.pinTHPBaselineIfPossible(live) { try Test.cancel(Comment(rawValue: why)) }
     }
 
     deinit {
